@@ -1,0 +1,68 @@
+"""Exceptions that fedlearn raises, and the gRPC status each one maps to.
+
+Library code raises these; only the CLI turns them into exit codes, and only the transport layer turns
+them into gRPC status codes (see ``fedlearn.transport.errors``). Each message names the problem and,
+where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+
+class FedlearnError(Exception):
+    """Base class. ``grpc_code`` names the ``grpc.StatusCode`` member a servicer answers with."""
+
+    grpc_code = "INTERNAL"
+
+
+class ConfigError(FedlearnError):
+    """A config or job file is wrong: names the file, the key and what was expected."""
+
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class DataError(FedlearnError):
+    """A data file is wrong: a missing column, a non-numeric value, a duplicate ID, a bad label."""
+
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class InvalidPeerData(FedlearnError):
+    """What the peer sent is malformed: a ciphertext out of range, a wrong length, a small key."""
+
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class PolicyViolation(FedlearnError):
+    """The request breaks the serving party's policy (key size, batch size, epochs, partners)."""
+
+    grpc_code = "PERMISSION_DENIED"
+
+
+class SessionError(FedlearnError):
+    """Unknown or expired session, or a protocol step out of order."""
+
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class NotFound(FedlearnError):
+    """An unknown model id or dataset name."""
+
+    grpc_code = "NOT_FOUND"
+
+
+class AlreadyExists(FedlearnError):
+    """A model id that is already taken."""
+
+    grpc_code = "ALREADY_EXISTS"
+
+
+class EncodingOverflow(FedlearnError):
+    """A fixed-point value does not fit the range its encoding allows; never decoded silently wrong."""
+
+    grpc_code = "INTERNAL"
+
+
+class PeerUnavailable(FedlearnError):
+    """The peer node cannot be reached (down, wrong address, or TLS refused)."""
+
+    grpc_code = "UNAVAILABLE"
