@@ -1,0 +1,48 @@
+# fedlearn: the two commands are `make demo` and `make test`; both set everything up first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= demo
+DEMO_ROWS ?= 50000
+
+.PHONY: demo test test-fast test-full lint typecheck protos bench bench-crypto bench-psi clean setup
+
+setup: $(STAMP)
+
+# (Re)install only when the project's own install files change: a no-op in seconds otherwise.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m fedlearn.demo --dir $(DEMO_DIR) --rows $(DEMO_ROWS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not fullsize"
+
+test-full: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check fedlearn party_a party_b tests bench protos/generate.py
+	$(VENV)/bin/mypy fedlearn party_a party_b
+
+typecheck: lint
+
+protos: $(STAMP)
+	$(PY) protos/generate.py
+
+bench: $(STAMP)
+	$(PY) -m bench.run_all
+
+bench-crypto: $(STAMP)
+	$(PY) bench/crypto.py
+
+bench-psi: $(STAMP)
+	$(PY) bench/psi.py
+
+clean:
+	rm -rf $(DEMO_DIR) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
