@@ -1,0 +1,451 @@
+"""Each party's own preprocessing: fitted on its training rows, saved in its model shard.
+
+A party turns its raw feature columns into a float matrix with :class:`Preprocessor` and then
+into the short signed integers the encrypted math multiplies ciphertexts by
+(:meth:`Preprocessor.quantize`, DESIGN.md section 4). Nothing here crosses to the other party;
+each side fits and keeps its own.
+
+Output columns, in this order: for each numeric column (in the order given) its value, then its
+missing-value indicator if it has one; then, for each categorical column, its one-hot block.
+
+Numeric columns
+    Missing values are imputed with the training median. A missing-value indicator column
+    (``"<col>=<missing>"``, 1 where the raw value was missing) is added **only for columns that
+    had missing values in the training rows**: a column that was always present gets no indicator
+    (it would be a column of zeros the model could learn nothing from), and a missing value in such
+    a column at transform time is still imputed with the median. Statistics are taken over the
+    imputed training column (as ``SimpleImputer(strategy="median")`` then ``StandardScaler``).
+
+    ``binning="none"``: standardised with the training mean and (population) standard deviation,
+    then clipped to ``[-clip, clip]``. A constant training column becomes a column of zeros. This
+    is a *dense* column: quantised to ``round(x * scale)`` with
+    ``scale = (2**(feature_bits-1) - 1) / clip``.
+
+    ``binning="quantile"``: cut at the training quantiles into at most ``bins`` bins (cut points are
+    training values, so no bin is empty in training; a constant column gets a single bin), one-hot
+    encoded as ``"<col>:bin<k>[lo,hi)"``. Values equal to a cut point go to the upper bin.
+
+Categorical columns
+    Values are compared as ``str(value)``. Missing values (None, NaN) form their own category,
+    ``"<col>=<missing>"``. Categories whose share of training rows is below
+    ``rare_min_fraction``, and all but the ``max_categories`` most frequent ones (ties broken by
+    name), fold into ``"<col>=<other>"``, as do categories first seen at transform time. Every
+    categorical column has an ``<other>`` column, so the output width never depends on what a
+    later batch contains.
+
+One-hot, bin and indicator columns are *binary*: exactly 0 or 1, quantised with scale 1, so the
+encrypted math can select ciphertexts instead of exponentiating (DESIGN.md section 4).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedlearn.errors import ConfigError, DataError, EncodingOverflow
+
+FORMAT = "fedlearn.preprocessor/1"
+MISSING_LABEL = "<missing>"
+OTHER_LABEL = "<other>"
+BINNING_MODES = ("none", "quantile")
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a party preprocesses its columns. Validated on construction (raises ConfigError)."""
+
+    clip: float = 4.0  # standardised values clipped to [-clip, clip]
+    rare_min_fraction: float = 0.01  # categories rarer than this in training rows fold into <other>
+    max_categories: int = 50  # keep at most this many (most frequent) categories per column
+    binning: str = "none"  # "none" | "quantile": numeric columns -> quantile bins, one-hot
+    bins: int = 10
+    feature_bits: int = 8  # signed fixed-point width of dense columns for the encrypted math
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not _is_real(self.clip) or not (0 < self.clip < math.inf):
+            problems.append(f"clip must be a positive finite number, got {self.clip!r}")
+        if not _is_real(self.rare_min_fraction) or not (0 <= self.rare_min_fraction < 1):
+            problems.append(f"rare_min_fraction must be in [0, 1), got {self.rare_min_fraction!r}")
+        if not _is_int(self.max_categories) or self.max_categories < 1:
+            problems.append(f"max_categories must be an integer >= 1, got {self.max_categories!r}")
+        if self.binning not in BINNING_MODES:
+            problems.append(f"binning must be one of {BINNING_MODES}, got {self.binning!r}")
+        if not _is_int(self.bins) or self.bins < 2:
+            problems.append(f"bins must be an integer >= 2, got {self.bins!r}")
+        if not _is_int(self.feature_bits) or not (2 <= self.feature_bits <= 32):
+            problems.append(
+                f"feature_bits must be an integer in [2, 32], got {self.feature_bits!r}"
+            )
+        if problems:
+            raise ConfigError("preprocess config: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PreprocessConfig:
+        """Build from a job file's ``[preprocess]`` table; ConfigError names unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(
+                f"preprocess config: unknown key(s) {unknown}; allowed keys are {sorted(known)}"
+            )
+        return cls(**dict(d))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def dense_scale(self) -> float:
+        """Fixed-point scale of a dense column: [-clip, clip] maps onto the signed integer range."""
+        return float((2 ** (self.feature_bits - 1) - 1) / self.clip)
+
+
+DEFAULT_CONFIG = PreprocessConfig()
+
+
+@dataclass(frozen=True)
+class _NumericState:
+    name: str
+    median: float
+    indicator: bool  # the column had missing values in training: emit <col>=<missing>
+    mean: float
+    std: float  # 0.0 for a constant training column: the output is zeros
+    cuts: tuple[float, ...]  # binning="quantile" only: ascending cut points
+
+
+@dataclass(frozen=True)
+class _CategoricalState:
+    name: str
+    categories: tuple[str | None, ...]  # kept categories in output order; None is <missing>
+
+
+class Preprocessor:
+    """Fit on a party's training rows; transform any rows of the same columns.
+
+    Fitted attributes: ``output_names_`` (list of str, one per output column), ``binary_columns_``
+    (bool array: the column is exactly 0/1) and ``scales_`` (float array: the fixed-point scale of
+    each output column, 1.0 for binary columns).
+    """
+
+    def __init__(
+        self,
+        *,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        config: PreprocessConfig = DEFAULT_CONFIG,
+    ) -> None:
+        self.numeric = list(numeric)
+        self.categorical = list(categorical)
+        self.config = config
+        self._numeric_states: list[_NumericState] | None = None
+        self._categorical_states: list[_CategoricalState] | None = None
+
+    # ----------------------------------------------------------------------------------- fitting
+    def fit(self, frame: pd.DataFrame) -> Preprocessor:
+        """Learn medians, means, stds, bin cuts and categories from the training rows.
+
+        Raises ConfigError for a bad column list and DataError for missing columns, no rows,
+        non-numeric or infinite values in a numeric column.
+        """
+        self._check_columns_config()
+        _require_columns(frame, self.numeric + self.categorical)
+        if len(frame) == 0:
+            raise DataError("cannot fit preprocessing on 0 rows")
+        self._numeric_states = [
+            self._fit_numeric(name, _numeric_values(frame, name)) for name in self.numeric
+        ]
+        self._categorical_states = [
+            self._fit_categorical(name, frame[name]) for name in self.categorical
+        ]
+        names = self.output_names_
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise DataError(
+                f"output column names collide: {duplicates}; rename the raw columns or categories"
+            )
+        return self
+
+    def _check_columns_config(self) -> None:
+        if not isinstance(self.config, PreprocessConfig):
+            raise ConfigError(
+                f"config must be a PreprocessConfig, got {type(self.config).__name__}"
+            )
+        all_columns = self.numeric + self.categorical
+        if not all_columns:
+            raise ConfigError("no feature columns: give at least one numeric or categorical column")
+        repeated = sorted({c for c in all_columns if all_columns.count(c) > 1})
+        if repeated:
+            raise ConfigError(
+                f"column(s) {repeated} listed more than once across numeric and categorical"
+            )
+
+    def _fit_numeric(self, name: str, values: np.ndarray) -> _NumericState:
+        missing = np.isnan(values)
+        observed = values[~missing]
+        median = float(np.median(observed)) if observed.size else 0.0
+        imputed = np.where(missing, median, values)
+        constant = bool(imputed.max() == imputed.min())
+        cuts: tuple[float, ...] = ()
+        if self.config.binning == "quantile":
+            probs = np.linspace(0.0, 1.0, self.config.bins + 1)[1:-1]
+            candidates = np.unique(np.quantile(imputed, probs, method="lower"))
+            cuts = tuple(float(c) for c in candidates if c > imputed.min())
+        return _NumericState(
+            name=name,
+            median=median,
+            indicator=bool(missing.any()),
+            mean=float(imputed.mean()),
+            std=0.0 if constant else float(imputed.std()),
+            cuts=cuts,
+        )
+
+    def _fit_categorical(self, name: str, column: pd.Series) -> _CategoricalState:
+        text, missing = _category_text(column)
+        counts: dict[str | None, int] = {}
+        if (~missing).any():
+            for value, count in pd.Series(text[~missing]).value_counts(sort=False).items():
+                counts[str(value)] = int(count)
+        if missing.any():
+            counts[None] = int(missing.sum())
+        threshold = self.config.rare_min_fraction * len(column)
+        frequent = [value for value, count in counts.items() if count >= threshold]
+        frequent.sort(key=lambda v: (-counts[v], v is None, v or ""))
+        kept = tuple(frequent[: self.config.max_categories])
+        return _CategoricalState(name=name, categories=kept)
+
+    # -------------------------------------------------------------------------- fitted attributes
+    def _states(self) -> tuple[list[_NumericState], list[_CategoricalState]]:
+        if self._numeric_states is None or self._categorical_states is None:
+            raise RuntimeError("Preprocessor is not fitted: call fit() or load it with from_dict()")
+        return self._numeric_states, self._categorical_states
+
+    @property
+    def output_names_(self) -> list[str]:
+        names, _ = self._layout()
+        return names
+
+    @property
+    def binary_columns_(self) -> np.ndarray:
+        _, binary = self._layout()
+        return np.array(binary, dtype=bool)
+
+    @property
+    def scales_(self) -> np.ndarray:
+        return np.where(self.binary_columns_, 1.0, self.config.dense_scale)
+
+    def _layout(self) -> tuple[list[str], list[bool]]:
+        numeric_states, categorical_states = self._states()
+        names: list[str] = []
+        binary: list[bool] = []
+        for num in numeric_states:
+            if self.config.binning == "quantile":
+                edges = [-math.inf, *num.cuts, math.inf]
+                for k in range(len(num.cuts) + 1):
+                    names.append(f"{num.name}:bin{k}[{edges[k]:.6g},{edges[k + 1]:.6g})")
+                    binary.append(True)
+            else:
+                names.append(num.name)
+                binary.append(False)
+            if num.indicator:
+                names.append(f"{num.name}={MISSING_LABEL}")
+                binary.append(True)
+        for cat in categorical_states:
+            for value in (*cat.categories, OTHER_LABEL):
+                label = MISSING_LABEL if value is None else value
+                names.append(f"{cat.name}={label}")
+                binary.append(True)
+        return names, binary
+
+    # ------------------------------------------------------------------------------- transforming
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Float64 matrix of shape (rows, len(output_names_)); extra frame columns are ignored.
+
+        Raises DataError naming missing columns, or naming a numeric column with non-numeric or
+        infinite values.
+        """
+        numeric_states, categorical_states = self._states()
+        _require_columns(frame, self.numeric + self.categorical)
+        blocks: list[np.ndarray] = []
+        for num in numeric_states:
+            blocks.extend(self._transform_numeric(num, _numeric_values(frame, num.name)))
+        for cat in categorical_states:
+            blocks.append(_transform_categorical(cat, frame[cat.name]))
+        if not blocks:
+            return np.zeros((len(frame), 0))
+        return np.column_stack(blocks).astype(np.float64, copy=False)
+
+    def _transform_numeric(self, num: _NumericState, values: np.ndarray) -> list[np.ndarray]:
+        missing = np.isnan(values)
+        imputed = np.where(missing, num.median, values)
+        out: list[np.ndarray] = []
+        if self.config.binning == "quantile":
+            bin_index = np.searchsorted(np.asarray(num.cuts, dtype=float), imputed, side="right")
+            out.append(_one_hot(bin_index, len(num.cuts) + 1))
+        elif num.std == 0.0:
+            out.append(np.zeros_like(imputed))
+        else:
+            standardised = (imputed - num.mean) / num.std
+            out.append(np.clip(standardised, -self.config.clip, self.config.clip))
+        if num.indicator:
+            out.append(missing.astype(np.float64))
+        return out
+
+    def quantize(self, matrix: np.ndarray) -> np.ndarray:
+        """Fixed-point int64 matrix, same shape: dense ``round(x * scale_j)``, binary exactly 0/1.
+
+        ``quantize(X) / scales_`` is what the model uses; for dense columns it is within
+        ``0.5 / scale = clip / (2**(feature_bits-1) - 1) / 2`` of X. Raises DataError for a wrong
+        width, NaN or a binary column that is not 0/1, and EncodingOverflow for a dense value
+        outside ``[-clip, clip]`` (which ``transform`` never produces).
+        """
+        x = np.asarray(matrix, dtype=np.float64)
+        width = len(self.output_names_)
+        if x.ndim != 2 or x.shape[1] != width:
+            raise DataError(
+                f"matrix has shape {x.shape}, but the preprocessor produces {width} columns"
+            )
+        if np.isnan(x).any():
+            raise DataError("matrix has NaN values; quantize the output of transform()")
+        binary = self.binary_columns_
+        bad = binary & ~np.isin(x, (0.0, 1.0)).all(axis=0)
+        if bad.any():
+            names = [n for n, b in zip(self.output_names_, bad, strict=True) if b]
+            raise DataError(f"binary column(s) {names} hold values other than 0 and 1")
+        quantized = np.rint(x * self.scales_)
+        limit = 2 ** (self.config.feature_bits - 1) - 1
+        if np.abs(quantized).max(initial=0.0) > limit:
+            raise EncodingOverflow(
+                f"a dense value lies outside [-{self.config.clip}, {self.config.clip}] and "
+                f"does not fit {self.config.feature_bits} signed bits"
+            )
+        return quantized.astype(np.int64)
+
+    # ------------------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe fitted state; a JSON round trip through :meth:`from_dict` is exact."""
+        numeric_states, categorical_states = self._states()
+        return {
+            "format": FORMAT,
+            "config": self.config.to_dict(),
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "numeric_state": [
+                {
+                    "name": n.name,
+                    "median": n.median,
+                    "indicator": n.indicator,
+                    "mean": n.mean,
+                    "std": n.std,
+                    "cuts": list(n.cuts),
+                }
+                for n in numeric_states
+            ],
+            "categorical_state": [
+                {"name": c.name, "categories": list(c.categories)} for c in categorical_states
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Preprocessor:
+        """Load a fitted preprocessor saved by :meth:`to_dict`; DataError if it is malformed."""
+        if d.get("format") != FORMAT:
+            raise DataError(
+                f"preprocessor state has format {d.get('format')!r}, expected {FORMAT!r}"
+            )
+        try:
+            pre = cls(
+                numeric=[str(n) for n in d["numeric"]],
+                categorical=[str(c) for c in d["categorical"]],
+                config=PreprocessConfig.from_dict(d["config"]),
+            )
+            pre._numeric_states = [
+                _NumericState(
+                    name=str(s["name"]),
+                    median=float(s["median"]),
+                    indicator=bool(s["indicator"]),
+                    mean=float(s["mean"]),
+                    std=float(s["std"]),
+                    cuts=tuple(float(c) for c in s["cuts"]),
+                )
+                for s in d["numeric_state"]
+            ]
+            pre._categorical_states = [
+                _CategoricalState(
+                    name=str(s["name"]),
+                    categories=tuple(None if c is None else str(c) for c in s["categories"]),
+                )
+                for s in d["categorical_state"]
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"preprocessor state is malformed: {exc!r}") from exc
+        if [s.name for s in pre._numeric_states] != pre.numeric or [
+            s.name for s in pre._categorical_states
+        ] != pre.categorical:
+            raise DataError("preprocessor state is malformed: column states do not match columns")
+        return pre
+
+
+# ------------------------------------------------------------------------------------- helpers
+def _require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise DataError(f"input is missing column(s) {absent}")
+
+
+def _numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """The column as float64 with NaN for missing; DataError on text or infinite values."""
+    column = frame[name]
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        coerced = pd.to_numeric(column, errors="coerce")
+        bad = (coerced.isna() & column.notna()).to_numpy()
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"column {name!r} has {int(bad.sum())} non-numeric values, "
+                f"first at row {first} ({column.iloc[first]!r})"
+            )
+        values = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():
+        first = int(np.flatnonzero(infinite)[0])
+        raise DataError(
+            f"column {name!r} has {int(infinite.sum())} infinite values, first at row {first}"
+        )
+    return values
+
+
+def _category_text(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(str(value) per row as an object array, missing mask); missing rows hold ''."""
+    missing = column.isna().to_numpy()
+    text = column.astype(object).where(~missing, "").astype(str).to_numpy(dtype=object)
+    return text, missing
+
+
+def _transform_categorical(cat: _CategoricalState, column: pd.Series) -> np.ndarray:
+    text, missing = _category_text(column)
+    other = len(cat.categories)
+    index = {value: i for i, value in enumerate(cat.categories) if value is not None}
+    codes = pd.Series(text).map(index).fillna(other).to_numpy(dtype=np.int64, copy=True)
+    codes[missing] = cat.categories.index(None) if None in cat.categories else other
+    return _one_hot(codes, other + 1)
+
+
+def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
+    out = np.zeros((codes.shape[0], width), dtype=np.float64)
+    out[np.arange(codes.shape[0]), codes] = 1.0
+    return out
