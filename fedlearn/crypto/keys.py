@@ -1,0 +1,92 @@
+"""Paillier key pairs, their wire form, and the fingerprint a session is bound to.
+
+Keys are ``phe``'s own classes (g = n + 1), so a ciphertext made by this engine decrypts with
+``phe`` and the reverse. A public key travels as its modulus n, big-endian; what a peer sends is
+checked before use (:func:`public_key_from_bytes`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import gmpy2
+from phe import paillier
+
+from fedlearn.errors import InvalidPeerData
+
+#: Product of the odd primes below 1000: a modulus sharing a factor with it is not an RSA modulus.
+_SMALL_PRIMES_PRODUCT = 1
+for _candidate in range(3, 1000, 2):
+    if gmpy2.is_prime(_candidate):
+        _SMALL_PRIMES_PRODUCT *= _candidate
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """One party's Paillier key pair, as ``phe`` objects."""
+
+    public_key: paillier.PaillierPublicKey
+    private_key: paillier.PaillierPrivateKey
+
+
+def generate_keypair(n_bits: int = 2048) -> KeyPair:
+    """A fresh key pair with an ``n_bits``-bit modulus (two ``n_bits / 2``-bit primes, by ``phe``).
+
+    Use 2048 bits or more for anything real; tests use 512-1024 bits for speed.
+    """
+    if n_bits < 256 or n_bits % 2:
+        raise ValueError(f"n_bits must be an even number of bits >= 256, got {n_bits}")
+    public_key, private_key = paillier.generate_paillier_keypair(n_length=n_bits)
+    return KeyPair(public_key=public_key, private_key=private_key)
+
+
+def public_key_to_bytes(public_key: paillier.PaillierPublicKey) -> bytes:
+    """The modulus n, big-endian, in its minimal byte length (256 bytes for a 2048-bit key)."""
+    n = int(public_key.n)
+    return n.to_bytes((n.bit_length() + 7) // 8, "big")
+
+
+def public_key_from_bytes(data: bytes, *, min_bits: int) -> paillier.PaillierPublicKey:
+    """Parse and check a peer's public key (the output of :func:`public_key_to_bytes`).
+
+    Raises:
+        InvalidPeerData: the encoding is not minimal, or n has fewer than ``min_bits`` bits, is
+            even, is a prime or a perfect square, or has a factor below 1000.
+    """
+    if not data or data[0] == 0:
+        raise InvalidPeerData(
+            "public key: expected the modulus n as minimal big-endian bytes "
+            f"({'empty' if not data else 'leading zero byte'})"
+        )
+    n = int.from_bytes(data, "big")
+    bits = n.bit_length()
+    if bits < min_bits:
+        raise InvalidPeerData(
+            f"public key: modulus has {bits} bits, but at least {min_bits} are required; "
+            "generate a larger key"
+        )
+    if n % 2 == 0:
+        raise InvalidPeerData("public key: modulus is even, so it is not a Paillier modulus")
+    if gmpy2.gcd(n, _SMALL_PRIMES_PRODUCT) != 1:
+        raise InvalidPeerData("public key: modulus has a factor below 1000")
+    if gmpy2.is_square(n):
+        raise InvalidPeerData("public key: modulus is a perfect square (p == q)")
+    if gmpy2.is_prime(n):
+        raise InvalidPeerData("public key: modulus is prime, so it is not a product of two primes")
+    return paillier.PaillierPublicKey(n)
+
+
+def key_fingerprint(public_key: paillier.PaillierPublicKey) -> str:
+    """32 hex characters: the first 16 bytes of SHA-256 over :func:`public_key_to_bytes`."""
+    return hashlib.sha256(public_key_to_bytes(public_key)).digest()[:16].hex()
+
+
+def check_fingerprint(public_key: paillier.PaillierPublicKey, expected: str) -> None:
+    """Raise :class:`InvalidPeerData` unless ``public_key`` is the session's key."""
+    actual = key_fingerprint(public_key)
+    if actual != expected:
+        raise InvalidPeerData(
+            f"public key fingerprint {actual} does not match the session's key {expected}; "
+            "the peer changed keys mid-session or the message belongs to another session"
+        )

@@ -1,0 +1,178 @@
+"""Operations under the *peer's* public key, by the party that does not hold its private key.
+
+In the training protocol, B computes ``X_B^T [[d]]_A + [[R_B]]_A`` under A's key (and A the mirror
+image under B's key). Everything here needs only n (and, for DJN re-randomisation, the base h_s the
+key holder published). Results of :meth:`PeerKeyEngine.add_plain`, :meth:`~PeerKeyEngine.matvec_t`
+and :meth:`~PeerKeyEngine.dot` carry randomness the key holder can relate to what it sent; they must
+be re-randomised before they leave this party: :meth:`~PeerKeyEngine.pack_masked` does that itself,
+otherwise call :meth:`~PeerKeyEngine.rerandomize`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+import gmpy2
+import numpy as np
+from gmpy2 import mpz
+from phe import paillier
+
+from fedlearn.crypto.executor import Executor, SerialExecutor, split_evenly
+from fedlearn.crypto.matvec import (
+    FixedBaseTable,
+    matvec_block_task,
+    matvec_columns,
+    random_digits,
+    signed_multiexp,
+)
+from fedlearn.crypto.packing import PackingLayout, draw_masks, packed_offsets
+from fedlearn.errors import InvalidPeerData
+
+#: Largest |x| the mat-vec accepts: features are quantised to 16-bit signed fixed point at most.
+MAX_ABS_FEATURE = 1 << 15
+
+#: Window bits of the re-randomisation table (mod n^2, built on first use: 128 rows x 256).
+_RERANDOMIZE_WINDOW = 8
+
+
+class PeerKeyEngine:
+    """Homomorphic operations on ciphertexts under a peer's public key.
+
+    Args:
+        public_key: the peer's key (checked with ``keys.public_key_from_bytes`` on receipt).
+        djn_base: the peer's published h_s, or ``None`` to re-randomise with textbook r**n.
+        executor: where :meth:`matvec_t` runs its column blocks.
+
+    Raises:
+        InvalidPeerData: ``djn_base`` is not a unit in [2, n^2).
+    """
+
+    def __init__(
+        self,
+        public_key: paillier.PaillierPublicKey,
+        *,
+        djn_base: int | None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.public_key = public_key
+        self.n = mpz(public_key.n)
+        self.n_square = self.n * self.n
+        self.n_bits = int(self.n).bit_length()
+        self.executor: Executor = executor or SerialExecutor()
+        if djn_base is not None and not (
+            2 <= djn_base < self.n_square and gmpy2.gcd(djn_base, self.n) == 1
+        ):
+            raise InvalidPeerData("the peer's DJN base must be a unit in [2, n^2)")
+        self.djn_base = djn_base
+        self._table: FixedBaseTable | None = None
+
+    def _check(self, ciphertexts: Sequence[object]) -> list[mpz]:
+        values = [mpz(c) for c in ciphertexts]
+        n_square = self.n_square
+        for index, value in enumerate(values):
+            if not 1 <= value < n_square:
+                raise InvalidPeerData(f"ciphertext {index} is outside [1, n^2)")
+        return values
+
+    def add_plain(self, ciphertexts: Sequence[object], plaintexts: Sequence[int]) -> list[mpz]:
+        """``[[m_i + p_i]]``: ciphertext times ``1 + p_i n`` mod n^2; p_i residues in [0, n)."""
+        values = self._check(ciphertexts)
+        if len(values) != len(plaintexts):
+            raise ValueError(f"{len(values)} ciphertexts but {len(plaintexts)} plaintexts")
+        n, n_square = self.n, self.n_square
+        results = []
+        for index, (ciphertext, plaintext) in enumerate(zip(values, plaintexts, strict=True)):
+            if not 0 <= plaintext < n:
+                raise ValueError(f"plaintext {index} is outside [0, n); encode it first")
+            # c (1 + p n) = c + n (p c mod n)  (mod n^2)
+            result = ciphertext + n * (plaintext * ciphertext % n)
+            results.append(result - n_square if result >= n_square else result)
+        return results
+
+    def matvec_t(self, x_q: np.ndarray, ciphertexts: Sequence[object]) -> list[mpz]:
+        """``X^T [[d]]``: f ciphertexts of ``sum_i x_q[i, j] * d_i``, not yet re-randomised.
+
+        Args:
+            x_q: (s, f) signed integer array, ``|x| < 2**15`` (quantised features).
+            ciphertexts: s ciphertexts ``[[d_i]]`` under the peer's key.
+
+        Raises:
+            ValueError: wrong shape or dtype, or a value out of range.
+            InvalidPeerData: a ciphertext outside [1, n^2).
+        """
+        x_q = np.asarray(x_q)
+        if x_q.ndim != 2 or not np.issubdtype(x_q.dtype, np.integer):
+            raise ValueError(f"x_q must be a 2-d integer array, got {x_q.dtype} {x_q.shape}")
+        values = self._check(ciphertexts)
+        if x_q.shape[0] != len(values):
+            raise ValueError(f"x_q has {x_q.shape[0]} rows but there are {len(values)} ciphertexts")
+        if x_q.size and int(np.abs(x_q.astype(np.int64)).max()) >= MAX_ABS_FEATURE:
+            raise ValueError(f"|x_q| must be below 2**15 = {MAX_ABS_FEATURE}")
+        columns = x_q.shape[1]
+        workers = self.executor.workers
+        if workers <= 1 or columns < 2:
+            return matvec_columns(x_q, values, self.n_square)
+        blocks = split_evenly(columns, workers)
+        tasks = [(x_q[:, block.start : block.stop], values, self.n_square) for block in blocks]
+        return [c for chunk in self.executor.map(matvec_block_task, tasks) for c in chunk]
+
+    def dot(self, coeffs: Sequence[int], ciphertexts: Sequence[object]) -> mpz:
+        """One ciphertext of ``sum_i coeffs[i] * m_i``, coefficients signed ints of any size."""
+        values = self._check(ciphertexts)
+        if len(coeffs) != len(values):
+            raise ValueError(f"{len(coeffs)} coefficients but {len(values)} ciphertexts")
+        return signed_multiexp(values, range(len(values)), [int(c) for c in coeffs], self.n_square)
+
+    def rerandomize(self, ciphertexts: Sequence[object]) -> list[mpz]:
+        """Each ciphertext times a fresh obfuscator: ``h_s**r`` (r of n_bits/2 bits, from a table)
+        when the peer published a DJN base, else ``r**n`` with r uniform in [1, n)."""
+        values = self._check(ciphertexts)
+        n_square = self.n_square
+        return [
+            c * s % n_square for c, s in zip(values, self._obfuscators(len(values)), strict=True)
+        ]
+
+    def _obfuscators(self, count: int) -> list[mpz]:
+        if self.djn_base is None:
+            return [
+                gmpy2.powmod(secrets.randbelow(int(self.n) - 1) + 1, self.n, self.n_square)
+                for _ in range(count)
+            ]
+        if self._table is None:
+            self._table = FixedBaseTable(
+                self.djn_base,
+                self.n_square,
+                exponent_bits=self.n_bits // 2,
+                window=_RERANDOMIZE_WINDOW,
+            )
+        table = self._table
+        return [
+            table.pow_digits(d) for d in random_digits(count, table.exponent_bits, table.window)
+        ]
+
+    def pack_masked(
+        self, ciphertexts: Sequence[object], layout: PackingLayout
+    ) -> tuple[list[mpz], list[int]]:
+        """Pack masked values ``slots`` to a ciphertext, ready to send to the key holder.
+
+        Each slot becomes ``v + 2**value_bound_bits + R`` (R from :mod:`secrets`), packed by Horner
+        (``c**(2**slot_bits) * next``, first value most significant); then the packed offsets are
+        added as one plaintext per ciphertext and the result is re-randomised.
+
+        Returns:
+            (packed ciphertexts, the masks R in value order; keep them to :func:`unmask`).
+        """
+        values = self._check(ciphertexts)
+        n_square = self.n_square
+        masks = draw_masks(len(values), layout)
+        shift = mpz(1) << layout.slot_bits
+        packed = []
+        for start in range(0, len(values), layout.slots):
+            accumulator = values[start]
+            for ciphertext in values[start + 1 : start + layout.slots]:
+                shifted = gmpy2.powmod(accumulator, shift, n_square)
+                accumulator = shifted * ciphertext % n_square
+            packed.append(accumulator)
+        with_offsets = self.add_plain(packed, packed_offsets(masks, layout))
+        return self.rerandomize(with_offsets), masks
