@@ -1,0 +1,527 @@
+"""Reading one party's table (CSV or Parquet) into IDs, features and labels, with honest errors.
+
+Every party reads only its own files. Cells are read as text first, so that IDs such as ``"007"``
+survive; numeric feature columns are then parsed, and each failure is reported with the file, the
+column, how many values are wrong, and the first offending row and value.
+
+Rows in messages are **1-based data rows**: the first row after the header is row 1 (in a
+spreadsheet that is line 2). Column names have surrounding white space stripped.
+
+Missing values:
+
+* IDs: never allowed (an empty or missing ID is an error).
+* Labels: never allowed in a label column that is read (every training row needs a label).
+* Numeric features: empty, ``NA``, ``nan``, ``null``, ``None`` and ``?`` (any case) become NaN;
+  imputation happens later, in preprocessing. ``true``/``false`` are read as 1/0.
+* Categorical features: only an empty cell is missing (None). ``"NA"`` stays a category, since it
+  may well be one (North America).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fedlearn.errors import DataError
+
+NUMERIC_MISSING = frozenset({"", "na", "nan", "null", "none", "?"})
+"""Cell texts (compared in lower case, after stripping) that mean "missing" in a numeric column."""
+
+_LABEL_TEXT = {"1": 1, "1.0": 1, "true": 1, "0": 0, "0.0": 0, "false": 0}
+_CSV_SUFFIXES = (".csv", ".csv.gz")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_READ_ERRORS = (
+    OSError,
+    ValueError,
+    UnicodeDecodeError,
+    pd.errors.ParserError,
+    pd.errors.EmptyDataError,
+    pa.ArrowException,
+)
+
+
+@dataclass
+class PartyTable:
+    """One party's rows: IDs, feature columns and (on the label party) labels, all in file order."""
+
+    ids: np.ndarray
+    """Shape (n,), object array of str: normalised (stripped, case kept) and unique."""
+    features: pd.DataFrame
+    """n rows, feature columns only: numeric ones float64 (NaN = missing), categorical ones object
+    (str, None = missing). Index 0..n-1."""
+    numeric_columns: list[str]
+    categorical_columns: list[str]
+    labels: np.ndarray | None
+    """Shape (n,), int8 0/1; None when the table has no label column."""
+
+
+# ---- files -------------------------------------------------------------------------------------
+
+
+def _format_of(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    raise DataError(
+        f"{path}: unknown file type; name it .csv, .csv.gz, .parquet or .pq (CSV or Parquet)"
+    )
+
+
+def _existing(path: Path | str) -> Path:
+    path = Path(path)
+    fmt = _format_of(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such {fmt.upper()} file (check the path in the config)")
+    return path
+
+
+def _header(path: Path, fmt: str) -> list[str]:
+    """The file's column names as written (not stripped)."""
+    try:
+        if fmt == "csv":
+            row = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+            return [str(name) for name in row.iloc[0].tolist()] if len(row) else []
+        return list(pq.read_schema(path).names)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path}: the file is empty; expected a header row") from exc
+    except _READ_ERRORS as exc:
+        raise DataError(f"{path}: cannot read as {fmt.upper()}: {exc}") from exc
+
+
+def _checked_names(path: Path, raw_names: list[str]) -> list[str]:
+    names = [name.strip() for name in raw_names]
+    if not names:
+        raise DataError(f"{path}: the file is empty; expected a header row")
+    for position, name in enumerate(names, start=1):
+        if not name:
+            raise DataError(
+                f"{path}: header column {position} has no name; name every column "
+                "(or remove the trailing separator)"
+            )
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{path}: column '{name}' appears twice in the header; rename one")
+        seen.add(name)
+    return names
+
+
+def missing_column_error(source: str, column: str, available: Sequence[str], fix: str) -> DataError:
+    """A ``DataError`` for a column that is not there, listing the columns that are."""
+    shown = ", ".join(available[:30])
+    if len(available) > 30:
+        shown += f", ... ({len(available)} in all)"
+    close = difflib.get_close_matches(column, list(available), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return DataError(f"{source}: no column '{column}'; the columns are: {shown}.{hint} ({fix})")
+
+
+def _select(path: Path, names: list[str], columns: list[str] | None) -> list[int] | None:
+    if columns is None:
+        return None
+    for column in columns:
+        if column not in names:
+            raise missing_column_error(str(path), column, names, "check the column list")
+    return [names.index(column) for column in columns]
+
+
+def _arrow_to_text(table: pa.Table, names: list[str], path: Path) -> pd.DataFrame:
+    columns: dict[str, Any] = {}
+    for name, column in zip(names, table.columns, strict=True):
+        try:
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+            if not pa.types.is_string(column.type):
+                column = pc.cast(column, pa.string())
+        except pa.ArrowException as exc:
+            raise DataError(
+                f"{path}: column '{name}' has type {column.type}, which cannot be read as a table "
+                "column; store plain numbers or text"
+            ) from exc
+        columns[name] = column.fill_null("").to_pandas().astype(str)
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
+
+
+def read_table(path: Path | str, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) file, cells as text.
+
+    Returns a frame with one text column per file column (or per name in ``columns``, in that
+    order); column names stripped of surrounding white space; missing cells as ``""``. Parquet
+    numbers come back as their text (``1.5`` -> ``"1.5"``).
+
+    Raises ``DataError`` for an unknown extension, a missing, empty or unreadable file, a header
+    with an empty or repeated column name, or a name in ``columns`` that the file lacks.
+    """
+    path = _existing(path)
+    fmt = _format_of(path)
+    names = _checked_names(path, _header(path, fmt))
+    positions = _select(path, names, columns)
+    try:
+        if fmt == "csv":
+            frame = pd.read_csv(
+                path, dtype=str, keep_default_na=False, usecols=positions, encoding="utf-8"
+            )
+            # usecols keeps the file's column order; name them, then put them in the asked order.
+            frame.columns = (
+                [names[i] for i in sorted(positions)] if positions is not None else names
+            )
+            if columns is not None:
+                frame = frame[columns]
+            return frame.fillna("")
+        wanted = (
+            [pq.read_schema(path).names[i] for i in positions] if positions is not None else None
+        )
+        table = pq.read_table(path, columns=wanted)
+        return _arrow_to_text(table, columns if columns is not None else names, path)
+    except DataError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from exc
+    except _READ_ERRORS as exc:
+        raise DataError(f"{path}: cannot read as {fmt.upper()}: {exc}") from exc
+
+
+def iter_table_chunks(path: Path | str, *, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Read a table in chunks of at most ``chunk_rows`` rows, cells as text (as ``read_table``).
+
+    Each chunk's index continues the row count (0-based), so ``chunk.index[0] + 1`` is the 1-based
+    data row of its first row: pass it as ``first_row`` to ``load_features_frame``. CSV is read with
+    pandas' ``chunksize``, Parquet with pyarrow's ``iter_batches``. Raises ``DataError`` as
+    ``read_table`` does, also for a problem found part-way through the file.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1; got {chunk_rows}")
+    path = _existing(path)
+    fmt = _format_of(path)
+    names = _checked_names(path, _header(path, fmt))
+    try:
+        if fmt == "csv":
+            reader = pd.read_csv(
+                path, dtype=str, keep_default_na=False, chunksize=chunk_rows, encoding="utf-8"
+            )
+            with reader:
+                for chunk in reader:
+                    chunk.columns = names
+                    yield chunk.fillna("")
+            return
+        start = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            chunk = _arrow_to_text(pa.Table.from_batches([batch]), names, path)
+            chunk.index = pd.RangeIndex(start, start + len(chunk))
+            start += len(chunk)
+            yield chunk
+    except DataError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from exc
+    except _READ_ERRORS as exc:
+        raise DataError(f"{path}: cannot read as {fmt.upper()}: {exc}") from exc
+
+
+def write_table_atomic(frame: pd.DataFrame, path: Path | str) -> None:
+    """Write ``frame`` (without its index) as CSV or Parquet, chosen by the extension, atomically.
+
+    The data goes to a temporary file in the same directory, is flushed to disk (fsync) and then
+    renamed over ``path``, so a reader sees the old file or the whole new one, never a part.
+    ``.csv.gz`` is gzip-compressed. Raises ``DataError`` for an unknown extension.
+    """
+    path = Path(path)
+    fmt = _format_of(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        if fmt == "csv":
+            compression = "gzip" if path.name.lower().endswith(".gz") else None
+            frame.to_csv(temp_name, index=False, compression=compression)
+        else:
+            frame.to_parquet(temp_name, index=False)
+        with open(temp_name, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    directory_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(directory_fd)
+    finally:
+        os.close(directory_fd)
+
+
+# ---- values ------------------------------------------------------------------------------------
+
+
+def _prefix(source: str) -> str:
+    return f"{source}: " if source else ""
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def normalise_ids(
+    values: Sequence[Any], *, column: str, source: str, first_row: int = 1
+) -> np.ndarray:
+    """IDs as an object array of str: surrounding white space stripped, case kept, unique.
+
+    ``values``: n IDs in row order (text; Python or numpy integers are taken as their decimal
+    text). ``first_row``: the 1-based data row of ``values[0]``, for messages.
+
+    Raises ``DataError`` naming the row of the first empty or missing ID, and for duplicates the
+    first ID that repeats and both its rows. Leading zeros are kept: ``"007"`` and ``"7"`` differ.
+    """
+    out = np.empty(len(values), dtype=object)
+    for position, value in enumerate(values):
+        if isinstance(value, str):
+            text = value.strip()
+        elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            text = str(value)
+        elif _is_missing(value):
+            text = ""
+        else:
+            raise DataError(
+                f"{_prefix(source)}ID column '{column}' holds a {type(value).__name__} "
+                f"({value!r}) at row {first_row + position}; IDs must be text (read the table "
+                "with fedlearn.data.read_table so IDs such as '007' stay text)"
+            )
+        if not text:
+            empty = sum(
+                1 for v in values if _is_missing(v) or (isinstance(v, str) and not v.strip())
+            )
+            raise DataError(
+                f"{_prefix(source)}ID column '{column}' has {empty} empty or missing IDs, first at "
+                f"row {first_row + position}; every row needs an ID"
+            )
+        out[position] = text
+    duplicated = pd.Series(out, dtype=object).duplicated(keep="first").to_numpy()
+    if duplicated.any():
+        second = int(np.argmax(duplicated))
+        first = int(np.flatnonzero(out[:second] == out[second])[0])
+        raise DataError(
+            f"{_prefix(source)}ID column '{column}' has {int(duplicated.sum())} duplicate IDs; the "
+            f"first is '{out[second]}' at rows {first_row + first} and {first_row + second}; "
+            "each ID must appear once"
+        )
+    return out
+
+
+def _text(series: pd.Series) -> pd.Series:
+    """Stripped text of each cell; missing cells as ""."""
+    missing = series.isna().to_numpy()
+    return series.astype(object).where(~missing, "").astype(str).str.strip().fillna("")
+
+
+def _examples(values: pd.Series, limit: int = 5) -> str:
+    distinct = list(dict.fromkeys(values.tolist()))
+    shown = ", ".join(repr(v) for v in distinct[:limit])
+    return shown + (", ..." if len(distinct) > limit else "")
+
+
+def parse_numeric(series: pd.Series, *, column: str, source: str, first_row: int = 1) -> np.ndarray:
+    """A numeric feature column as float64, NaN for missing cells (see ``NUMERIC_MISSING``).
+
+    ``true`` / ``false`` (any case) are read as 1 and 0, so boolean columns are numeric.
+
+    Raises ``DataError`` with the number of non-numeric (or infinite) values and the first row.
+    """
+    text = _text(series)
+    lower = text.str.lower()
+    missing = lower.isin(NUMERIC_MISSING).to_numpy()
+    # Booleans (Parquet's true/false, pandas' True/False) are numbers 1 and 0.
+    text = text.where(lower != "true", "1").where(lower != "false", "0")
+    numbers = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.isnan(numbers) & ~missing
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise DataError(
+            f"{_prefix(source)}column '{column}' has {int(bad.sum())} non-numeric values, first at "
+            f"row {first_row + first} ({text.iloc[first]!r}); fix them, or list the column as "
+            "categorical in the config"
+        )
+    infinite = np.isinf(numbers)
+    if infinite.any():
+        first = int(np.argmax(infinite))
+        raise DataError(
+            f"{_prefix(source)}column '{column}' has {int(infinite.sum())} infinite values, first "
+            f"at row {first_row + first} ({text.iloc[first]!r}); leave the cell empty if unknown"
+        )
+    return numbers
+
+
+def parse_labels(series: pd.Series, *, column: str, source: str, first_row: int = 1) -> np.ndarray:
+    """A label column as int8 0/1. Accepts 0/1, 0.0/1.0 and true/false (any case).
+
+    Raises ``DataError`` for missing labels and for any other value (naming up to five of them and
+    the first row).
+    """
+    text = _text(series).str.lower()
+    missing = text.isin(NUMERIC_MISSING).to_numpy()
+    if missing.any():
+        first = int(np.argmax(missing))
+        raise DataError(
+            f"{_prefix(source)}label column '{column}' has {int(missing.sum())} missing values, "
+            f"first at row {first_row + first}; every training row needs a 0/1 label"
+        )
+    mapped = text.map(_LABEL_TEXT)
+    bad = mapped.isna().to_numpy()
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise DataError(
+            f"{_prefix(source)}label column '{column}' must hold 0/1; found values "
+            f"{_examples(_text(series)[bad])} (first at row {first_row + first})"
+        )
+    return mapped.to_numpy(dtype=np.int8)
+
+
+def _categorical(series: pd.Series) -> pd.Series:
+    text = _text(series)
+    return text.astype(object).where(text != "", None).reset_index(drop=True)
+
+
+# ---- tables ------------------------------------------------------------------------------------
+
+
+def _feature_columns(
+    available: list[str],
+    *,
+    id_column: str,
+    label_column: str | None,
+    features: list[str] | None,
+    categorical: Sequence[str],
+    source: str,
+) -> list[str]:
+    fix = "set id_column / label_column / features in the config"
+    if id_column not in available:
+        raise missing_column_error(source, id_column, available, fix)
+    reserved = {id_column, label_column}
+    if features is None:
+        chosen = [name for name in available if name not in reserved]
+    else:
+        chosen = list(features)
+        for name in chosen:
+            if name not in available:
+                raise missing_column_error(source, name, available, fix)
+            if name in reserved:
+                kind = "ID" if name == id_column else "label"
+                raise DataError(f"{source}: feature list includes the {kind} column '{name}'")
+        repeated = [name for name in dict.fromkeys(chosen) if chosen.count(name) > 1]
+        if repeated:
+            raise DataError(f"{source}: feature list names '{repeated[0]}' more than once")
+    for name in categorical:
+        if name not in chosen:
+            raise DataError(
+                f"{source}: categorical column '{name}' is not among the features "
+                f"({', '.join(chosen[:30])}); fix the categorical list in the config"
+            )
+    return chosen
+
+
+def load_features_frame(
+    frame: pd.DataFrame,
+    *,
+    id_column: str,
+    label_column: str | None = None,
+    features: list[str] | None = None,
+    categorical: Sequence[str] = (),
+    source: str = "",
+    require_label: bool = False,
+    first_row: int = 1,
+) -> PartyTable:
+    """Check and parse an in-memory frame (e.g. a scoring chunk) into a ``PartyTable``.
+
+    ``frame``: one column per file column, cells as text (as ``read_table`` returns them; numbers
+    and missing values in other frames are taken as their text / as missing). ``features=None``
+    means every column but the ID and label columns. ``label_column`` is read when the frame has
+    it; with ``require_label`` it must be there. ``source`` names the data in messages;
+    ``first_row`` is the 1-based data row of the frame's first row.
+
+    Raises ``DataError`` naming the problem and the fix (see the module docstring for the rules).
+    """
+    source = source or "data"
+    available = [str(name) for name in frame.columns]
+    if require_label:
+        if label_column is None:
+            raise DataError(f"{source}: a label column is required; set label_column in the config")
+        if label_column not in available:
+            raise missing_column_error(
+                source, label_column, available, "set label_column in the config"
+            )
+    chosen = _feature_columns(
+        available,
+        id_column=id_column,
+        label_column=label_column,
+        features=features,
+        categorical=categorical,
+        source=source,
+    )
+    ids = normalise_ids(
+        frame[id_column].to_numpy(dtype=object),
+        column=id_column,
+        source=source,
+        first_row=first_row,
+    )
+    categorical_set = set(categorical)
+    parsed: dict[str, Any] = {}
+    for name in chosen:
+        if name in categorical_set:
+            parsed[name] = _categorical(frame[name])
+        else:
+            parsed[name] = parse_numeric(
+                frame[name], column=name, source=source, first_row=first_row
+            )
+    labels = None
+    if label_column is not None and label_column in available:
+        labels = parse_labels(
+            frame[label_column], column=label_column, source=source, first_row=first_row
+        )
+    return PartyTable(
+        ids=ids,
+        features=pd.DataFrame(parsed, index=pd.RangeIndex(len(frame)), columns=chosen),
+        numeric_columns=[name for name in chosen if name not in categorical_set],
+        categorical_columns=[name for name in chosen if name in categorical_set],
+        labels=labels,
+    )
+
+
+def load_party_table(
+    path: Path | str,
+    *,
+    id_column: str,
+    label_column: str | None = None,
+    features: list[str] | None = None,
+    categorical: Sequence[str] = (),
+    source: str = "",
+    require_label: bool = False,
+) -> PartyTable:
+    """Read one party's CSV or Parquet file and check it (see ``load_features_frame``).
+
+    ``source`` names the data in messages (default: the path). Raises ``DataError`` also for a
+    table with no data rows.
+    """
+    frame = read_table(path)
+    source = source or str(path)
+    if frame.empty:
+        raise DataError(f"{source}: the table has a header but no data rows")
+    return load_features_frame(
+        frame,
+        id_column=id_column,
+        label_column=label_column,
+        features=features,
+        categorical=categorical,
+        source=source,
+        require_label=require_label,
+    )
