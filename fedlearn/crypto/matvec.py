@@ -5,10 +5,10 @@ docs/performance.md), and the kernels are built to spend as few as possible:
 
 * ``prod c_i^{x_i}`` for 0/1 columns is a product of the selected ciphertexts: one multiplication
   per non-zero, no exponentiation.
-* For small signed x, :func:`signed_multiexp` uses the bucket (Pippenger) method: each term costs
-  one multiplication into the bucket of its window digit, and each window costs about ``2 * 2**c``
-  multiplications to combine its buckets. Positive and negative terms go to separate buckets and
-  the two results are joined by one inversion, so no term ever pays an inversion.
+* For small signed x, :func:`signed_multiexp` uses the bucket (Pippenger) method over signed
+  window digits: each term costs one multiplication per window into the bucket of its digit, and
+  each window about ``4 * 2**(c-1)`` to combine its positive and negative buckets. The positive
+  and negative parts are joined by one inversion at the end, so no term ever pays an inversion.
 * :class:`FixedBaseTable` raises one fixed base to many random exponents with one multiplication
   per ``window`` bits of exponent (used for obfuscators and re-randomisation).
 
@@ -65,11 +65,12 @@ class FixedBaseTable:
     def pow_digits(self, digits: Sequence[int]) -> mpz:
         """The product of ``table[i][digits[i]]``: ``base**sum(d_i * 2**(window * i))``."""
         modulus = self.modulus
-        accumulator = ONE
+        accumulator = None
         for row, digit in zip(self.table, digits, strict=True):
             if digit:
-                accumulator = accumulator * row[digit] % modulus
-        return accumulator
+                entry = row[digit]
+                accumulator = entry if accumulator is None else accumulator * entry % modulus
+        return ONE if accumulator is None else mpz(accumulator)
 
 
 def random_digits(count: int, exponent_bits: int, window: int) -> list[list[int]]:
@@ -97,17 +98,41 @@ def product_of_selected(ciphertexts: Sequence[mpz], indices: Sequence[int], modu
     return ONE if accumulator is None else mpz(accumulator)
 
 
-def bucket_window(term_count: int, magnitude_bits: int, signs: int = 1) -> int:
-    """The window c minimising ``ceil(b / c) * (terms + 2 * signs * 2**c) + b`` multiplications."""
+def bucket_window(term_count: int, magnitude_bits: int) -> int:
+    """The window c minimising the estimated multiplications of :func:`signed_multiexp`.
+
+    Each of ``ceil(b / c)`` windows costs one multiplication per term plus about
+    ``2 * 2 * (2**(c-1) + 1)`` to combine the positive and negative buckets of signed digits.
+    """
     if magnitude_bits <= 1:
         return 1
-    best_window, best_cost = 1, None
+    best_window, best_cost = 1, -1
     for window in range(1, min(magnitude_bits, 16) + 1):
         windows = -(-magnitude_bits // window)
-        cost = windows * (term_count + 2 * signs * (1 << window)) + magnitude_bits
-        if best_cost is None or cost < best_cost:
+        cost = windows * (term_count + 4 * ((1 << (window - 1)) + 1)) + 2 * magnitude_bits
+        if best_cost < 0 or cost < best_cost:
             best_window, best_cost = window, cost
     return best_window
+
+
+def signed_digits(coefficient: int, window: int) -> list[int]:
+    """Digits d_k in [-2**(window-1), 2**(window-1)], least significant first, with
+    ``sum(d_k * 2**(window * k)) == coefficient``; a negative coefficient has negated digits."""
+    magnitude = abs(coefficient)
+    sign = -1 if coefficient < 0 else 1
+    base, half, mask = 1 << window, 1 << (window - 1), (1 << window) - 1
+    digits = []
+    carry = 0
+    while magnitude or carry:
+        digit = (magnitude & mask) + carry
+        magnitude >>= window
+        if digit > half:
+            digit -= base
+            carry = 1
+        else:
+            carry = 0
+        digits.append(sign * digit)
+    return digits
 
 
 def signed_multiexp(
@@ -118,62 +143,65 @@ def signed_multiexp(
 ) -> mpz:
     """``prod ciphertexts[i]**c mod modulus`` over ``zip(indices, coefficients)``, c signed ints.
 
-    Bucket method with a positive/negative split: two bucket sets per window and one inversion at
-    the end. Coefficients may have any size; zeros are skipped.
+    Bucket (Pippenger) method over signed window digits: in each window a term multiplies into the
+    positive bucket of its digit or the negative bucket of its digit's magnitude (one multiplication
+    per term and window); the two bucket sets are combined by running products. The positive and
+    negative results are carried through all windows separately and joined by one inversion, so
+    no term ever pays an inversion. Coefficients may have any size; zeros are skipped.
 
     Raises:
         InvalidPeerData: the negative part is not invertible (a ciphertext shares a factor with n,
             which an honest peer never produces).
     """
-    positive: list[tuple[int, int]] = []
-    negative: list[tuple[int, int]] = []
-    for index, coefficient in zip(indices, coefficients, strict=True):
-        coefficient = int(coefficient)
-        if coefficient > 0:
-            positive.append((index, coefficient))
-        elif coefficient < 0:
-            negative.append((index, -coefficient))
-    if not positive and not negative:
+    terms = [
+        (index, int(coefficient))
+        for index, coefficient in zip(indices, coefficients, strict=True)
+        if coefficient
+    ]
+    if not terms:
         return ONE
-    magnitude_bits = max(magnitude for _, magnitude in positive + negative).bit_length()
-    signs = int(bool(positive)) + int(bool(negative))
-    window = bucket_window(len(positive) + len(negative), magnitude_bits, signs)
-    positive_part = _bucket_multiexp(ciphertexts, positive, magnitude_bits, window, modulus)
-    if not negative:
-        return positive_part
-    negative_part = _bucket_multiexp(ciphertexts, negative, magnitude_bits, window, modulus)
+    magnitude_bits = max(abs(coefficient) for _, coefficient in terms).bit_length()
+    window = bucket_window(len(terms), magnitude_bits)
+    digit_lists = [(index, signed_digits(coefficient, window)) for index, coefficient in terms]
+    window_count = max(len(digits) for _, digits in digit_lists)
+    half = 1 << (window - 1)
+    positive = negative = None
+    for position in range(window_count - 1, -1, -1):
+        if positive is not None:
+            positive = gmpy2.powmod(positive, 1 << window, modulus)
+        if negative is not None:
+            negative = gmpy2.powmod(negative, 1 << window, modulus)
+        positive_buckets: list[mpz | None] = [None] * (half + 1)
+        negative_buckets: list[mpz | None] = [None] * (half + 1)
+        for index, digits in digit_lists:
+            if position >= len(digits):
+                continue
+            digit = digits[position]
+            if digit > 0:
+                buckets = positive_buckets
+            elif digit < 0:
+                buckets, digit = negative_buckets, -digit
+            else:
+                continue
+            bucket = buckets[digit]
+            ciphertext = ciphertexts[index]
+            buckets[digit] = ciphertext if bucket is None else bucket * ciphertext % modulus
+        positive = _accumulate(positive, _combine_buckets(positive_buckets, modulus), modulus)
+        negative = _accumulate(negative, _combine_buckets(negative_buckets, modulus), modulus)
+    result = ONE if positive is None else mpz(positive)
+    if negative is None:
+        return result
     try:
-        inverse = gmpy2.invert(negative_part, modulus)
+        inverse = gmpy2.invert(negative, modulus)
     except ZeroDivisionError as error:
         raise InvalidPeerData("a ciphertext is not invertible modulo n^2") from error
-    return positive_part * inverse % modulus
+    return result * inverse % modulus
 
 
-def _bucket_multiexp(
-    ciphertexts: Sequence[mpz],
-    terms: list[tuple[int, int]],
-    magnitude_bits: int,
-    window: int,
-    modulus: mpz,
-) -> mpz:
-    """``prod ciphertexts[i]**e`` over ``terms`` of (index, e >= 1), by buckets, top window down."""
-    mask = (1 << window) - 1
-    result = None
-    for shift in range((-(-magnitude_bits // window) - 1) * window, -1, -window):
-        if result is not None:
-            for _ in range(window):
-                result = result * result % modulus
-        buckets: list[mpz | None] = [None] * (mask + 1)
-        for index, magnitude in terms:
-            digit = (magnitude >> shift) & mask
-            if digit:
-                bucket = buckets[digit]
-                ciphertext = ciphertexts[index]
-                buckets[digit] = ciphertext if bucket is None else bucket * ciphertext % modulus
-        window_total = _combine_buckets(buckets, modulus)
-        if window_total is not None:
-            result = window_total if result is None else result * window_total % modulus
-    return ONE if result is None else mpz(result)
+def _accumulate(accumulator: mpz | None, factor: mpz | None, modulus: mpz) -> mpz | None:
+    if factor is None:
+        return accumulator
+    return factor if accumulator is None else accumulator * factor % modulus
 
 
 def _combine_buckets(buckets: list[mpz | None], modulus: mpz) -> mpz | None:

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import random
+import time
+
+import gmpy2
+import pytest
+
+from fedlearn.crypto import OwnKeyEngine, ProcessExecutor
+from fedlearn.crypto.matvec import FixedBaseTable, random_digits
+from fedlearn.errors import InvalidPeerData
+
+
+def _residues(n: int, count: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return [0, 1, n - 1] + [rng.randrange(n) for _ in range(count)]
+
+
+def test_encrypt_decrypt_round_trip(engine, keypair) -> None:
+    plaintexts = _residues(keypair.public_key.n, 40, seed=1)
+    ciphertexts = engine.encrypt(plaintexts)
+    n_square = keypair.public_key.nsquare
+    assert all(1 <= c < n_square for c in ciphertexts)
+    assert engine.decrypt(ciphertexts) == plaintexts
+
+
+def test_engine_ciphertexts_decrypt_with_phe(engine, keypair) -> None:
+    plaintexts = _residues(keypair.public_key.n, 20, seed=2)
+    ciphertexts = engine.encrypt(plaintexts)
+    assert [keypair.private_key.raw_decrypt(int(c)) for c in ciphertexts] == plaintexts
+
+
+def test_phe_ciphertexts_decrypt_with_engine(engine, keypair) -> None:
+    plaintexts = _residues(keypair.public_key.n, 20, seed=3)
+    ciphertexts = [keypair.public_key.raw_encrypt(m) for m in plaintexts]
+    assert engine.decrypt(ciphertexts) == plaintexts
+
+
+def test_djn_obfuscator_is_the_fixed_base_power(engine, keypair) -> None:
+    # the obfuscator of a zero plaintext is h_s**r for some r; it must be an n-th residue, i.e.
+    # decrypt to 0, and two encryptions of the same plaintext must differ
+    first, second = engine.encrypt([0, 0])
+    assert first != second
+    assert engine.decrypt([first, second]) == [0, 0]
+    assert engine.djn_base is not None
+    assert engine.exponent_bits == keypair.public_key.n.bit_length() // 2
+
+
+def test_fixed_base_table_matches_powmod() -> None:
+    modulus = gmpy2.next_prime(2**200) * gmpy2.next_prime(2**180)
+    table = FixedBaseTable(123456789, modulus, exponent_bits=100, window=7)
+    rng = random.Random(4)
+    for exponent in [0, 1, 2**100 - 1] + [rng.getrandbits(100) for _ in range(20)]:
+        assert table.pow(exponent) == gmpy2.powmod(123456789, exponent, modulus)
+    with pytest.raises(ValueError):
+        table.pow(2**100)
+
+
+def test_random_digits_cover_exactly_the_exponent_bits() -> None:
+    digits = random_digits(400, exponent_bits=20, window=8)
+    assert all(len(row) == 3 for row in digits)
+    assert max(row[2] for row in digits) <= 15  # top digit holds only the 4 remaining bits
+    assert max(row[0] for row in digits) > 200  # full digits use all 8 bits
+
+
+def test_standard_obfuscation_round_trip(small_keypair) -> None:
+    with OwnKeyEngine(small_keypair, obfuscation="standard") as standard:
+        assert standard.djn_base is None
+        plaintexts = _residues(small_keypair.public_key.n, 10, seed=5)
+        ciphertexts = standard.encrypt(plaintexts)
+        assert [small_keypair.private_key.raw_decrypt(int(c)) for c in ciphertexts] == plaintexts
+
+
+def test_pool_is_filled_in_background_and_used(small_keypair) -> None:
+    with OwnKeyEngine(small_keypair) as own:
+        own.prefill(50)
+        deadline = time.monotonic() + 20
+        while own.pool_size() < 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert own.pool_size() == 50
+        plaintexts = _residues(small_keypair.public_key.n, 57, seed=6)  # 60: more than the pool
+        assert own.decrypt(own.encrypt(plaintexts)) == plaintexts
+        assert own.pool_size() == 0
+
+
+def test_pool_target_is_kept_topped_up(small_keypair) -> None:
+    with OwnKeyEngine(small_keypair, pool_target=20) as own:
+        own.encrypt([1] * 20)
+        deadline = time.monotonic() + 20
+        while own.pool_size() < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert own.pool_size() == 20
+
+
+def test_plaintext_outside_range_rejected(engine, keypair) -> None:
+    with pytest.raises(ValueError, match="encode it first"):
+        engine.encrypt([keypair.public_key.n])
+    with pytest.raises(ValueError, match="encode it first"):
+        engine.encrypt([-1])
+
+
+@pytest.mark.parametrize("bad", [0, "n_square"])
+def test_decrypt_refuses_out_of_range_ciphertexts(engine, keypair, bad) -> None:
+    value = keypair.public_key.nsquare if bad == "n_square" else bad
+    with pytest.raises(InvalidPeerData, match=r"outside \[1, n\^2\)"):
+        engine.decrypt([value])
+
+
+def test_unknown_obfuscation_rejected(small_keypair) -> None:
+    with pytest.raises(ValueError, match="obfuscation"):
+        OwnKeyEngine(small_keypair, obfuscation="none")
+
+
+def test_process_executor_gives_the_same_plaintexts(small_keypair) -> None:
+    with ProcessExecutor(2) as executor:
+        own = OwnKeyEngine(small_keypair, executor=executor)
+        plaintexts = _residues(small_keypair.public_key.n, 97, seed=7)
+        ciphertexts = own.encrypt(plaintexts)  # 100 > 64: obfuscators computed on the workers
+        assert len(set(ciphertexts)) == len(ciphertexts)
+        assert own.decrypt(ciphertexts) == plaintexts
+        assert [small_keypair.private_key.raw_decrypt(int(c)) for c in ciphertexts] == plaintexts
+        own.close()

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedlearn.crypto import (
+    ciphertext_width,
+    ciphertexts_from_bytes,
+    ciphertexts_to_bytes,
+    ints_from_bytes,
+    ints_to_bytes,
+)
+from fedlearn.errors import InvalidPeerData
+
+N = (2**127 - 1) * (2**89 - 1)
+WIDTH = ciphertext_width(N)
+
+
+def test_width_is_byte_length_of_n_square() -> None:
+    assert ((N * N).bit_length() + 7) // 8 == WIDTH
+
+
+@settings(max_examples=50)
+@given(st.lists(st.integers(min_value=1, max_value=N * N - 1), max_size=10))
+def test_ciphertexts_round_trip(values: list[int]) -> None:
+    data = ciphertexts_to_bytes(values, N)
+    assert len(data) == WIDTH * len(values)
+    assert ciphertexts_from_bytes(data, N, expected_count=len(values)) == values
+
+
+@pytest.mark.parametrize("bad", [0, N * N, 2 ** (8 * WIDTH) - 1])
+def test_out_of_range_ciphertext_refused(bad: int) -> None:
+    data = ciphertexts_to_bytes([5], N) + bad.to_bytes(WIDTH, "big")
+    with pytest.raises(InvalidPeerData, match=r"ciphertext 1 of 2 .*\[1, n\^2\)"):
+        ciphertexts_from_bytes(data, N)
+
+
+def test_wrong_length_and_count_refused() -> None:
+    data = ciphertexts_to_bytes([5, 6], N)
+    with pytest.raises(InvalidPeerData, match="not a whole number"):
+        ciphertexts_from_bytes(data[:-1], N)
+    with pytest.raises(InvalidPeerData, match="expected 3 ciphertexts, got 2"):
+        ciphertexts_from_bytes(data, N, expected_count=3)
+
+
+def test_sending_an_invalid_ciphertext_is_a_local_error() -> None:
+    with pytest.raises(ValueError):
+        ciphertexts_to_bytes([0], N)
+
+
+def test_ints_round_trip_and_bound() -> None:
+    data = ints_to_bytes([0, 1, 2**80], 11)
+    assert ints_from_bytes(data, 11, expected_count=3, bound=2**81) == [0, 1, 2**80]
+    with pytest.raises(InvalidPeerData, match="beyond"):
+        ints_from_bytes(data, 11, bound=2**80)
+    with pytest.raises(InvalidPeerData, match="expected 2"):
+        ints_from_bytes(data, 11, expected_count=2)
+    with pytest.raises(ValueError):
+        ints_to_bytes([2**88], 11)
+    with pytest.raises(ValueError):
+        ints_to_bytes([-1], 11)
