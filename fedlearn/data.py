@@ -343,8 +343,13 @@ def parse_numeric(series: pd.Series, *, column: str, source: str, first_row: int
     missing = lower.isin(NUMERIC_MISSING).to_numpy()
     # Booleans (Parquet's true/false, pandas' True/False) are numbers 1 and 0.
     text = text.where(lower != "true", "1").where(lower != "false", "0")
-    numbers = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.isnan(numbers) & ~missing
+    cells = pa.array(text.to_numpy(dtype=object), type=pa.string(), mask=missing)
+    try:  # fast path: Arrow's strict parser; missing cells are null, so NaN
+        numbers = pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False)
+        bad = np.zeros(len(numbers), dtype=bool)
+    except pa.ArrowInvalid:  # some cell is not a number: find which, for the message
+        numbers = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.isnan(numbers) & ~missing
     if bad.any():
         first = int(np.argmax(bad))
         raise DataError(
