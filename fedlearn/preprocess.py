@@ -213,13 +213,13 @@ class Preprocessor:
         )
 
     def _fit_categorical(self, name: str, column: pd.Series) -> _CategoricalState:
-        text, missing = _category_text(column)
+        codes, texts = _category_codes(column)
+        per_code = np.bincount(codes[codes >= 0], minlength=len(texts))
         counts: dict[str | None, int] = {}
-        if (~missing).any():
-            for value, count in pd.Series(text[~missing]).value_counts(sort=False).items():
-                counts[str(value)] = int(count)
-        if missing.any():
-            counts[None] = int(missing.sum())
+        for text, count in zip(texts, per_code.tolist(), strict=True):
+            counts[text] = counts.get(text, 0) + count  # 1 and "1" are the same category
+        if (codes < 0).any():
+            counts[None] = int((codes < 0).sum())
         threshold = self.config.rare_min_fraction * len(column)
         frequent = [value for value, count in counts.items() if count >= threshold]
         frequent.sort(key=lambda v: (-counts[v], v is None, v or ""))
@@ -429,20 +429,20 @@ def _numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
     return values
 
 
-def _category_text(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(str(value) per row as an object array, missing mask); missing rows hold ''."""
-    missing = column.isna().to_numpy()
-    text = column.astype(object).where(~missing, "").astype(str).to_numpy(dtype=object)
-    return text, missing
+def _category_codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """(code per row, -1 where missing; the distinct values as text, indexed by code)."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    return np.asarray(codes, dtype=np.int64), [str(value) for value in uniques]
 
 
 def _transform_categorical(cat: _CategoricalState, column: pd.Series) -> np.ndarray:
-    text, missing = _category_text(column)
+    codes, texts = _category_codes(column)
     other = len(cat.categories)
     index = {value: i for i, value in enumerate(cat.categories) if value is not None}
-    codes = pd.Series(text).map(index).fillna(other).to_numpy(dtype=np.int64, copy=True)
-    codes[missing] = cat.categories.index(None) if None in cat.categories else other
-    return _one_hot(codes, other + 1)
+    missing = cat.categories.index(None) if None in cat.categories else other
+    # Output index per distinct value, then one more entry that code -1 (missing) picks up.
+    lookup = np.array([index.get(text, other) for text in texts] + [missing], dtype=np.int64)
+    return _one_hot(lookup[codes], other + 1)
 
 
 def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:

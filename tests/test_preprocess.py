@@ -172,6 +172,15 @@ def test_categorical_numbers_compared_as_text() -> None:
     assert pre.output_names_ == ["region=1", "region=2", "region=<other>"]
 
 
+def test_categorical_mixed_object_values() -> None:
+    # 1 and "1" are one category; None and NaN are both missing.
+    frame = pd.DataFrame({"c": pd.Series([1, "1", "2", None, np.nan, "1"], dtype=object)})
+    pre = Preprocessor(numeric=[], categorical=["c"]).fit(frame)
+    assert pre.output_names_ == ["c=1", "c=<missing>", "c=2", "c=<other>"]
+    out = pre.transform(frame)
+    assert out.argmax(axis=1).tolist() == [0, 0, 2, 1, 1, 0]
+
+
 def test_output_name_collision_is_an_error() -> None:
     frame = pd.DataFrame({"x=<missing>": [1.0, 2.0], "x": ["a", None]})
     with pytest.raises(DataError, match="collide"):
