@@ -17,7 +17,7 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from concurrent import futures
+from dataclasses import dataclass
 from types import FrameType
 
 import grpc
@@ -28,6 +28,7 @@ from fedlearn.transport import tls
 from fedlearn.transport.config import TransportConfig
 from fedlearn.transport.errors import ErrorMappingInterceptor
 from fedlearn.transport.options import server_options
+from fedlearn.transport.workers import HandlerPool
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +74,26 @@ class HealthState:
             self.servicer.set(name, status)
 
 
-# The HealthState of each server built here; weak so a dropped server is not kept alive.
-_HEALTH: weakref.WeakKeyDictionary[grpc.Server, HealthState] = weakref.WeakKeyDictionary()
+@dataclass(frozen=True)
+class _ServerParts:
+    health: HealthState
+    pool: HandlerPool
+
+
+# What build_server made alongside each server; weak so a dropped server is not kept alive.
+_PARTS: weakref.WeakKeyDictionary[grpc.Server, _ServerParts] = weakref.WeakKeyDictionary()
+
+
+def _parts(server: grpc.Server) -> _ServerParts:
+    try:
+        return _PARTS[server]
+    except KeyError:
+        raise ValueError("this server was not made by build_server") from None
 
 
 def health_state(server: grpc.Server) -> HealthState:
     """The ``HealthState`` of a server made by ``build_server``."""
-    try:
-        return _HEALTH[server]
-    except KeyError:
-        raise ValueError(
-            "this server was not made by build_server; it has no HealthState"
-        ) from None
+    return _parts(server).health
 
 
 def build_server(
@@ -108,8 +117,9 @@ def build_server(
     if max_workers < 1:
         raise ConfigError(f"max_workers must be at least 1, got {max_workers}")
     chain = [ErrorMappingInterceptor(), *interceptors] if map_errors else list(interceptors)
+    pool = HandlerPool(max_workers)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc-handler"),
+        pool,
         interceptors=chain,
         options=server_options(),
     )
@@ -124,7 +134,7 @@ def build_server(
         raise _bind_error(address, source) from exc
     if port == 0:
         raise _bind_error(address, source)
-    _HEALTH[server] = state
+    _PARTS[server] = _ServerParts(state, pool)
     return server, port
 
 
@@ -143,9 +153,22 @@ def start_server(server: grpc.Server) -> None:
 
 
 def stop_server(server: grpc.Server, *, grace_s: float) -> None:
-    """Report NOT_SERVING, refuse new calls, give running calls up to ``grace_s`` s to finish."""
-    health_state(server).shutting_down()
+    """Report NOT_SERVING, refuse new calls, give running calls up to ``grace_s`` s to finish.
+
+    Calls still running after the grace period are cancelled; a handler that ignores the
+    cancellation is logged and abandoned (its daemon thread ends with the process).
+    """
+    parts = _parts(server)
+    parts.health.shutting_down()
     server.stop(grace_s).wait()
+    parts.pool.shutdown(wait=False, cancel_futures=True)
+    if parts.pool.busy:
+        log.warning(
+            "%d handler(s) still running %.1f s after shutdown began; their calls were cancelled "
+            "and the handlers are abandoned (long loops should check context.is_active())",
+            parts.pool.busy,
+            grace_s,
+        )
 
 
 def serve_until_signal(
@@ -158,7 +181,7 @@ def serve_until_signal(
     """Start ``server``, block until SIGTERM or SIGINT, then stop gracefully; return the signal.
 
     On the signal: health goes NOT_SERVING first, new calls are refused, running calls get
-    ``grace_s`` seconds to finish, then ``on_stop`` runs (close sessions, flush files). A second
+    ``grace_s`` seconds to finish (see ``stop_server``), then ``on_stop`` runs. A second
     signal during the grace period cancels the running calls at once. Returns None when the server
     stopped by other means. Must run in the main thread (Python delivers signals only there); the
     previous signal handlers are restored before returning. The caller picks the exit code (0 for
