@@ -219,8 +219,9 @@ def error_from_rpc(
     UNAVAILABLE (and CANCELLED) -> PeerUnavailable, with a TLS hint when the handshake failed;
     DEADLINE_EXCEEDED -> PeerUnavailable "did not answer within N s"; PERMISSION_DENIED and
     UNAUTHENTICATED -> PolicyViolation; INVALID_ARGUMENT -> InvalidPeerData; FAILED_PRECONDITION
-    -> SessionError; NOT_FOUND -> NotFound; ALREADY_EXISTS -> AlreadyExists; RESOURCE_EXHAUSTED and
-    UNIMPLEMENTED -> InvalidPeerData (a protocol mismatch); anything else -> FedlearnError. When the
+    -> SessionError; NOT_FOUND -> NotFound; ALREADY_EXISTS -> AlreadyExists; RESOURCE_EXHAUSTED ->
+    InvalidPeerData for an oversized message, else PeerUnavailable (overloaded); UNIMPLEMENTED ->
+    InvalidPeerData (a protocol mismatch); anything else -> FedlearnError. When the
     peer is a fedlearn node, the class it raised (sent as trailing metadata) is used instead of the
     code's default, as long as it maps to the same code.
     """
@@ -254,6 +255,8 @@ def error_from_rpc(
     }
     if code in by_code:
         return by_code[code](f"{peer}: {details}")
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" not in details.lower():
+        return PeerUnavailable(f"{peer} is overloaded: {details}")
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
         return InvalidPeerData(
             f"a message to or from {peer} was refused: {details}; messages must stay under "
