@@ -1,0 +1,225 @@
+"""Exceptions to status codes (server), status codes to exceptions (client), and exit codes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+
+from fedlearn import errors as fe
+from fedlearn.transport import TransportConfig, error_from_rpc, exit_code_for
+from fedlearn.transport.errors import is_tls_failure
+
+from .support import method
+
+INSECURE = TransportConfig(insecure=True)
+ERROR_CLASSES = [
+    cls
+    for cls in vars(fe).values()
+    if isinstance(cls, type) and issubclass(cls, fe.FedlearnError) and cls is not fe.FedlearnError
+]
+SECRET = "db password hunter2"
+
+
+def _raise(name: str) -> None:
+    if name == "bug":
+        raise RuntimeError(SECRET)
+    if name == "abort":
+        raise AssertionError("handled by the handler itself")
+    raise getattr(fe, name)(f"{name} happened")
+
+
+def _unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+    if request == b"abort":
+        context.abort(grpc.StatusCode.NOT_FOUND, "aborted by the handler")
+    _raise(request.decode())
+    return b"unreachable"
+
+
+def _unary_stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+    yield b"first"
+    _raise(request.decode())
+
+
+def _stream_unary(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+    _raise(next(requests).decode())
+    return b"unreachable"
+
+
+def _stream_stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+    for request in requests:
+        yield b"echo"
+        _raise(request.decode())
+
+
+HANDLERS = {
+    "UnaryUnary": grpc.unary_unary_rpc_method_handler(_unary),
+    "UnaryStream": grpc.unary_stream_rpc_method_handler(_unary_stream),
+    "StreamUnary": grpc.stream_unary_rpc_method_handler(_stream_unary),
+    "StreamStream": grpc.stream_stream_rpc_method_handler(_stream_stream),
+}
+
+
+def _call(channel: grpc.Channel, shape: str, payload: bytes) -> tuple[list[bytes], grpc.RpcError]:
+    """Make the call; return what arrived before the error, and the error."""
+    name = "".join(part.title() for part in shape.split("_"))
+    stub = method(channel, name, shape)
+    received: list[bytes] = []
+    with pytest.raises(grpc.RpcError) as info:
+        request = payload if shape.startswith("unary") else iter([payload])
+        answer = stub(request, timeout=5)
+        if shape.endswith("stream"):
+            for item in answer:
+                received.append(item)
+    return received, info.value
+
+
+SHAPES = ["unary_unary", "unary_stream", "stream_unary", "stream_stream"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("cls", ERROR_CLASSES, ids=lambda c: c.__name__)
+def test_fedlearn_errors_map_to_their_code(serve, shape: str, cls: type[fe.FedlearnError]) -> None:
+    channel = serve(INSECURE, HANDLERS).channel(INSECURE, server_name=None)
+    received, exc = _call(channel, shape, cls.__name__.encode())
+    assert isinstance(exc, grpc.Call)
+    assert exc.code() is getattr(grpc.StatusCode, cls.grpc_code)
+    assert exc.details() == f"{cls.__name__} happened"
+    # Streaming handlers fail after their first response, which still reaches the client.
+    expected = {"unary_unary": [], "unary_stream": [b"first"], "stream_unary": []}
+    assert received == expected.get(shape, [b"echo"])
+    if cls.grpc_code not in ("UNAVAILABLE", "INTERNAL"):
+        mapped = error_from_rpc(exc, peer="party-b at here")
+        assert type(mapped) is cls  # the class survives the wire (trailing metadata)
+        assert f"{cls.__name__} happened" in str(mapped)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_unknown_exception_is_internal_without_traceback(
+    serve, shape: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = serve(INSECURE, HANDLERS).channel(INSECURE, server_name=None)
+    with caplog.at_level(logging.ERROR, logger="fedlearn.transport.errors"):
+        _, exc = _call(channel, shape, b"bug")
+    assert isinstance(exc, grpc.Call)
+    name = "".join(part.title() for part in shape.split("_"))
+    assert exc.code() is grpc.StatusCode.INTERNAL
+    assert exc.details() == f"internal error in /fedlearn.test.Test/{name}; see the node log"
+    assert SECRET not in str(exc.trailing_metadata())
+    logged = [r.exc_info[1] for r in caplog.records if r.exc_info]
+    assert logged and SECRET in str(logged[0])  # the traceback stays in the node log
+
+
+def test_handler_that_aborts_itself_keeps_its_code(serve) -> None:
+    channel = serve(INSECURE, HANDLERS).channel(INSECURE, server_name=None)
+    _, exc = _call(channel, "unary_unary", b"abort")
+    assert isinstance(exc, grpc.Call)
+    assert exc.code() is grpc.StatusCode.NOT_FOUND
+    assert exc.details() == "aborted by the handler"
+
+
+@dataclass
+class FakeRpcError(grpc.RpcError):
+    status: grpc.StatusCode
+    text: str = "details"
+    trailers: tuple[tuple[str, str], ...] = field(default=())
+
+    def code(self) -> grpc.StatusCode:
+        return self.status
+
+    def details(self) -> str:
+        return self.text
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.trailers
+
+
+PEER = "party-b at 127.0.0.1:50052"
+
+
+@pytest.mark.parametrize(
+    ("code", "cls", "message"),
+    [
+        ("UNAVAILABLE", fe.PeerUnavailable, "is not reachable: details. Is the node running?"),
+        ("DEADLINE_EXCEEDED", fe.PeerUnavailable, "did not answer within 2.5 s"),
+        ("CANCELLED", fe.PeerUnavailable, "was cancelled"),
+        ("PERMISSION_DENIED", fe.PolicyViolation, "refused the request: details"),
+        ("UNAUTHENTICATED", fe.PolicyViolation, "refused the request: details"),
+        ("INVALID_ARGUMENT", fe.InvalidPeerData, ": details"),
+        ("FAILED_PRECONDITION", fe.SessionError, ": details"),
+        ("NOT_FOUND", fe.NotFound, ": details"),
+        ("ALREADY_EXISTS", fe.AlreadyExists, ": details"),
+        ("RESOURCE_EXHAUSTED", fe.PeerUnavailable, "is overloaded: details"),
+        ("UNIMPLEMENTED", fe.InvalidPeerData, "same fedlearn version"),
+        ("INTERNAL", fe.FedlearnError, "failed with INTERNAL: details"),
+    ],
+)
+def test_error_from_rpc_by_code(code: str, cls: type[fe.FedlearnError], message: str) -> None:
+    mapped = error_from_rpc(FakeRpcError(grpc.StatusCode[code]), peer=PEER, deadline_s=2.5)
+    assert type(mapped) is cls
+    assert PEER in str(mapped) and message in str(mapped)
+
+
+def test_oversized_message_is_a_protocol_error() -> None:
+    exc = FakeRpcError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "Sent message larger than max (25165824 vs. 8388608)"
+    )
+    mapped = error_from_rpc(exc, peer=PEER)
+    assert type(mapped) is fe.InvalidPeerData and "stream large payloads in chunks" in str(mapped)
+
+
+def test_class_sent_by_a_fedlearn_peer_wins_when_it_matches_the_code() -> None:
+    sent = (("fedlearn-error-class", "DataError"),)
+    exc = FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, "bad column", sent)
+    assert type(error_from_rpc(exc, peer=PEER)) is fe.DataError
+    # A class name that does not match the code, or is not ours, is ignored.
+    for name in ("PolicyViolation", "RuntimeError", "FedlearnError"):
+        exc = FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, "x", (("fedlearn-error-class", name),))
+        assert type(error_from_rpc(exc, peer=PEER)) is fe.SessionError
+
+
+def test_tls_failures_are_told_apart_from_a_peer_that_is_down() -> None:
+    down = FakeRpcError(
+        grpc.StatusCode.UNAVAILABLE,
+        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
+        "Failed to connect to remote host: Connection refused",
+    )
+    dropped = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "Socket closed")
+    refused = FakeRpcError(
+        grpc.StatusCode.UNAVAILABLE,
+        "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:1.2.3.4:1: Socket closed",
+    )
+    assert not is_tls_failure(down) and not is_tls_failure(dropped)
+    assert is_tls_failure(refused)
+    assert "TLS handshake with" in str(error_from_rpc(refused, peer=PEER))
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (fe.ConfigError("x"), 2),
+        (fe.NotFound("x"), 2),
+        (fe.AlreadyExists("x"), 2),
+        (fe.DataError("x"), 3),
+        (fe.PeerUnavailable("x"), 4),
+        (fe.PolicyViolation("x"), 5),
+        (fe.InvalidPeerData("x"), 6),
+        (fe.SessionError("x"), 6),
+        (fe.FedlearnError("x"), 1),
+        (fe.EncodingOverflow("x"), 1),
+        (RuntimeError("x"), 1),
+        (KeyboardInterrupt(), 130),
+    ],
+)
+def test_exit_codes(exc: BaseException, code: int) -> None:
+    assert exit_code_for(exc) == code
+
+
+def test_exit_code_of_a_subclass_follows_its_parent() -> None:
+    class LateData(fe.DataError):
+        pass
+
+    assert exit_code_for(LateData("x")) == 3
