@@ -217,12 +217,69 @@ def _combine_buckets(buckets: list[mpz | None], modulus: mpz) -> mpz | None:
     return total
 
 
+def small_signed_multiexp(
+    ciphertexts: Sequence[mpz], indices: np.ndarray, values: np.ndarray, modulus: mpz
+) -> mpz:
+    """:func:`signed_multiexp` for int64 coefficients with ``|x| < 2**62``, digits by numpy.
+
+    The signed window digits of the whole column are computed at once and each bucket's indices
+    are grouped by a sort, so the Python loop left is one multiplication per term and window.
+    """
+    nonzero = values != 0
+    indices, values = indices[nonzero], values[nonzero].astype(np.int64)
+    if indices.size == 0:
+        return ONE
+    magnitudes = np.abs(values)
+    window = bucket_window(int(indices.size), int(magnitudes.max()).bit_length())
+    base, half, mask = 1 << window, 1 << (window - 1), (1 << window) - 1
+    signs = np.sign(values)
+    digit_rows = []
+    carry = np.zeros_like(magnitudes)
+    while magnitudes.any() or carry.any():
+        digits = (magnitudes & mask) + carry
+        magnitudes = magnitudes >> window
+        carry = (digits > half).astype(np.int64)
+        digit_rows.append(signs * (digits - carry * base))
+    positive = negative = None
+    for digits in reversed(digit_rows):
+        if positive is not None:
+            positive = gmpy2.powmod(positive, base, modulus)
+        if negative is not None:
+            negative = gmpy2.powmod(negative, base, modulus)
+        for sign in (1, -1):
+            selected = np.flatnonzero(digits * sign > 0)
+            buckets: list[mpz | None] = [None] * (half + 1)
+            if selected.size:
+                magnitude = digits[selected] * sign
+                order = np.argsort(magnitude, kind="stable")
+                sorted_digits = magnitude[order]
+                sorted_indices = indices[selected][order]
+                starts = np.flatnonzero(np.diff(sorted_digits, prepend=-1))
+                stops = [*starts[1:].tolist(), int(sorted_digits.size)]
+                for start, stop in zip(starts.tolist(), stops, strict=True):
+                    group = sorted_indices[start:stop].tolist()
+                    buckets[int(sorted_digits[start])] = product_of_selected(ciphertexts, group, modulus)
+            total = _combine_buckets(buckets, modulus)
+            if sign > 0:
+                positive = _accumulate(positive, total, modulus)
+            else:
+                negative = _accumulate(negative, total, modulus)
+    result = ONE if positive is None else mpz(positive)
+    if negative is None:
+        return result
+    try:
+        inverse = gmpy2.invert(negative, modulus)
+    except ZeroDivisionError as error:
+        raise InvalidPeerData("a ciphertext is not invertible modulo n^2") from error
+    return result * inverse % modulus
+
+
 def matvec_columns(x_block: np.ndarray, ciphertexts: Sequence[mpz], modulus: mpz) -> list[mpz]:
     """``[prod_i ciphertexts[i]**x_block[i, j] mod modulus for j]``: X^T [[d]] for a column block.
 
     ``x_block`` is an (s, k) signed integer array, ``len(ciphertexts) == s``. Each column takes the
     cheapest kernel its values allow: all zero -> 1; 0/1 -> a product of the selected ciphertexts;
-    anything else -> :func:`signed_multiexp`. Results are not re-randomised.
+    anything else -> :func:`small_signed_multiexp`. Results are not re-randomised.
     """
     x_block = np.asarray(x_block)
     if x_block.ndim != 2 or x_block.shape[0] != len(ciphertexts):
@@ -231,17 +288,14 @@ def matvec_columns(x_block: np.ndarray, ciphertexts: Sequence[mpz], modulus: mpz
             f"s = {len(ciphertexts)}"
         )
     results = []
-    for column in x_block.T:
+    for column in x_block.T.astype(np.int64):
         nonzero = np.flatnonzero(column)
         if nonzero.size == 0:
             results.append(ONE)
-            continue
-        values = column[nonzero]
-        indices = nonzero.tolist()
-        if np.all(values == 1):
-            results.append(product_of_selected(ciphertexts, indices, modulus))
+        elif np.all(column[nonzero] == 1):
+            results.append(product_of_selected(ciphertexts, nonzero.tolist(), modulus))
         else:
-            results.append(signed_multiexp(ciphertexts, indices, values.tolist(), modulus))
+            results.append(small_signed_multiexp(ciphertexts, nonzero, column[nonzero], modulus))
     return results
 
 
