@@ -52,7 +52,7 @@ class PreprocessParams(_message.Message):
     def __init__(self, clip: _Optional[float] = ..., rare_min_fraction: _Optional[float] = ..., max_categories: _Optional[int] = ..., binning: _Optional[str] = ..., bins: _Optional[int] = ..., feature_bits: _Optional[int] = ...) -> None: ...
 
 class TrainParams(_message.Message):
-    __slots__ = ("epochs", "batch_size", "validation_fraction", "seed", "optimizer", "learning_rate", "l2", "l1", "key_bits", "residual_frac_bits", "preprocess")
+    __slots__ = ("epochs", "batch_size", "validation_fraction", "seed", "optimizer", "learning_rate", "l2", "l1", "key_bits", "score_frac_bits", "preprocess")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_FRACTION_FIELD_NUMBER: _ClassVar[int]
@@ -62,7 +62,7 @@ class TrainParams(_message.Message):
     L2_FIELD_NUMBER: _ClassVar[int]
     L1_FIELD_NUMBER: _ClassVar[int]
     KEY_BITS_FIELD_NUMBER: _ClassVar[int]
-    RESIDUAL_FRAC_BITS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FRAC_BITS_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     batch_size: int
@@ -73,9 +73,9 @@ class TrainParams(_message.Message):
     l2: float
     l1: float
     key_bits: int
-    residual_frac_bits: int
+    score_frac_bits: int
     preprocess: PreprocessParams
-    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., optimizer: _Optional[str] = ..., learning_rate: _Optional[float] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., key_bits: _Optional[int] = ..., residual_frac_bits: _Optional[int] = ..., preprocess: _Optional[_Union[PreprocessParams, _Mapping]] = ...) -> None: ...
+    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., optimizer: _Optional[str] = ..., learning_rate: _Optional[float] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., key_bits: _Optional[int] = ..., score_frac_bits: _Optional[int] = ..., preprocess: _Optional[_Union[PreprocessParams, _Mapping]] = ...) -> None: ...
 
 class OpenSessionRequest(_message.Message):
     __slots__ = ("purpose", "dataset", "psi_salt", "train", "paillier_key", "model_id")
@@ -156,12 +156,14 @@ class BatchHeader(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., epoch: _Optional[int] = ..., batch: _Optional[int] = ...) -> None: ...
 
 class BatchForwardRequest(_message.Message):
-    __slots__ = ("header", "ciphertexts")
+    __slots__ = ("header", "ciphertexts", "slopes")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    SLOPES_FIELD_NUMBER: _ClassVar[int]
     header: BatchHeader
     ciphertexts: bytes
-    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., ciphertexts: _Optional[bytes] = ...) -> None: ...
+    slopes: bytes
+    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., ciphertexts: _Optional[bytes] = ..., slopes: _Optional[bytes] = ...) -> None: ...
 
 class BatchForwardResponse(_message.Message):
     __slots__ = ("ciphertexts", "loss_term")
@@ -172,20 +174,24 @@ class BatchForwardResponse(_message.Message):
     def __init__(self, ciphertexts: _Optional[bytes] = ..., loss_term: _Optional[bytes] = ...) -> None: ...
 
 class BatchGradientRequest(_message.Message):
-    __slots__ = ("header", "packed_ciphertexts")
+    __slots__ = ("header", "packed_ciphertexts", "value_count")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     PACKED_CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_COUNT_FIELD_NUMBER: _ClassVar[int]
     header: BatchHeader
     packed_ciphertexts: bytes
-    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., packed_ciphertexts: _Optional[bytes] = ...) -> None: ...
+    value_count: int
+    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., packed_ciphertexts: _Optional[bytes] = ..., value_count: _Optional[int] = ...) -> None: ...
 
 class BatchGradientResponse(_message.Message):
-    __slots__ = ("packed_ciphertexts", "masked_values")
+    __slots__ = ("packed_ciphertexts", "masked_values", "value_count")
     PACKED_CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
     MASKED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    VALUE_COUNT_FIELD_NUMBER: _ClassVar[int]
     packed_ciphertexts: bytes
     masked_values: bytes
-    def __init__(self, packed_ciphertexts: _Optional[bytes] = ..., masked_values: _Optional[bytes] = ...) -> None: ...
+    value_count: int
+    def __init__(self, packed_ciphertexts: _Optional[bytes] = ..., masked_values: _Optional[bytes] = ..., value_count: _Optional[int] = ...) -> None: ...
 
 class BatchUpdateRequest(_message.Message):
     __slots__ = ("header", "masked_values")

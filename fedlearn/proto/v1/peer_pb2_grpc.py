@@ -129,7 +129,8 @@ class PeerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BatchForward(self, request_iterator, context):
-        """Training step 1: [[a]]_A for a batch in, [[u_B/4]]_B and B's encrypted loss term out.
+        """Training step 1: A's residual offset and slope (under A's key) in; B's shifted partial score
+        (under B's key) and B's encrypted loss term out.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,233 @@
+"""Reading TOML config and job files into typed, checked settings.
+
+A config error names the file, the key and what was expected, e.g.
+``a.toml: [peer] address: expected a string like "127.0.0.1:50052", got 50052``. Relative paths in a file
+are taken relative to that file's folder. Unknown keys are errors too (a typo must not be ignored).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedlearn.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def load_toml(path: Path | str) -> tuple[dict[str, Any], Path]:
+    """Parse a TOML file; returns (data, resolved path). ConfigError if missing or malformed."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    return parse_toml(path.read_text(encoding="utf-8"), path), path
+
+
+def parse_toml(text: str, path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+class Section:
+    """Typed access to one TOML table, with errors that name file, table and key."""
+
+    def __init__(self, data: Mapping[str, Any], source: Path, name: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source.name}: [{name}] must be a table")
+        self.data = data
+        self.source = source
+        self.name = name
+        self._read: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return f"{self.source.name}: [{self.name}] {key}"
+
+    def _get(self, key: str, default: Any, required: bool) -> Any:
+        self._read.add(key)
+        if key in self.data:
+            return self.data[key]
+        if required:
+            raise ConfigError(f"{self.where(key)}: missing (required)")
+        return default
+
+    def str(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
+        value = self._get(key, default, required)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{self.where(key)}: expected a string, got {value!r}")
+        return value
+
+    def name_value(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
+        value = self.str(key, default, required=required)
+        if value is not None and not NAME_PATTERN.match(value):
+            raise ConfigError(
+                f"{self.where(key)}: {value!r} is not a valid name "
+                "(letters, digits, '.', '_', '-'; at most 100 characters)"
+            )
+        return value
+
+    def int(self, key: str, default: int | None = None, *, minimum: int | None = None,
+            maximum: int | None = None, required: bool = False) -> Any:
+        value = self._get(key, default, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self.where(key)}: expected a whole number, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{self.where(key)}: must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{self.where(key)}: must be at most {maximum}, got {value}")
+        return value
+
+    def float(self, key: str, default: float | None = None, *, minimum: float | None = None,
+              maximum: float | None = None, required: bool = False) -> Any:
+        value = self._get(key, default, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{self.where(key)}: expected a number, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{self.where(key)}: must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{self.where(key)}: must be at most {maximum}, got {value}")
+        return float(value)
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        value = self._get(key, default, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.where(key)}: expected true or false, got {value!r}")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> Any:
+        value = self.str(key, default)
+        if value not in choices:
+            raise ConfigError(f"{self.where(key)}: expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def str_list(self, key: str, default: list[str] | None = None) -> list[str]:
+        value = self._get(key, default if default is not None else [], False)
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{self.where(key)}: expected a list of strings, got {value!r}")
+        return list(value)
+
+    def path(self, key: str, default: str | None = None, *, required: bool = False,
+             must_exist: bool = False) -> Path | None:
+        value = self.str(key, default, required=required)
+        if value is None:
+            return None
+        resolved = (self.source.parent / Path(value).expanduser()).resolve()
+        if must_exist and not resolved.exists():
+            raise ConfigError(f"{self.where(key)}: {value} does not exist (looked at {resolved})")
+        return resolved
+
+    def table(self, key: str, *, required: bool = False) -> Section:
+        value = self._get(key, {}, required)
+        return Section(value, self.source, f"{self.name}.{key}" if self.name else key)
+
+    def finish(self) -> None:
+        """Refuse keys nobody read: a typo must not silently fall back to a default."""
+        unknown = sorted(set(self.data) - self._read)
+        if unknown:
+            known = ", ".join(sorted(self._read)) or "(none)"
+            raise ConfigError(
+                f"{self.source.name}: [{self.name}] unknown key(s) {', '.join(unknown)}; "
+                f"known keys: {known}"
+            )
+
+
+def root_section(data: Mapping[str, Any], source: Path) -> Section:
+    return Section(data, source, "")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset a party exposes: its file and which columns mean what."""
+
+    name: str
+    path: Path
+    id_column: str
+    label_column: str | None
+    features: list[str] | None  # None: every column except the id and the label
+    categorical: list[str]
+
+
+def read_datasets(root: Section, *, label_allowed: bool) -> dict[str, DatasetSpec]:
+    """The ``[[datasets]]`` array of a node config."""
+    raw = root._get("datasets", [], False)
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(
+            f"{root.source.name}: expected at least one [[datasets]] table "
+            "(name, path, id_column, features, categorical)"
+        )
+    specs: dict[str, DatasetSpec] = {}
+    for index, entry in enumerate(raw):
+        section = Section(entry, root.source, f"datasets.{index}")
+        name = section.name_value("name", required=True)
+        if name in specs:
+            raise ConfigError(f"{section.where('name')}: dataset {name!r} is named twice")
+        label = section.str("label_column") if label_allowed else None
+        features_value = section._get("features", "all", False)
+        if features_value == "all":
+            features = None
+        elif isinstance(features_value, list) and all(isinstance(f, str) for f in features_value):
+            features = list(features_value)
+        else:
+            raise ConfigError(
+                f"{section.where('features')}: expected \"all\" or a list of column names, "
+                f"got {features_value!r}"
+            )
+        spec = DatasetSpec(
+            name=name,
+            path=section.path("path", required=True, must_exist=True),  # type: ignore[arg-type]
+            id_column=section.str("id_column", "id"),
+            label_column=label,
+            features=features,
+            categorical=section.str_list("categorical"),
+        )
+        if spec.label_column is not None and spec.label_column == spec.id_column:
+            raise ConfigError(f"{section.where('label_column')}: the label cannot be the id column")
+        if features is not None and spec.id_column in features:
+            raise ConfigError(f"{section.where('features')}: lists the id column {spec.id_column!r}")
+        section.finish()
+        specs[name] = spec
+    return specs
+
+
+def read_tls(root: Section) -> Any:
+    """The ``[tls]`` table: ca, cert, key (PEM files), insecure, deadline_s -> TransportConfig."""
+    from fedlearn.transport.config import TransportConfig
+
+    section = root.table("tls")
+    config = TransportConfig(
+        ca=section.path("ca"),
+        cert=section.path("cert"),
+        key=section.path("key"),
+        insecure=section.bool("insecure", False),
+        deadline_s=section.float("deadline_s", 120.0, minimum=0.001),  # type: ignore[arg-type]
+    )
+    section.finish()
+    return config
+
+
+def check_own_name(name: str, transport: Any, source: Path) -> None:
+    """The node's configured name must be the name in its own certificate (its identity to peers)."""
+    if transport.insecure or transport.cert is None:
+        return
+    from fedlearn.transport.tls import certificate_name
+
+    in_cert = certificate_name(transport.cert)
+    if in_cert != name:
+        raise ConfigError(
+            f"{source.name}: [node] name is {name!r} but the certificate {transport.cert} is for "
+            f"{in_cert!r}: set name = {in_cert!r} or use that party's certificate"
+        )

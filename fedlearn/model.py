@@ -1,0 +1,190 @@
+"""Logistic-regression math shared by the plaintext reference and the encrypted protocol.
+
+Both parties and the plaintext reference use the same functions here, so tests can compare them:
+
+- the residual ``d = sigmoid(u) - y`` linearised in B's partial score around A's own score, and the
+  quadratic upper bound of the logistic loss that the protocol evaluates under encryption;
+- the train/validation split and the per-epoch batches, derived from a seed both parties know;
+- the optimizers (sgd, momentum, adam): each party keeps its own state for its own weights;
+- the penalty: L2 in the gradient, L1 as a proximal (soft-threshold) step; intercepts are not penalised.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fedlearn.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+def sigmoid(u: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function."""
+    u = np.asarray(u, dtype=np.float64)
+    out = np.empty_like(u)
+    positive = u >= 0
+    out[positive] = 1.0 / (1.0 + np.exp(-u[positive]))
+    exp_u = np.exp(u[~positive])
+    out[~positive] = exp_u / (1.0 + exp_u)
+    return out
+
+
+def sigmoid_slope(u: np.ndarray) -> np.ndarray:
+    """sigmoid'(u) = sigmoid(u) (1 - sigmoid(u)), at most 1/4."""
+    p = sigmoid(u)
+    return p * (1.0 - p)
+
+
+def linearized_residual(u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """d = sigmoid(u_A + u_B) - y, linearised in u_B around A's own score u_A (shape (s,)).
+
+    sigmoid(u_A + u_B) ~ sigmoid(u_A) + sigmoid'(u_A) u_B: the first-order Taylor expansion, taken per
+    row at the point A knows in the clear instead of at 0, so it stays accurate where the intercept
+    and A's columns move the score far from 0 (a rare label puts most rows near logit(base rate)).
+    """
+    return sigmoid(u_a) + sigmoid_slope(u_a) * np.asarray(u_b, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+
+
+def logistic_loss(u: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-row logistic loss log(1 + e^u) - y u."""
+    u = np.asarray(u, dtype=np.float64)
+    return np.asarray(np.logaddexp(0.0, u) - np.asarray(y, dtype=np.float64) * u)
+
+
+def majorized_loss(u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray) -> float:
+    """Mean of l(u_A) + (sigmoid(u_A) - y) u_B + u_B^2 / 8: the quadratic upper bound of the logistic
+    loss around A's score (the logistic loss has curvature at most 1/4). It is what the protocol can
+    evaluate under encryption; it equals the logistic loss when u_B = 0 and bounds it from above.
+    """
+    u_a = np.asarray(u_a, dtype=np.float64)
+    u_b = np.asarray(u_b, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if not u_a.size:
+        return math.nan
+    return float(np.mean(logistic_loss(u_a, y) + (sigmoid(u_a) - y) * u_b + u_b * u_b / 8.0))
+
+
+def split_train_validation(
+    n_rows: int, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split aligned row indices 0..n_rows-1 into (train, validation), both sorted.
+
+    Both parties call this with the session's seed and get the same split without any message.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"validation_fraction must be in [0, 1), got {fraction}")
+    order = np.random.default_rng([seed, 0x5E1D]).permutation(n_rows)
+    n_validation = int(round(n_rows * fraction))
+    return np.sort(order[n_validation:]), np.sort(order[:n_validation])
+
+
+def epoch_batches(train_rows: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The batches of one epoch: a seeded permutation of ``train_rows`` cut into near-equal parts.
+
+    ``max(1, len // batch_size)`` parts, so every batch has at least ``batch_size`` rows when there
+    are that many rows at all (a party's minimum batch size is then never undercut by a remainder).
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    order = np.random.default_rng([seed, 0xBA7C, epoch]).permutation(np.asarray(train_rows))
+    n_batches = max(1, len(order) // batch_size)
+    return [np.asarray(part) for part in np.array_split(order, n_batches)]
+
+
+def max_batch_rows(n_train: int, batch_size: int) -> int:
+    """The largest batch ``epoch_batches`` produces for ``n_train`` rows (sizes bound the encoding)."""
+    n_batches = max(1, n_train // batch_size)
+    return -(-n_train // n_batches)
+
+
+@dataclass
+class Optimizer:
+    """One party's optimizer over its own parameter vector (state never leaves the party).
+
+    ``penalty_mask`` is 1.0 for penalised weights and 0.0 for the intercept.
+    """
+
+    name: str
+    learning_rate: float
+    penalty_mask: np.ndarray
+    l2: float = 0.0
+    l1: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    steps: int = 0
+    _first: np.ndarray = field(init=False, repr=False)
+    _second: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.l1 < 0 or self.l2 < 0:
+            raise ConfigError("l1 and l2 penalties must be >= 0")
+        self._first = np.zeros_like(self.penalty_mask, dtype=np.float64)
+        self._second = np.zeros_like(self.penalty_mask, dtype=np.float64)
+
+    def step(self, weights: np.ndarray, data_gradient: np.ndarray) -> np.ndarray:
+        """New weights from the mean data gradient of one batch (shape (f,)); adds the L2 term."""
+        gradient = data_gradient + self.l2 * self.penalty_mask * weights
+        self.steps += 1
+        if self.name == "sgd":
+            update = gradient
+        elif self.name == "momentum":
+            self._first = self.beta1 * self._first + gradient
+            update = self._first
+        else:
+            self._first = self.beta1 * self._first + (1 - self.beta1) * gradient
+            self._second = self.beta2 * self._second + (1 - self.beta2) * gradient**2
+            first_hat = self._first / (1 - self.beta1**self.steps)
+            second_hat = self._second / (1 - self.beta2**self.steps)
+            update = first_hat / (np.sqrt(second_hat) + self.eps)
+        new_weights = weights - self.learning_rate * update
+        if self.l1 > 0:
+            shrink = self.learning_rate * self.l1 * self.penalty_mask
+            new_weights = np.sign(new_weights) * np.maximum(np.abs(new_weights) - shrink, 0.0)
+        return np.asarray(new_weights, dtype=np.float64)
+
+
+def fit_plain_reference(
+    x_a: np.ndarray,
+    x_b: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    optimizer: str = "adam",
+    learning_rate: float = 0.05,
+    l2: float = 0.0,
+    l1: float = 0.0,
+    score_clip: float = 64.0,
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """The plaintext reference: the protocol's schedule and residual math without encryption.
+
+    ``x_a`` must already carry A's intercept column last. Returns (w_a, w_b, loss per epoch).
+    """
+    w_a = np.zeros(x_a.shape[1])
+    w_b = np.zeros(x_b.shape[1])
+    mask_a = np.ones_like(w_a)
+    mask_a[-1] = 0.0
+    opt_a = Optimizer(optimizer, learning_rate, mask_a, l2=l2, l1=l1)
+    opt_b = Optimizer(optimizer, learning_rate, np.ones_like(w_b), l2=l2, l1=l1)
+    rows = np.arange(len(y))
+    losses = []
+    for epoch in range(epochs):
+        epoch_loss = 0.0
+        for batch in epoch_batches(rows, batch_size, seed, epoch):
+            u_a = x_a[batch] @ w_a
+            u_b = np.clip(x_b[batch] @ w_b, -score_clip, score_clip)
+            d = linearized_residual(u_a, u_b, y[batch])
+            epoch_loss += majorized_loss(u_a, u_b, y[batch]) * len(batch)
+            w_a = opt_a.step(w_a, x_a[batch].T @ d / len(batch))
+            w_b = opt_b.step(w_b, x_b[batch].T @ d / len(batch))
+        losses.append(epoch_loss / len(y))
+    return w_a, w_b, losses

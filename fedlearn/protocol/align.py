@@ -1,0 +1,85 @@
+"""A's side of the private set intersection (ECDH-PSI over X25519), the first phase of every session.
+
+    A -> B  H(id_A)^a                 B -> A  H(id_A)^(ab)   (same order)
+    B -> A  H(id_B)^b                 A: H(id_B)^(ba); matches give both index lists
+    A -> B  B's indices of the matches, in the common order (sorted by the double-blinded point)
+
+Each party learns the other's set size and the intersection, nothing about the other's other IDs.
+Secret exponents and the salt are fresh per session; the salt mixes a random share from each party.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedlearn.crypto.psi import POINT_BYTES, PsiKey, intersect, session_salt
+from fedlearn.errors import FedlearnError, InvalidPeerData
+from fedlearn.protocol import messages as m
+from fedlearn.protocol.peer_api import PeerApi
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The outcome of PSI for A: a session with B and A's rows in the common order."""
+
+    session: m.OpenSessionResponse
+    own_rows: np.ndarray  # A's row indices of the intersection, in the common order
+    own_size: int
+    peer_size: int
+    seconds: float
+
+
+def open_and_align(peer: PeerApi, request: m.OpenSessionRequest, own_ids: Sequence[str], *,
+                   workers: int = 1) -> Alignment:
+    """Open a session with ``request`` (A's salt is filled in here) and run PSI on ``own_ids``.
+
+    Closes the session on B's side if anything fails after it was opened.
+    """
+    started = time.perf_counter()
+    own_salt = secrets.token_bytes(32)
+    opened = peer.open_session(
+        m.OpenSessionRequest(purpose=request.purpose, dataset=request.dataset, psi_salt=own_salt,
+                             train=request.train, paillier_key=request.paillier_key,
+                             model_id=request.model_id))
+    try:
+        own_rows, peer_size = _intersect(peer, opened, own_salt, own_ids, workers)
+    except BaseException:
+        close_quietly(peer, opened.session_id)
+        raise
+    return Alignment(opened, own_rows, len(own_ids), peer_size, time.perf_counter() - started)
+
+
+def _intersect(peer: PeerApi, opened: m.OpenSessionResponse, own_salt: bytes,
+               own_ids: Sequence[str], workers: int) -> tuple[np.ndarray, int]:
+    salt = session_salt(own_salt, opened.psi_salt)
+    key = PsiKey.generate()
+    blinded = key.blind_ids(list(own_ids), salt, workers=workers)
+    double_own = peer.psi_blind(m.PsiBlindRequest(opened.session_id, blinded)).points
+    if len(double_own) != len(blinded):
+        raise InvalidPeerData(
+            f"PsiBlind: sent {len(own_ids)} points, got {len(double_own) // POINT_BYTES} back")
+    peer_set = peer.psi_peer_set(m.PsiPeerSetRequest(opened.session_id))
+    peer_size = len(peer_set.points) // POINT_BYTES
+    if peer_set.total != peer_size:
+        raise InvalidPeerData(f"PsiPeerSet: announced {peer_set.total} points, sent {peer_size}")
+    double_peer = key.blind_points(peer_set.points, workers=workers)
+    own_rows, peer_rows = intersect(double_own, double_peer)
+    result = peer.psi_result(
+        m.PsiResultRequest(opened.session_id, peer_rows.astype("<u4").tobytes()))
+    if result.intersection_size != len(own_rows):
+        raise InvalidPeerData(
+            f"PsiResult: B counts {result.intersection_size} common IDs, A counts {len(own_rows)}")
+    return own_rows, peer_size
+
+
+def close_quietly(peer: PeerApi, session_id: str) -> None:
+    """Best-effort CloseSession (B expires sessions anyway)."""
+    try:
+        peer.close_session(m.CloseSessionRequest(session_id))
+    except FedlearnError:
+        pass

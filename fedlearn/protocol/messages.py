@@ -1,0 +1,204 @@
+"""Typed messages between party A and party B, one dataclass per protobuf message of PeerService.
+
+Field names and types mirror ``protos/fedlearn/v1/peer.proto`` one to one; ``fedlearn.protocol.wire``
+converts between the two. Bulk payloads stay ``bytes`` here (fixed-width big-endian ciphertexts, 32-byte
+PSI points, little-endian uint32 indices or float64 scores); the role code decodes and checks them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Purpose(enum.IntEnum):
+    UNSPECIFIED = 0
+    ALIGN = 1
+    TRAIN = 2
+    SCORE = 3
+
+
+class RowSubset(enum.IntEnum):
+    UNSPECIFIED = 0
+    ALIGNED = 1
+    VALIDATION = 2
+
+
+@dataclass(frozen=True)
+class PaillierKey:
+    n: bytes = b""
+    djn_base: bytes = b""
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    clip: float = 4.0
+    rare_min_fraction: float = 0.01
+    max_categories: int = 50
+    binning: str = "none"
+    bins: int = 10
+    feature_bits: int = 8
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = 10
+    batch_size: int = 1024
+    validation_fraction: float = 0.2
+    seed: int = 0
+    optimizer: str = "momentum"
+    learning_rate: float = 0.02
+    l2: float = 0.0
+    l1: float = 0.0
+    key_bits: int = 2048
+    score_frac_bits: int = 12
+    preprocess: PreprocessParams = field(default_factory=PreprocessParams)
+
+
+@dataclass(frozen=True)
+class OpenSessionRequest:
+    purpose: Purpose = Purpose.UNSPECIFIED
+    dataset: str = ""
+    psi_salt: bytes = b""
+    train: TrainParams = field(default_factory=TrainParams)
+    paillier_key: PaillierKey = field(default_factory=PaillierKey)
+    model_id: str = ""
+
+
+@dataclass(frozen=True)
+class OpenSessionResponse:
+    session_id: str = ""
+    psi_salt: bytes = b""
+    paillier_key: PaillierKey = field(default_factory=PaillierKey)
+
+
+@dataclass(frozen=True)
+class PsiBlindRequest:
+    session_id: str = ""
+    points: bytes = b""
+
+
+@dataclass(frozen=True)
+class PsiBlindResponse:
+    points: bytes = b""
+
+
+@dataclass(frozen=True)
+class PsiPeerSetRequest:
+    session_id: str = ""
+
+
+@dataclass(frozen=True)
+class PsiPeerSetResponse:
+    points: bytes = b""
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class PsiResultRequest:
+    session_id: str = ""
+    peer_indices: bytes = b""
+
+
+@dataclass(frozen=True)
+class PsiResultResponse:
+    intersection_size: int = 0
+
+
+@dataclass(frozen=True)
+class BatchHeader:
+    session_id: str = ""
+    epoch: int = 0
+    batch: int = 0
+
+
+@dataclass(frozen=True)
+class BatchForwardRequest:
+    header: BatchHeader = field(default_factory=BatchHeader)
+    ciphertexts: bytes = b""
+    slopes: bytes = b""
+
+
+@dataclass(frozen=True)
+class BatchForwardResponse:
+    ciphertexts: bytes = b""
+    loss_term: bytes = b""
+
+
+@dataclass(frozen=True)
+class BatchGradientRequest:
+    header: BatchHeader = field(default_factory=BatchHeader)
+    packed_ciphertexts: bytes = b""
+    value_count: int = 0
+
+
+@dataclass(frozen=True)
+class BatchGradientResponse:
+    packed_ciphertexts: bytes = b""
+    masked_values: bytes = b""
+    value_count: int = 0
+
+
+@dataclass(frozen=True)
+class BatchUpdateRequest:
+    header: BatchHeader = field(default_factory=BatchHeader)
+    masked_values: bytes = b""
+
+
+@dataclass(frozen=True)
+class BatchUpdateResponse:
+    weight_change_norm: float = 0.0
+
+
+@dataclass(frozen=True)
+class EpochLossRequest:
+    session_id: str = ""
+    epoch: int = 0
+    ciphertext: bytes = b""
+
+
+@dataclass(frozen=True)
+class EpochLossResponse:
+    value: bytes = b""
+
+
+@dataclass(frozen=True)
+class PartialScoresRequest:
+    session_id: str = ""
+    subset: RowSubset = RowSubset.UNSPECIFIED
+
+
+@dataclass(frozen=True)
+class PartialScoresResponse:
+    scores: bytes = b""
+
+
+@dataclass(frozen=True)
+class CommitModelRequest:
+    session_id: str = ""
+    model_id: str = ""
+
+
+@dataclass(frozen=True)
+class CommitModelResponse:
+    mean_partial_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class DeleteModelRequest:
+    model_id: str = ""
+
+
+@dataclass(frozen=True)
+class DeleteModelResponse:
+    pass
+
+
+@dataclass(frozen=True)
+class CloseSessionRequest:
+    session_id: str = ""
+
+
+@dataclass(frozen=True)
+class CloseSessionResponse:
+    pass

@@ -1,0 +1,200 @@
+"""The math of one encrypted training step, shared by both roles (DESIGN.md section 3, adapted).
+
+For a batch of s aligned rows. Every value is a fixed-point integer: A's slope at SLOPE_FRAC_BITS, B's
+partial score at ``score_frac_bits`` (F2), the residual at SLOPE_FRAC_BITS + F2.
+
+    A: beta  = sigmoid'(u_A)                  -> [[beta]]_A          (sent to B, per row)
+       alpha = sigmoid(u_A) - y - K beta      -> [[alpha]]_A         (sent to B, per row)
+    B: v     = clip(u_B, -K, K) + K  (>= 0)   -> [[v]]_B             (sent to A, per row)
+    B: [[d]]_A = [[alpha]]_A * [[beta]]_A ^ v          A: [[d]]_B = [[v]]_B ^ beta * alpha
+       so d = sigmoid(u_A) + sigmoid'(u_A) u_B - y  (sigmoid linearised around A's own score)
+    each: [[G + R]]_peer = X_q^T [[d]]_peer + R, packed into few ciphertexts and re-randomised;
+          the peer decrypts and returns G + R; the party removes R and updates its own weights.
+
+DESIGN.md linearises at u = 0 (``1/2 + u/4``); that fixed point is measurably worse than logistic
+regression where the label is rare (the intercept moves every score far from 0). Linearising at u_A
+keeps the same messages and encryption, adds one short exponentiation per row on each side, and lands
+within a few thousandths of AUC of scikit-learn (docs/protocol.md). ``K`` = SCORE_CLIP bounds |u_B|, so
+every encoded value has a known bound and packing slots cannot overflow; it never binds on sane data.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gmpy2
+import numpy as np
+
+from fedlearn.crypto.packing import PackingLayout, packing_layout, unmask
+from fedlearn.crypto.peer import PeerKeyEngine
+from fedlearn.errors import EncodingOverflow, InvalidPeerData
+from fedlearn.model import sigmoid, sigmoid_slope
+from fedlearn.protocol.messages import PreprocessParams
+
+#: |u_B| is clipped to SCORE_CLIP before encoding; v = u_B + SCORE_CLIP is then in [0, 2 K].
+SCORE_CLIP = 64
+#: Fixed-point bits of sigmoid'(u_A) (at most 1/4) and of A's loss coefficients.
+SLOPE_FRAC_BITS = 16
+#: Statistical hiding of masks: mask range is 2^MASK_BITS times the value range.
+MASK_BITS = 80
+
+
+@dataclass(frozen=True)
+class FixedPointFeatures:
+    """A party's quantised feature matrix: ``x = x_q / scales`` column by column."""
+
+    x_q: np.ndarray  # (rows, f) int32
+    scales: np.ndarray  # (f,) float64
+
+    @property
+    def x(self) -> np.ndarray:
+        return np.asarray(self.x_q / self.scales, dtype=np.float64)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x_q.shape[1])
+
+
+def residual_frac_bits(score_frac_bits: int) -> int:
+    """Fixed-point bits of the residual d."""
+    return SLOPE_FRAC_BITS + score_frac_bits
+
+
+def gradient_bound_bits(max_rows: int, feature_bits: int, score_frac_bits: int) -> int:
+    """Bits bounding |sum_i x_q[i, j] d_q[i]| over a batch of at most ``max_rows`` rows.
+
+    |x_q| < 2^(feature_bits - 1) (binary columns: 1); |d| <= 1 + K/4 < 2^5 for K = 64.
+    """
+    d_bits = math.ceil(math.log2(1 + SCORE_CLIP / 4)) + residual_frac_bits(score_frac_bits)
+    return int(max_rows).bit_length() + max(feature_bits - 1, 1) + d_bits + 1
+
+
+def gradient_layout(n: int, *, max_rows: int, feature_bits: int, score_frac_bits: int) -> PackingLayout:
+    """The packing of masked gradients under modulus n; both parties derive the same one."""
+    bound = gradient_bound_bits(max_rows, feature_bits, score_frac_bits)
+    return packing_layout(n, value_bound_bits=bound, mask_bits=MASK_BITS)
+
+
+def label_party_terms(u_a: np.ndarray, y: np.ndarray, score_frac_bits: int) -> tuple[list[int], list[int]]:
+    """A's per-row (alpha, beta) as signed fixed-point ints; the K offset cancels exactly in d."""
+    beta = [int(v) for v in np.rint(sigmoid_slope(u_a) * 2.0**SLOPE_FRAC_BITS)]
+    base = np.rint((sigmoid(u_a) - np.asarray(y, dtype=np.float64)) * 2.0 ** residual_frac_bits(score_frac_bits))
+    offset = SCORE_CLIP << score_frac_bits
+    alpha = [int(b) - offset * slope for b, slope in zip(base, beta, strict=True)]
+    return alpha, beta
+
+
+def feature_party_scores(u_b: np.ndarray, score_frac_bits: int) -> list[int]:
+    """B's per-row v = round(clip(u_B) 2^F2) + K 2^F2, non-negative ints."""
+    clipped = np.clip(np.asarray(u_b, dtype=np.float64), -SCORE_CLIP, SCORE_CLIP)
+    offset = SCORE_CLIP << score_frac_bits
+    return [int(v) + offset for v in np.rint(clipped * 2.0**score_frac_bits)]
+
+
+def feature_party_loss_term(scores_fixed: Sequence[int], score_frac_bits: int) -> int:
+    """B's loss term sum(u_B^2)/8 at SLOPE_FRAC_BITS + F2 fractional bits (from B's fixed v)."""
+    offset = SCORE_CLIP << score_frac_bits
+    total = sum((v - offset) ** 2 for v in scores_fixed)
+    shift = SLOPE_FRAC_BITS - score_frac_bits - 3  # / 2^(2 F2) * 2^(16 + F2) / 8
+    return total << shift if shift >= 0 else total >> -shift
+
+
+def label_party_loss(u_a: np.ndarray, y: np.ndarray) -> tuple[float, list[int], int]:
+    """A's plaintext loss sum, and the coefficients c = sigmoid(u_A) - y (fixed) for the cross term.
+
+    Returns (sum of l(u_A), c as ints at SLOPE_FRAC_BITS, sum of c) so that
+    cross = dot(c, [[v]]) - K 2^F2 sum(c).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    plain = float(np.sum(np.logaddexp(0.0, u_a) - y * u_a))
+    coefficients = [int(v) for v in np.rint((sigmoid(u_a) - y) * 2.0**SLOPE_FRAC_BITS)]
+    return plain, coefficients, sum(coefficients)
+
+
+def power_each(ciphertexts: Sequence[Any], exponents: Sequence[int], nsquare: Any) -> list[Any]:
+    """[[m_i]]^e_i per row (each e_i >= 0, a few dozen bits): [[e_i m_i]] under the same key."""
+    modulus = gmpy2.mpz(nsquare)
+    return [gmpy2.powmod(gmpy2.mpz(c), e, modulus) for c, e in zip(ciphertexts, exponents, strict=True)]
+
+
+def multiply_each(left: Sequence[Any], right: Sequence[Any], nsquare: Any) -> list[Any]:
+    """[[a_i]] * [[b_i]] = [[a_i + b_i]] per row."""
+    modulus = gmpy2.mpz(nsquare)
+    return [gmpy2.mpz(a) * gmpy2.mpz(b) % modulus for a, b in zip(left, right, strict=True)]
+
+
+def masked_gradient(
+    peer_engine: PeerKeyEngine, x_q_batch: np.ndarray, encrypted_residual: Sequence[object],
+    layout: PackingLayout,
+) -> tuple[list[object], list[int]]:
+    """[[X^T d + R]]_peer, packed and re-randomised, and the masks R (kept by the party).
+
+    ``encrypted_residual`` is [[d]] under the peer's key, one per batch row (s,); ``x_q_batch`` is
+    (s, f). Returns ``ceil(f / layout.slots)`` ciphertexts under the peer's key.
+    """
+    gradient = peer_engine.matvec_t(x_q_batch, encrypted_residual)
+    packed, masks = peer_engine.pack_masked(gradient, layout)
+    return list(packed), list(masks)
+
+
+def gradient_from_masked(
+    masked_values: Sequence[int], masks: Sequence[int], layout: PackingLayout,
+    features: FixedPointFeatures, score_frac_bits: int, batch_rows: int,
+) -> np.ndarray:
+    """The mean data gradient X^T d / s (float, shape (f,)) from the peer's decrypted masked slots."""
+    integers = unmask(masked_values[: len(masks)], masks, layout)
+    scale = features.scales * float(2 ** residual_frac_bits(score_frac_bits))
+    total = np.array([float(v) for v in integers]) / scale
+    return np.asarray(total / batch_rows, dtype=np.float64)
+
+
+def loss_mask(bound_bits: int) -> int:
+    """A mask R for the epoch loss, uniform in [2^bound_bits, 2^(bound_bits + MASK_BITS))."""
+    return (1 << bound_bits) + secrets.randbelow((1 << (bound_bits + MASK_BITS)) - (1 << bound_bits))
+
+
+def loss_bound_bits(rows: int, score_frac_bits: int) -> int:
+    """Bits bounding |B's share of an epoch's loss| in fixed point (SLOPE_FRAC_BITS + F2 bits)."""
+    per_row = 2 * SCORE_CLIP + SCORE_CLIP**2 / 8
+    return int(rows).bit_length() + math.ceil(math.log2(per_row)) + residual_frac_bits(score_frac_bits) + 2
+
+
+def unmask_loss(residue: int, mask: int, bound_bits: int) -> int:
+    """L = (L + R) - R for the epoch loss; EncodingOverflow when the result is out of bound."""
+    value = int(residue) - mask
+    if abs(value) >= 1 << bound_bits:
+        raise EncodingOverflow("the decrypted epoch loss is outside its bound")
+    return value
+
+
+def preprocess_dict(params: PreprocessParams) -> dict[str, Any]:
+    """The job's preprocessing parameters as ``PreprocessConfig.from_dict`` takes them."""
+    return {
+        "clip": params.clip, "rare_min_fraction": params.rare_min_fraction,
+        "max_categories": params.max_categories, "binning": params.binning,
+        "bins": params.bins, "feature_bits": params.feature_bits,
+    }
+
+
+def int_to_bytes(value: int | None) -> bytes:
+    """A non-negative integer as minimal big-endian bytes (empty for None)."""
+    if value is None:
+        return b""
+    value = int(value)
+    return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
+
+
+def int_from_bytes(data: bytes, bound: int, *, what: str = "value") -> int | None:
+    """A big-endian integer the peer sent, checked to lie in [1, bound); None for empty bytes."""
+    if not data:
+        return None
+    if len(data) > (int(bound).bit_length() + 7) // 8 + 1:
+        raise InvalidPeerData(f"{what}: {len(data)} bytes is longer than its bound allows")
+    value = int.from_bytes(data, "big")
+    if not 1 <= value < int(bound):
+        raise InvalidPeerData(f"{what}: out of range")
+    return value
