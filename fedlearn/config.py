@@ -61,14 +61,14 @@ class Section:
             raise ConfigError(f"{self.where(key)}: missing (required)")
         return default
 
-    def str(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
+    def get_str(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
         value = self._get(key, default, required)
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{self.where(key)}: expected a string, got {value!r}")
         return value
 
-    def name_value(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
-        value = self.str(key, default, required=required)
+    def get_name_value(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
+        value = self.get_str(key, default, required=required)
         if value is not None and not NAME_PATTERN.match(value):
             raise ConfigError(
                 f"{self.where(key)}: {value!r} is not a valid name "
@@ -76,8 +76,15 @@ class Section:
             )
         return value
 
-    def int(self, key: str, default: int | None = None, *, minimum: int | None = None,
-            maximum: int | None = None, required: bool = False) -> Any:
+    def get_int(
+        self,
+        key: str,
+        default: int | None = None,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        required: bool = False,
+    ) -> Any:
         value = self._get(key, default, required)
         if value is None:
             return None
@@ -89,8 +96,15 @@ class Section:
             raise ConfigError(f"{self.where(key)}: must be at most {maximum}, got {value}")
         return value
 
-    def float(self, key: str, default: float | None = None, *, minimum: float | None = None,
-              maximum: float | None = None, required: bool = False) -> Any:
+    def get_float(
+        self,
+        key: str,
+        default: float | None = None,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        required: bool = False,
+    ) -> Any:
         value = self._get(key, default, required)
         if value is None:
             return None
@@ -102,27 +116,35 @@ class Section:
             raise ConfigError(f"{self.where(key)}: must be at most {maximum}, got {value}")
         return float(value)
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def get_bool(self, key: str, default: bool = False) -> bool:
         value = self._get(key, default, False)
         if not isinstance(value, bool):
             raise ConfigError(f"{self.where(key)}: expected true or false, got {value!r}")
         return value
 
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> Any:
-        value = self.str(key, default)
+    def get_choice(self, key: str, choices: tuple[str, ...], default: str) -> Any:
+        value = self.get_str(key, default)
         if value not in choices:
-            raise ConfigError(f"{self.where(key)}: expected one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(
+                f"{self.where(key)}: expected one of {', '.join(choices)}, got {value!r}"
+            )
         return value
 
-    def str_list(self, key: str, default: list[str] | None = None) -> list[str]:
+    def get_str_list(self, key: str, default: list[str] | None = None) -> list[str]:
         value = self._get(key, default if default is not None else [], False)
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{self.where(key)}: expected a list of strings, got {value!r}")
         return list(value)
 
-    def path(self, key: str, default: str | None = None, *, required: bool = False,
-             must_exist: bool = False) -> Path | None:
-        value = self.str(key, default, required=required)
+    def get_path(
+        self,
+        key: str,
+        default: str | None = None,
+        *,
+        required: bool = False,
+        must_exist: bool = False,
+    ) -> Path | None:
+        value = self.get_str(key, default, required=required)
         if value is None:
             return None
         resolved = (self.source.parent / Path(value).expanduser()).resolve()
@@ -130,7 +152,7 @@ class Section:
             raise ConfigError(f"{self.where(key)}: {value} does not exist (looked at {resolved})")
         return resolved
 
-    def table(self, key: str, *, required: bool = False) -> Section:
+    def get_table(self, key: str, *, required: bool = False) -> Section:
         value = self._get(key, {}, required)
         return Section(value, self.source, f"{self.name}.{key}" if self.name else key)
 
@@ -172,10 +194,10 @@ def read_datasets(root: Section, *, label_allowed: bool) -> dict[str, DatasetSpe
     specs: dict[str, DatasetSpec] = {}
     for index, entry in enumerate(raw):
         section = Section(entry, root.source, f"datasets.{index}")
-        name = section.name_value("name", required=True)
+        name = section.get_name_value("name", required=True)
         if name in specs:
             raise ConfigError(f"{section.where('name')}: dataset {name!r} is named twice")
-        label = section.str("label_column") if label_allowed else None
+        label = section.get_str("label_column") if label_allowed else None
         features_value = section._get("features", "all", False)
         if features_value == "all":
             features = None
@@ -183,21 +205,23 @@ def read_datasets(root: Section, *, label_allowed: bool) -> dict[str, DatasetSpe
             features = list(features_value)
         else:
             raise ConfigError(
-                f"{section.where('features')}: expected \"all\" or a list of column names, "
+                f'{section.where("features")}: expected "all" or a list of column names, '
                 f"got {features_value!r}"
             )
         spec = DatasetSpec(
             name=name,
-            path=section.path("path", required=True, must_exist=True),  # type: ignore[arg-type]
-            id_column=section.str("id_column", "id"),
+            path=section.get_path("path", required=True, must_exist=True),  # type: ignore[arg-type]
+            id_column=section.get_str("id_column", "id"),
             label_column=label,
             features=features,
-            categorical=section.str_list("categorical"),
+            categorical=section.get_str_list("categorical"),
         )
         if spec.label_column is not None and spec.label_column == spec.id_column:
             raise ConfigError(f"{section.where('label_column')}: the label cannot be the id column")
         if features is not None and spec.id_column in features:
-            raise ConfigError(f"{section.where('features')}: lists the id column {spec.id_column!r}")
+            raise ConfigError(
+                f"{section.where('features')}: lists the id column {spec.id_column!r}"
+            )
         section.finish()
         specs[name] = spec
     return specs
@@ -207,13 +231,13 @@ def read_tls(root: Section) -> Any:
     """The ``[tls]`` table: ca, cert, key (PEM files), insecure, deadline_s -> TransportConfig."""
     from fedlearn.transport.config import TransportConfig
 
-    section = root.table("tls")
+    section = root.get_table("tls")
     config = TransportConfig(
-        ca=section.path("ca"),
-        cert=section.path("cert"),
-        key=section.path("key"),
-        insecure=section.bool("insecure", False),
-        deadline_s=section.float("deadline_s", 120.0, minimum=0.001),  # type: ignore[arg-type]
+        ca=section.get_path("ca"),
+        cert=section.get_path("cert"),
+        key=section.get_path("key"),
+        insecure=section.get_bool("insecure", False),
+        deadline_s=section.get_float("deadline_s", 120.0, minimum=0.001),
     )
     section.finish()
     return config

@@ -1,38 +1,38 @@
 """The training job file (job.toml), read by A's node.
 
-    [data]
-    dataset = "vip"                 # A's dataset name (in a.toml)
-    peer_dataset = "vip"            # B's dataset name (in b.toml); defaults to `dataset`
-    label_column = "vip_30d"        # overrides the dataset's label_column
-    validation_fraction = 0.2
-    seed = 42
+[data]
+dataset = "vip"                 # A's dataset name (in a.toml)
+peer_dataset = "vip"            # B's dataset name (in b.toml); defaults to `dataset`
+label_column = "vip_30d"        # overrides the dataset's label_column
+validation_fraction = 0.2
+seed = 42
 
-    [train]
-    epochs = 10
-    batch_size = 1024
-    learning_rate = 0.02
-    optimizer = "momentum"          # sgd | momentum | adam (each party keeps its own state)
-    l2 = 0.0
-    l1 = 0.0
-    eval_every = 0                  # validation metrics every k epochs (costs a partial-score exchange)
+[train]
+epochs = 10
+batch_size = 1024
+learning_rate = 0.02
+optimizer = "momentum"          # sgd | momentum | adam (each party keeps its own state)
+l2 = 0.0
+l1 = 0.0
+eval_every = 0                  # validation metrics every k epochs (costs a partial-score exchange)
 
-    [early_stopping]
-    monitor = "loss"                # loss | weights | none
-    tolerance = 1e-4                # stop when the improvement is below this ...
-    patience = 2                    # ... for this many epochs in a row
+[early_stopping]
+monitor = "loss"                # loss | weights | none
+tolerance = 1e-4                # stop when the improvement is below this ...
+patience = 2                    # ... for this many epochs in a row
 
-    [crypto]
-    key_bits = 2048
-    obfuscation = "djn"             # djn | standard
-    score_frac_bits = 12            # fixed-point bits of the partial score inside the residual
+[crypto]
+key_bits = 2048
+obfuscation = "djn"             # djn | standard
+score_frac_bits = 12            # fixed-point bits of the partial score inside the residual
 
-    [preprocess]
-    clip = 4.0
-    rare_min_fraction = 0.01
-    max_categories = 50
-    binning = "none"                # none | quantile
-    bins = 10
-    feature_bits = 8
+[preprocess]
+clip = 4.0
+rare_min_fraction = 0.01
+max_categories = 50
+binning = "none"                # none | quantile
+bins = 10
+feature_bits = 8
 """
 
 from __future__ import annotations
@@ -63,44 +63,44 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
     """Parse and check a job file's text; ConfigError names the key and what was expected."""
     path = Path(source)
     root = root_section(parse_toml(text, path), path)
-    data = root.table("data", required=True)
-    dataset = data.name_value("dataset", required=True)
-    peer_dataset = data.name_value("peer_dataset", dataset)
-    label_column = data.str("label_column")
-    validation_fraction = data.float("validation_fraction", 0.2, minimum=0.0, maximum=0.9)
-    seed = data.int("seed", 42, minimum=0, maximum=2**63 - 1)
+    data = root.get_table("data", required=True)
+    dataset = data.get_name_value("dataset", required=True)
+    peer_dataset = data.get_name_value("peer_dataset", dataset)
+    label_column = data.get_str("label_column")
+    validation_fraction = data.get_float("validation_fraction", 0.2, minimum=0.0, maximum=0.9)
+    seed = data.get_int("seed", 42, minimum=0, maximum=2**63 - 1)
     data.finish()
 
-    train = root.table("train")
-    epochs = train.int("epochs", 10, minimum=1, maximum=10_000)
-    batch_size = train.int("batch_size", 1024, minimum=1)
-    learning_rate = train.float("learning_rate", 0.02, minimum=1e-12)
-    optimizer = train.choice("optimizer", OPTIMIZERS, "momentum")
-    l2 = train.float("l2", 0.0, minimum=0.0)
-    l1 = train.float("l1", 0.0, minimum=0.0)
-    eval_every = train.int("eval_every", 0, minimum=0)
+    train = root.get_table("train")
+    epochs = train.get_int("epochs", 10, minimum=1, maximum=10_000)
+    batch_size = train.get_int("batch_size", 1024, minimum=1)
+    learning_rate = train.get_float("learning_rate", 0.02, minimum=1e-12)
+    optimizer = train.get_choice("optimizer", OPTIMIZERS, "momentum")
+    l2 = train.get_float("l2", 0.0, minimum=0.0)
+    l1 = train.get_float("l1", 0.0, minimum=0.0)
+    eval_every = train.get_int("eval_every", 0, minimum=0)
     train.finish()
 
-    stopping = root.table("early_stopping")
-    monitor = stopping.choice("monitor", ("loss", "weights", "none"), "loss")
-    tolerance = stopping.float("tolerance", 1e-4, minimum=0.0)
-    patience = stopping.int("patience", 2, minimum=1)
+    stopping = root.get_table("early_stopping")
+    monitor = stopping.get_choice("monitor", ("loss", "weights", "none"), "loss")
+    tolerance = stopping.get_float("tolerance", 1e-4, minimum=0.0)
+    patience = stopping.get_int("patience", 2, minimum=1)
     stopping.finish()
 
-    crypto = root.table("crypto")
-    key_bits = crypto.int("key_bits", 2048, minimum=256, maximum=8192)
-    obfuscation = crypto.choice("obfuscation", ("djn", "standard"), "djn")
-    score_frac_bits = crypto.int("score_frac_bits", 12, minimum=6, maximum=24)
+    crypto = root.get_table("crypto")
+    key_bits = crypto.get_int("key_bits", 2048, minimum=256, maximum=8192)
+    obfuscation = crypto.get_choice("obfuscation", ("djn", "standard"), "djn")
+    score_frac_bits = crypto.get_int("score_frac_bits", 12, minimum=6, maximum=24)
     crypto.finish()
 
-    pre = root.table("preprocess")
+    pre = root.get_table("preprocess")
     preprocess = PreprocessParams(
-        clip=pre.float("clip", 4.0, minimum=0.5, maximum=100.0),
-        rare_min_fraction=pre.float("rare_min_fraction", 0.01, minimum=0.0, maximum=0.5),
-        max_categories=pre.int("max_categories", 50, minimum=1, maximum=10_000),
-        binning=pre.choice("binning", ("none", "quantile"), "none"),
-        bins=pre.int("bins", 10, minimum=2, maximum=1000),
-        feature_bits=pre.int("feature_bits", 8, minimum=2, maximum=16),
+        clip=pre.get_float("clip", 4.0, minimum=0.5, maximum=100.0),
+        rare_min_fraction=pre.get_float("rare_min_fraction", 0.01, minimum=0.0, maximum=0.5),
+        max_categories=pre.get_int("max_categories", 50, minimum=1, maximum=10_000),
+        binning=pre.get_choice("binning", ("none", "quantile"), "none"),
+        bins=pre.get_int("bins", 10, minimum=2, maximum=1000),
+        feature_bits=pre.get_int("feature_bits", 8, minimum=2, maximum=16),
     )
     pre.finish()
     root.finish()
@@ -118,5 +118,15 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
         score_frac_bits=score_frac_bits,
         preprocess=preprocess,
     )
-    return JobSpec(dataset, peer_dataset, label_column, params, monitor, tolerance, patience,
-                   obfuscation, eval_every, str(source))
+    return JobSpec(
+        dataset,
+        peer_dataset,
+        label_column,
+        params,
+        monitor,
+        tolerance,
+        patience,
+        obfuscation,
+        eval_every,
+        str(source),
+    )

@@ -45,7 +45,11 @@ def linearized_residual(u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray) -> np.n
     row at the point A knows in the clear instead of at 0, so it stays accurate where the intercept
     and A's columns move the score far from 0 (a rare label puts most rows near logit(base rate)).
     """
-    return sigmoid(u_a) + sigmoid_slope(u_a) * np.asarray(u_b, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+    return (
+        sigmoid(u_a)
+        + sigmoid_slope(u_a) * np.asarray(u_b, dtype=np.float64)
+        - np.asarray(y, dtype=np.float64)
+    )
 
 
 def logistic_loss(u: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -77,11 +81,13 @@ def split_train_validation(
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"validation_fraction must be in [0, 1), got {fraction}")
     order = np.random.default_rng([seed, 0x5E1D]).permutation(n_rows)
-    n_validation = int(round(n_rows * fraction))
+    n_validation = round(n_rows * fraction)
     return np.sort(order[n_validation:]), np.sort(order[:n_validation])
 
 
-def epoch_batches(train_rows: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+def epoch_batches(
+    train_rows: np.ndarray, batch_size: int, seed: int, epoch: int
+) -> list[np.ndarray]:
     """The batches of one epoch: a seeded permutation of ``train_rows`` cut into near-equal parts.
 
     ``max(1, len // batch_size)`` parts, so every batch has at least ``batch_size`` rows when there
@@ -121,7 +127,9 @@ class Optimizer:
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+            raise ConfigError(
+                f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.l1 < 0 or self.l2 < 0:

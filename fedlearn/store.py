@@ -90,6 +90,7 @@ class ModelStore:
         if not self.root.is_dir():
             return []
         return sorted(
-            entry.name for entry in self.root.iterdir()
+            entry.name
+            for entry in self.root.iterdir()
             if not entry.name.startswith(".") and (entry / SHARD_FILE).is_file()
         )

@@ -1,10 +1,10 @@
 """Party A's node config (a.toml): its control API, TLS files, the peer it calls, and its datasets.
 
-    [node]      name, model_dir, workers
-    [control]   listen                          # A's control API for the `fedlearn` CLI
-    [tls]       ca, cert, key, insecure, deadline_s
-    [peer]      address, name                    # B's address and the name in B's certificate
-    [[datasets]] name, path, id_column, label_column, features, categorical
+[node]      name, model_dir, workers
+[control]   listen                          # A's control API for the `fedlearn` CLI
+[tls]       ca, cert, key, insecure, deadline_s
+[peer]      address, name                    # B's address and the name in B's certificate
+[[datasets]] name, path, id_column, label_column, features, categorical
 """
 
 from __future__ import annotations
@@ -39,24 +39,33 @@ class NodeAConfig:
 def load_config(path: Path | str) -> NodeAConfig:
     data, source = load_toml(path)
     root = root_section(data, source)
-    node = root.table("node", required=True)
-    name = node.name_value("name", required=True)
-    model_dir = node.path("model_dir", "models")
-    workers = node.int("workers", 1, minimum=1, maximum=256)
+    node = root.get_table("node", required=True)
+    name = node.get_name_value("name", required=True)
+    model_dir = node.get_path("model_dir", "models")
+    workers = node.get_int("workers", 1, minimum=1, maximum=256)
     node.finish()
-    control = root.table("control")
-    control_listen = control.str("listen", "127.0.0.1:50051")
+    control = root.get_table("control")
+    control_listen = control.get_str("listen", "127.0.0.1:50051")
     control.finish()
     transport = read_tls(root)
     transport.validate(control_listen, source=source.name)
     check_own_name(name, transport, source)
-    peer = root.table("peer", required=True)
-    peer_address = peer.str("address", required=True)
-    peer_name = peer.name_value("name", required=True)
+    peer = root.get_table("peer", required=True)
+    peer_address = peer.get_str("address", required=True)
+    peer_name = peer.get_name_value("name", required=True)
     peer.finish()
     transport.validate(peer_address, source=source.name)
     datasets = read_datasets(root, label_allowed=True)
     root.finish()
     assert model_dir is not None
-    return NodeAConfig(source, name, control_listen, model_dir, workers, transport,
-                       peer_address, peer_name, datasets)
+    return NodeAConfig(
+        source,
+        name,
+        control_listen,
+        model_dir,
+        workers,
+        transport,
+        peer_address,
+        peer_name,
+        datasets,
+    )

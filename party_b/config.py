@@ -1,10 +1,10 @@
 """Party B's node config (b.toml): where it listens, its TLS files, partners, policy and datasets.
 
-    [node]      name, listen, model_dir, workers
-    [tls]       ca, cert, key, insecure, deadline_s
-    [partners]  allowed = ["party-a"]        # certificate names allowed to open sessions
-    [policy]    min_key_bits, min_batch_size, max_epochs, allow_partial_scores
-    [[datasets]] name, path, id_column, features ("all" or a list), categorical
+[node]      name, listen, model_dir, workers
+[tls]       ca, cert, key, insecure, deadline_s
+[partners]  allowed = ["party-a"]        # certificate names allowed to open sessions
+[policy]    min_key_bits, min_batch_size, max_epochs, allow_partial_scores
+[[datasets]] name, path, id_column, features ("all" or a list), categorical
 """
 
 from __future__ import annotations
@@ -44,35 +44,39 @@ class NodeBConfig:
 def load_config(path: Path | str) -> NodeBConfig:
     data, source = load_toml(path)
     root = root_section(data, source)
-    node = root.table("node", required=True)
-    name = node.name_value("name", required=True)
-    listen = node.str("listen", "127.0.0.1:50052")
-    model_dir = node.path("model_dir", "models")
-    workers = node.int("workers", 1, minimum=1, maximum=256)
+    node = root.get_table("node", required=True)
+    name = node.get_name_value("name", required=True)
+    listen = node.get_str("listen", "127.0.0.1:50052")
+    model_dir = node.get_path("model_dir", "models")
+    workers = node.get_int("workers", 1, minimum=1, maximum=256)
     node.finish()
     transport = read_tls(root)
     transport.validate(listen, source=source.name)
     check_own_name(name, transport, source)
 
-    partners = root.table("partners", required=True)
-    allowed = partners.str_list("allowed")
+    partners = root.get_table("partners", required=True)
+    allowed = partners.get_str_list("allowed")
     partners.finish()
     if not allowed:
         raise ConfigError(f"{source.name}: [partners] allowed: list at least one partner name")
 
-    section = root.table("policy")
+    section = root.get_table("policy")
     policy = PeerPolicy(
-        min_key_bits=section.int("min_key_bits", 2048, minimum=256),
-        min_batch_size=section.int("min_batch_size", 256, minimum=1),
-        max_epochs=section.int("max_epochs", 100, minimum=1),
-        allow_partial_scores=section.bool("allow_partial_scores", True),
+        min_key_bits=section.get_int("min_key_bits", 2048, minimum=256),
+        min_batch_size=section.get_int("min_batch_size", 256, minimum=1),
+        max_epochs=section.get_int("max_epochs", 100, minimum=1),
+        allow_partial_scores=section.get_bool("allow_partial_scores", True),
     )
     section.finish()
     if policy.min_key_bits < 2048:
-        log.warning("%s: [policy] min_key_bits = %d is below 2048; use only for tests",
-                    source.name, policy.min_key_bits)
+        log.warning(
+            "%s: [policy] min_key_bits = %d is below 2048; use only for tests",
+            source.name,
+            policy.min_key_bits,
+        )
     datasets = read_datasets(root, label_allowed=False)
     root.finish()
     assert model_dir is not None
-    return NodeBConfig(source, name, listen, model_dir, workers, transport,
-                       frozenset(allowed), policy, datasets)
+    return NodeBConfig(
+        source, name, listen, model_dir, workers, transport, frozenset(allowed), policy, datasets
+    )

@@ -10,6 +10,7 @@ Secret exponents and the salt are fresh per session; the salt mixes a random sha
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Sequence
@@ -34,8 +35,9 @@ class Alignment:
     seconds: float
 
 
-def open_and_align(peer: PeerApi, request: m.OpenSessionRequest, own_ids: Sequence[str], *,
-                   workers: int = 1) -> Alignment:
+def open_and_align(
+    peer: PeerApi, request: m.OpenSessionRequest, own_ids: Sequence[str], *, workers: int = 1
+) -> Alignment:
     """Open a session with ``request`` (A's salt is filled in here) and run PSI on ``own_ids``.
 
     Closes the session on B's side if anything fails after it was opened.
@@ -43,9 +45,15 @@ def open_and_align(peer: PeerApi, request: m.OpenSessionRequest, own_ids: Sequen
     started = time.perf_counter()
     own_salt = secrets.token_bytes(32)
     opened = peer.open_session(
-        m.OpenSessionRequest(purpose=request.purpose, dataset=request.dataset, psi_salt=own_salt,
-                             train=request.train, paillier_key=request.paillier_key,
-                             model_id=request.model_id))
+        m.OpenSessionRequest(
+            purpose=request.purpose,
+            dataset=request.dataset,
+            psi_salt=own_salt,
+            train=request.train,
+            paillier_key=request.paillier_key,
+            model_id=request.model_id,
+        )
+    )
     try:
         own_rows, peer_size = _intersect(peer, opened, own_salt, own_ids, workers)
     except BaseException:
@@ -54,15 +62,21 @@ def open_and_align(peer: PeerApi, request: m.OpenSessionRequest, own_ids: Sequen
     return Alignment(opened, own_rows, len(own_ids), peer_size, time.perf_counter() - started)
 
 
-def _intersect(peer: PeerApi, opened: m.OpenSessionResponse, own_salt: bytes,
-               own_ids: Sequence[str], workers: int) -> tuple[np.ndarray, int]:
+def _intersect(
+    peer: PeerApi,
+    opened: m.OpenSessionResponse,
+    own_salt: bytes,
+    own_ids: Sequence[str],
+    workers: int,
+) -> tuple[np.ndarray, int]:
     salt = session_salt(own_salt, opened.psi_salt)
     key = PsiKey.generate()
     blinded = key.blind_ids(list(own_ids), salt, workers=workers)
     double_own = peer.psi_blind(m.PsiBlindRequest(opened.session_id, blinded)).points
     if len(double_own) != len(blinded):
         raise InvalidPeerData(
-            f"PsiBlind: sent {len(own_ids)} points, got {len(double_own) // POINT_BYTES} back")
+            f"PsiBlind: sent {len(own_ids)} points, got {len(double_own) // POINT_BYTES} back"
+        )
     peer_set = peer.psi_peer_set(m.PsiPeerSetRequest(opened.session_id))
     peer_size = len(peer_set.points) // POINT_BYTES
     if peer_set.total != peer_size:
@@ -70,16 +84,16 @@ def _intersect(peer: PeerApi, opened: m.OpenSessionResponse, own_salt: bytes,
     double_peer = key.blind_points(peer_set.points, workers=workers)
     own_rows, peer_rows = intersect(double_own, double_peer)
     result = peer.psi_result(
-        m.PsiResultRequest(opened.session_id, peer_rows.astype("<u4").tobytes()))
+        m.PsiResultRequest(opened.session_id, peer_rows.astype("<u4").tobytes())
+    )
     if result.intersection_size != len(own_rows):
         raise InvalidPeerData(
-            f"PsiResult: B counts {result.intersection_size} common IDs, A counts {len(own_rows)}")
+            f"PsiResult: B counts {result.intersection_size} common IDs, A counts {len(own_rows)}"
+        )
     return own_rows, peer_size
 
 
 def close_quietly(peer: PeerApi, session_id: str) -> None:
     """Best-effort CloseSession (B expires sessions anyway)."""
-    try:
+    with contextlib.suppress(FedlearnError):
         peer.close_session(m.CloseSessionRequest(session_id))
-    except FedlearnError:
-        pass

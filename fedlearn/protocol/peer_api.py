@@ -49,7 +49,9 @@ class RecordedMessage:
 class InMemoryPeer:
     """B's role behind the PeerApi, in process; every message is encoded and decoded as on the wire."""
 
-    def __init__(self, role: RoleB, *, identity: str, record: list[RecordedMessage] | None = None) -> None:
+    def __init__(
+        self, role: RoleB, *, identity: str, record: list[RecordedMessage] | None = None
+    ) -> None:
         self.role = role
         self.identity = identity
         self.peer_name = role.name

@@ -30,7 +30,12 @@ from fedlearn.crypto.packing import PackingLayout, unpack
 from fedlearn.crypto.paillier import OwnKeyEngine
 from fedlearn.crypto.peer import PeerKeyEngine
 from fedlearn.crypto.psi import PsiKey, session_salt
-from fedlearn.crypto.wire import ciphertexts_from_bytes, ciphertexts_to_bytes, ints_from_bytes, ints_to_bytes
+from fedlearn.crypto.wire import (
+    ciphertexts_from_bytes,
+    ciphertexts_to_bytes,
+    ints_from_bytes,
+    ints_to_bytes,
+)
 from fedlearn.data import PartyTable, load_party_table
 from fedlearn.errors import (
     EncodingOverflow,
@@ -39,7 +44,13 @@ from fedlearn.errors import (
     PolicyViolation,
     SessionError,
 )
-from fedlearn.model import OPTIMIZERS, Optimizer, epoch_batches, max_batch_rows, split_train_validation
+from fedlearn.model import (
+    OPTIMIZERS,
+    Optimizer,
+    epoch_batches,
+    max_batch_rows,
+    split_train_validation,
+)
 from fedlearn.preprocess import PreprocessConfig, Preprocessor
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.steps import (
@@ -119,9 +130,17 @@ class _Session:
 class RoleB:
     """B's node logic. Thread-safe: gRPC calls arrive on a thread pool."""
 
-    def __init__(self, *, name: str, datasets: dict[str, DatasetSpec], policy: PeerPolicy,
-                 model_dir: Path, allowed_partners: frozenset[str] | set[str], workers: int = 1,
-                 session_ttl_s: float = 3600.0) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        datasets: dict[str, DatasetSpec],
+        policy: PeerPolicy,
+        model_dir: Path,
+        allowed_partners: frozenset[str] | set[str],
+        workers: int = 1,
+        session_ttl_s: float = 3600.0,
+    ) -> None:
         self.name = name
         self.datasets = datasets
         self.policy = policy
@@ -153,7 +172,9 @@ class RoleB:
         with self._lock:
             session = self._sessions.get(session_id)
         if session is None:
-            raise SessionError(f"unknown or expired session {session_id[:12]!r}; open a new session")
+            raise SessionError(
+                f"unknown or expired session {session_id[:12]!r}; open a new session"
+            )
         if session.partner != partner:
             raise PolicyViolation("this session belongs to another partner")
         session.last_used = time.monotonic()
@@ -162,7 +183,9 @@ class RoleB:
     def _expire_sessions(self) -> None:
         now = time.monotonic()
         with self._lock:
-            stale = [sid for sid, s in self._sessions.items() if now - s.last_used > self.session_ttl_s]
+            stale = [
+                sid for sid, s in self._sessions.items() if now - s.last_used > self.session_ttl_s
+            ]
             for sid in stale:
                 self._drop(self._sessions.pop(sid))
 
@@ -171,7 +194,9 @@ class RoleB:
             session.training.own.close()
             session.training = None
 
-    def open_session(self, request: m.OpenSessionRequest, partner: str | None) -> m.OpenSessionResponse:
+    def open_session(
+        self, request: m.OpenSessionRequest, partner: str | None
+    ) -> m.OpenSessionResponse:
         partner = self._check_partner(partner)
         self._expire_sessions()
         if request.purpose not in (m.Purpose.ALIGN, m.Purpose.TRAIN, m.Purpose.SCORE):
@@ -186,7 +211,9 @@ class RoleB:
                     f"not {partner!r}"
                 )
             if not self.policy.allow_partial_scores:
-                raise PolicyViolation(f"{self.name}'s policy does not allow returning partial scores")
+                raise PolicyViolation(
+                    f"{self.name}'s policy does not allow returning partial scores"
+                )
             dataset_name = dataset_name or model["dataset"]
             if dataset_name != model["dataset"]:
                 raise PolicyViolation(
@@ -206,8 +233,14 @@ class RoleB:
         own_salt = secrets.token_bytes(32)
         salt = session_salt(request.psi_salt, own_salt)
         session = _Session(
-            session_id=secrets.token_hex(16), partner=partner, purpose=request.purpose,
-            dataset=spec, table=table, psi_key=PsiKey.generate(), salt=salt, model=model,
+            session_id=secrets.token_hex(16),
+            partner=partner,
+            purpose=request.purpose,
+            dataset=spec,
+            table=table,
+            psi_key=PsiKey.generate(),
+            salt=salt,
+            model=model,
         )
         if request.purpose == m.Purpose.TRAIN:
             session.training = self._new_training_keys(request)
@@ -218,16 +251,25 @@ class RoleB:
             )
         with self._lock:
             self._sessions[session.session_id] = session
-        log.info("session %s opened by %s: %s on %s (%d rows)", session.session_id[:8], partner,
-                 request.purpose.name, spec.name, len(table.ids))
-        return m.OpenSessionResponse(session_id=session.session_id, psi_salt=own_salt,
-                                     paillier_key=response_key)
+        log.info(
+            "session %s opened by %s: %s on %s (%d rows)",
+            session.session_id[:8],
+            partner,
+            request.purpose.name,
+            spec.name,
+            len(table.ids),
+        )
+        return m.OpenSessionResponse(
+            session_id=session.session_id, psi_salt=own_salt, paillier_key=response_key
+        )
 
     def _check_train_policy(self, request: m.OpenSessionRequest) -> None:
         params = request.train
         reasons = []
         if params.key_bits < self.policy.min_key_bits:
-            reasons.append(f"key_bits {params.key_bits} is below the minimum {self.policy.min_key_bits}")
+            reasons.append(
+                f"key_bits {params.key_bits} is below the minimum {self.policy.min_key_bits}"
+            )
         if params.batch_size < self.policy.min_batch_size:
             reasons.append(
                 f"batch_size {params.batch_size} is below the minimum {self.policy.min_batch_size}"
@@ -266,14 +308,19 @@ class RoleB:
         if cached is not None:
             return cached
         table = load_party_table(
-            spec.path, id_column=spec.id_column, features=spec.features,
-            categorical=spec.categorical, source=f"{self.name} dataset {spec.name}",
+            spec.path,
+            id_column=spec.id_column,
+            features=spec.features,
+            categorical=spec.categorical,
+            source=f"{self.name} dataset {spec.name}",
         )
         with self._lock:
             self._tables = {key: table}  # keep only the latest table: memory stays bounded
         return table
 
-    def close_session(self, request: m.CloseSessionRequest, partner: str | None) -> m.CloseSessionResponse:
+    def close_session(
+        self, request: m.CloseSessionRequest, partner: str | None
+    ) -> m.CloseSessionResponse:
         session = self._session(request.session_id, partner)
         with self._lock:
             self._sessions.pop(session.session_id, None)
@@ -291,7 +338,9 @@ class RoleB:
             session.stage = "blinded"
         return m.PsiBlindResponse(points=points)
 
-    def psi_peer_set(self, request: m.PsiPeerSetRequest, partner: str | None) -> m.PsiPeerSetResponse:
+    def psi_peer_set(
+        self, request: m.PsiPeerSetRequest, partner: str | None
+    ) -> m.PsiPeerSetResponse:
         session = self._session(request.session_id, partner)
         with session.lock:
             _require_stage(session, "blinded", "PsiPeerSet")
@@ -311,8 +360,12 @@ class RoleB:
                 self._prepare_training(session)
             elif session.purpose == m.Purpose.SCORE:
                 self._prepare_scoring(session)
-        log.info("session %s aligned: %d of %d rows", session.session_id[:8], len(rows),
-                 len(session.table.ids))
+        log.info(
+            "session %s aligned: %d of %d rows",
+            session.session_id[:8],
+            len(rows),
+            len(session.table.ids),
+        )
         return m.PsiResultResponse(intersection_size=len(rows))
 
     # ---- training -------------------------------------------------------------------------------
@@ -322,7 +375,9 @@ class RoleB:
         assert isinstance(pending, _PendingTraining) and session.aligned_rows is not None
         params = pending.params
         n_rows = len(session.aligned_rows)
-        train_rows, validation_rows = split_train_validation(n_rows, params.validation_fraction, params.seed)
+        train_rows, validation_rows = split_train_validation(
+            n_rows, params.validation_fraction, params.seed
+        )
         if len(train_rows) < self.policy.min_batch_size:
             raise PolicyViolation(
                 f"{self.name} refuses the training job: only {len(train_rows)} aligned training rows, "
@@ -330,12 +385,17 @@ class RoleB:
             )
         frame = session.table.features.iloc[session.aligned_rows].reset_index(drop=True)
         config = PreprocessConfig.from_dict(preprocess_dict(params.preprocess))
-        preprocessor = Preprocessor(numeric=session.table.numeric_columns,
-                                    categorical=session.table.categorical_columns, config=config)
+        preprocessor = Preprocessor(
+            numeric=session.table.numeric_columns,
+            categorical=session.table.categorical_columns,
+            config=config,
+        )
         preprocessor.fit(frame.iloc[train_rows])
         matrix = preprocessor.transform(frame)
-        features = FixedPointFeatures(preprocessor.quantize(matrix).astype(np.int32),
-                                      np.asarray(preprocessor.scales_, dtype=np.float64))
+        features = FixedPointFeatures(
+            preprocessor.quantize(matrix).astype(np.int32),
+            np.asarray(preprocessor.scales_, dtype=np.float64),
+        )
         max_rows = max_batch_rows(len(train_rows), params.batch_size)
         min_rows = len(train_rows) // max(1, len(train_rows) // params.batch_size)
         if min_rows <= features.n_features:
@@ -347,16 +407,28 @@ class RoleB:
         own_n = int(pending.own.public_key.n)
         bits = params.preprocess.feature_bits
         session.training = _Training(
-            params=params, own=pending.own, peer=pending.peer,
+            params=params,
+            own=pending.own,
+            peer=pending.peer,
             own_codec=FixedPointCodec(own_n, frac_bits=0),
-            preprocessor=preprocessor, features=features, train_rows=train_rows,
-            validation_rows=validation_rows, weights=np.zeros(features.n_features),
-            optimizer=Optimizer(params.optimizer, params.learning_rate, np.ones(features.n_features),
-                                l2=params.l2, l1=params.l1),
-            own_layout=gradient_layout(peer_n, max_rows=max_rows, feature_bits=bits,
-                                       score_frac_bits=params.score_frac_bits),
-            peer_layout=gradient_layout(own_n, max_rows=max_rows, feature_bits=bits,
-                                        score_frac_bits=params.score_frac_bits),
+            preprocessor=preprocessor,
+            features=features,
+            train_rows=train_rows,
+            validation_rows=validation_rows,
+            weights=np.zeros(features.n_features),
+            optimizer=Optimizer(
+                params.optimizer,
+                params.learning_rate,
+                np.ones(features.n_features),
+                l2=params.l2,
+                l1=params.l1,
+            ),
+            own_layout=gradient_layout(
+                peer_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=params.score_frac_bits
+            ),
+            peer_layout=gradient_layout(
+                own_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=params.score_frac_bits
+            ),
             n_batches=max(1, len(train_rows) // params.batch_size),
         )
         session.training.own.prefill(min(max_rows, 4096))
@@ -374,18 +446,25 @@ class RoleB:
             )
         return training
 
-    def batch_forward(self, request: m.BatchForwardRequest, partner: str | None) -> m.BatchForwardResponse:
+    def batch_forward(
+        self, request: m.BatchForwardRequest, partner: str | None
+    ) -> m.BatchForwardResponse:
         session = self._session(request.header.session_id, partner)
         with session.lock:
             training = self._training(session, "forward", request.header)
             epoch, batch = request.header.epoch, request.header.batch
             if epoch >= training.params.epochs:
-                raise PolicyViolation(f"epoch {epoch + 1} is beyond the job's {training.params.epochs}")
+                raise PolicyViolation(
+                    f"epoch {epoch + 1} is beyond the job's {training.params.epochs}"
+                )
             if batch == 0:
                 training.epoch_start_weights = training.weights.copy()
             batches = training.batches.setdefault(
-                epoch, epoch_batches(training.train_rows, training.params.batch_size,
-                                     training.params.seed, epoch))
+                epoch,
+                epoch_batches(
+                    training.train_rows, training.params.batch_size, training.params.seed, epoch
+                ),
+            )
             training.batches = {epoch: batches}
             rows = batches[batch]
             peer_n = int(training.peer.public_key.n)
@@ -412,21 +491,26 @@ class RoleB:
                 loss_term=ciphertexts_to_bytes(encrypted_loss, own_n),
             )
 
-    def batch_gradient(self, request: m.BatchGradientRequest, partner: str | None) -> m.BatchGradientResponse:
+    def batch_gradient(
+        self, request: m.BatchGradientRequest, partner: str | None
+    ) -> m.BatchGradientResponse:
         session = self._session(request.header.session_id, partner)
         with session.lock:
             training = self._training(session, "gradient", request.header)
             count = request.value_count
             if not 1 <= count <= MAX_PEER_GRADIENT_VALUES:
-                raise InvalidPeerData(f"value_count must be 1..{MAX_PEER_GRADIENT_VALUES}, got {count}")
+                raise InvalidPeerData(
+                    f"value_count must be 1..{MAX_PEER_GRADIENT_VALUES}, got {count}"
+                )
             if training.peer_value_count and count != training.peer_value_count:
                 raise InvalidPeerData(
                     f"value_count changed from {training.peer_value_count} to {count} mid-session"
                 )
             layout = training.peer_layout
             own_n = int(training.own.public_key.n)
-            packed = ciphertexts_from_bytes(request.packed_ciphertexts, own_n,
-                                            expected_count=layout.ciphertext_count(count))
+            packed = ciphertexts_from_bytes(
+                request.packed_ciphertexts, own_n, expected_count=layout.ciphertext_count(count)
+            )
             training.peer_value_count = count
             masked_peer = unpack(training.own.decrypt(packed), layout, count)
             assert training.pending is not None
@@ -441,22 +525,35 @@ class RoleB:
                 value_count=training.features.n_features,
             )
 
-    def batch_update(self, request: m.BatchUpdateRequest, partner: str | None) -> m.BatchUpdateResponse:
+    def batch_update(
+        self, request: m.BatchUpdateRequest, partner: str | None
+    ) -> m.BatchUpdateResponse:
         session = self._session(request.header.session_id, partner)
         with session.lock:
             training = self._training(session, "update", request.header)
             layout = training.own_layout
             n_features = training.features.n_features
-            masked = ints_from_bytes(request.masked_values, layout.slot_bytes,
-                                     expected_count=n_features, bound=layout.slot_value_bound)
+            masked = ints_from_bytes(
+                request.masked_values,
+                layout.slot_bytes,
+                expected_count=n_features,
+                bound=layout.slot_value_bound,
+            )
             rows = training.batch_rows
             assert rows is not None
             try:
                 gradient = gradient_from_masked(
-                    masked, training.own_masks, layout, training.features,
-                    training.params.score_frac_bits, len(rows))
+                    masked,
+                    training.own_masks,
+                    layout,
+                    training.features,
+                    training.params.score_frac_bits,
+                    len(rows),
+                )
             except EncodingOverflow as exc:
-                raise InvalidPeerData(f"BatchUpdate: the returned gradient values are wrong: {exc}") from None
+                raise InvalidPeerData(
+                    f"BatchUpdate: the returned gradient values are wrong: {exc}"
+                ) from None
             training.weights = training.optimizer.step(training.weights, gradient)
             epoch, batch = request.header.epoch, request.header.batch
             if batch + 1 < training.n_batches:
@@ -485,7 +582,9 @@ class RoleB:
             (value,) = training.own.decrypt([ciphertext])
             return m.EpochLossResponse(value=int_to_bytes(int(value)))
 
-    def partial_scores(self, request: m.PartialScoresRequest, partner: str | None) -> m.PartialScoresResponse:
+    def partial_scores(
+        self, request: m.PartialScoresRequest, partner: str | None
+    ) -> m.PartialScoresResponse:
         session = self._session(request.session_id, partner)
         if not self.policy.allow_partial_scores:
             raise PolicyViolation(f"{self.name}'s policy does not allow returning partial scores")
@@ -493,17 +592,23 @@ class RoleB:
             if request.subset == m.RowSubset.VALIDATION:
                 training = session.training
                 if not isinstance(training, _Training) or training.expect[0] != "forward":
-                    raise SessionError("PartialScores(VALIDATION) needs a training session between batches")
+                    raise SessionError(
+                        "PartialScores(VALIDATION) needs a training session between batches"
+                    )
                 scores = training.features.x[training.validation_rows] @ training.weights
             elif request.subset == m.RowSubset.ALIGNED:
                 if session.purpose != m.Purpose.SCORE or session.stage != "aligned":
-                    raise SessionError("PartialScores(ALIGNED) needs a scoring session after alignment")
+                    raise SessionError(
+                        "PartialScores(ALIGNED) needs a scoring session after alignment"
+                    )
                 scores = session.model["_scores"]  # type: ignore[index]
             else:
                 raise InvalidPeerData("PartialScores: subset must be ALIGNED or VALIDATION")
         return m.PartialScoresResponse(scores=np.asarray(scores, dtype="<f8").tobytes())
 
-    def commit_model(self, request: m.CommitModelRequest, partner: str | None) -> m.CommitModelResponse:
+    def commit_model(
+        self, request: m.CommitModelRequest, partner: str | None
+    ) -> m.CommitModelResponse:
         session = self._session(request.session_id, partner)
         with session.lock:
             training = session.training
@@ -514,24 +619,29 @@ class RoleB:
             model_id = check_model_id(request.model_id)
             train_scores = training.features.x[training.train_rows] @ training.weights
             mean_partial = float(np.mean(train_scores)) if len(train_scores) else 0.0
-            self.store.save(model_id, {
-                "model_id": model_id,
-                "role": "B",
-                "party": self.name,
-                "partner": session.partner,
-                "dataset": session.dataset.name,
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "feature_names": list(training.preprocessor.output_names_),
-                "weights": [float(w) for w in training.weights],
-                "preprocessor": training.preprocessor.to_dict(),
-                "epochs_completed": training.completed_epochs,
-                "mean_partial_score": mean_partial,
-                "train_rows": len(training.train_rows),
-            })
+            self.store.save(
+                model_id,
+                {
+                    "model_id": model_id,
+                    "role": "B",
+                    "party": self.name,
+                    "partner": session.partner,
+                    "dataset": session.dataset.name,
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "feature_names": list(training.preprocessor.output_names_),
+                    "weights": [float(w) for w in training.weights],
+                    "preprocessor": training.preprocessor.to_dict(),
+                    "epochs_completed": training.completed_epochs,
+                    "mean_partial_score": mean_partial,
+                    "train_rows": len(training.train_rows),
+                },
+            )
         log.info("model %s committed (%d epochs)", model_id, training.completed_epochs)
         return m.CommitModelResponse(mean_partial_score=mean_partial)
 
-    def delete_model(self, request: m.DeleteModelRequest, partner: str | None) -> m.DeleteModelResponse:
+    def delete_model(
+        self, request: m.DeleteModelRequest, partner: str | None
+    ) -> m.DeleteModelResponse:
         partner = self._check_partner(partner)
         model_id = check_model_id(request.model_id)
         shard = self.store.load(model_id)

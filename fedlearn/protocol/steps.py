@@ -73,16 +73,23 @@ def gradient_bound_bits(max_rows: int, feature_bits: int, score_frac_bits: int) 
     return int(max_rows).bit_length() + max(feature_bits - 1, 1) + d_bits + 1
 
 
-def gradient_layout(n: int, *, max_rows: int, feature_bits: int, score_frac_bits: int) -> PackingLayout:
+def gradient_layout(
+    n: int, *, max_rows: int, feature_bits: int, score_frac_bits: int
+) -> PackingLayout:
     """The packing of masked gradients under modulus n; both parties derive the same one."""
     bound = gradient_bound_bits(max_rows, feature_bits, score_frac_bits)
     return packing_layout(n, value_bound_bits=bound, mask_bits=MASK_BITS)
 
 
-def label_party_terms(u_a: np.ndarray, y: np.ndarray, score_frac_bits: int) -> tuple[list[int], list[int]]:
+def label_party_terms(
+    u_a: np.ndarray, y: np.ndarray, score_frac_bits: int
+) -> tuple[list[int], list[int]]:
     """A's per-row (alpha, beta) as signed fixed-point ints; the K offset cancels exactly in d."""
     beta = [int(v) for v in np.rint(sigmoid_slope(u_a) * 2.0**SLOPE_FRAC_BITS)]
-    base = np.rint((sigmoid(u_a) - np.asarray(y, dtype=np.float64)) * 2.0 ** residual_frac_bits(score_frac_bits))
+    base = np.rint(
+        (sigmoid(u_a) - np.asarray(y, dtype=np.float64))
+        * 2.0 ** residual_frac_bits(score_frac_bits)
+    )
     offset = SCORE_CLIP << score_frac_bits
     alpha = [int(b) - offset * slope for b, slope in zip(base, beta, strict=True)]
     return alpha, beta
@@ -118,7 +125,9 @@ def label_party_loss(u_a: np.ndarray, y: np.ndarray) -> tuple[float, list[int], 
 def power_each(ciphertexts: Sequence[Any], exponents: Sequence[int], nsquare: Any) -> list[Any]:
     """[[m_i]]^e_i per row (each e_i >= 0, a few dozen bits): [[e_i m_i]] under the same key."""
     modulus = gmpy2.mpz(nsquare)
-    return [gmpy2.powmod(gmpy2.mpz(c), e, modulus) for c, e in zip(ciphertexts, exponents, strict=True)]
+    return [
+        gmpy2.powmod(gmpy2.mpz(c), e, modulus) for c, e in zip(ciphertexts, exponents, strict=True)
+    ]
 
 
 def multiply_each(left: Sequence[Any], right: Sequence[Any], nsquare: Any) -> list[Any]:
@@ -128,7 +137,9 @@ def multiply_each(left: Sequence[Any], right: Sequence[Any], nsquare: Any) -> li
 
 
 def masked_gradient(
-    peer_engine: PeerKeyEngine, x_q_batch: np.ndarray, encrypted_residual: Sequence[object],
+    peer_engine: PeerKeyEngine,
+    x_q_batch: np.ndarray,
+    encrypted_residual: Sequence[object],
     layout: PackingLayout,
 ) -> tuple[list[object], list[int]]:
     """[[X^T d + R]]_peer, packed and re-randomised, and the masks R (kept by the party).
@@ -142,8 +153,12 @@ def masked_gradient(
 
 
 def gradient_from_masked(
-    masked_values: Sequence[int], masks: Sequence[int], layout: PackingLayout,
-    features: FixedPointFeatures, score_frac_bits: int, batch_rows: int,
+    masked_values: Sequence[int],
+    masks: Sequence[int],
+    layout: PackingLayout,
+    features: FixedPointFeatures,
+    score_frac_bits: int,
+    batch_rows: int,
 ) -> np.ndarray:
     """The mean data gradient X^T d / s (float, shape (f,)) from the peer's decrypted masked slots."""
     integers = unmask(masked_values[: len(masks)], masks, layout)
@@ -154,13 +169,20 @@ def gradient_from_masked(
 
 def loss_mask(bound_bits: int) -> int:
     """A mask R for the epoch loss, uniform in [2^bound_bits, 2^(bound_bits + MASK_BITS))."""
-    return (1 << bound_bits) + secrets.randbelow((1 << (bound_bits + MASK_BITS)) - (1 << bound_bits))
+    return (1 << bound_bits) + secrets.randbelow(
+        (1 << (bound_bits + MASK_BITS)) - (1 << bound_bits)
+    )
 
 
 def loss_bound_bits(rows: int, score_frac_bits: int) -> int:
     """Bits bounding |B's share of an epoch's loss| in fixed point (SLOPE_FRAC_BITS + F2 bits)."""
     per_row = 2 * SCORE_CLIP + SCORE_CLIP**2 / 8
-    return int(rows).bit_length() + math.ceil(math.log2(per_row)) + residual_frac_bits(score_frac_bits) + 2
+    return (
+        int(rows).bit_length()
+        + math.ceil(math.log2(per_row))
+        + residual_frac_bits(score_frac_bits)
+        + 2
+    )
 
 
 def unmask_loss(residue: int, mask: int, bound_bits: int) -> int:
@@ -174,9 +196,12 @@ def unmask_loss(residue: int, mask: int, bound_bits: int) -> int:
 def preprocess_dict(params: PreprocessParams) -> dict[str, Any]:
     """The job's preprocessing parameters as ``PreprocessConfig.from_dict`` takes them."""
     return {
-        "clip": params.clip, "rare_min_fraction": params.rare_min_fraction,
-        "max_categories": params.max_categories, "binning": params.binning,
-        "bins": params.bins, "feature_bits": params.feature_bits,
+        "clip": params.clip,
+        "rare_min_fraction": params.rare_min_fraction,
+        "max_categories": params.max_categories,
+        "binning": params.binning,
+        "bins": params.bins,
+        "feature_bits": params.feature_bits,
     }
 
 

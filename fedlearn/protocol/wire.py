@@ -26,7 +26,7 @@ def proto_class(message_type: type) -> type[Message]:
     cls = getattr(peer_pb2, message_type.__name__, None)
     if cls is None:
         raise TypeError(f"no protobuf message named {message_type.__name__} in peer.proto")
-    return cls  # type: ignore[no-any-return]
+    return cls
 
 
 def to_proto(message: Any) -> Message:
@@ -66,7 +66,7 @@ def from_proto(proto: Message, message_type: type[T]) -> T:
 
 def encode(message: Any) -> bytes:
     """Dataclass -> serialized protobuf bytes (used by the in-memory transport and tests)."""
-    return to_proto(message).SerializeToString()  # type: ignore[no-any-return]
+    return to_proto(message).SerializeToString()
 
 
 def decode(data: bytes, message_type: type[T]) -> T:

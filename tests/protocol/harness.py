@@ -23,11 +23,21 @@ from fedlearn.store import ModelStore
 
 FATE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fate"
 
-TEST_POLICY = PeerPolicy(min_key_bits=512, min_batch_size=16, max_epochs=50, allow_partial_scores=True)
+TEST_POLICY = PeerPolicy(
+    min_key_bits=512, min_batch_size=16, max_epochs=50, allow_partial_scores=True
+)
 
 
-def job_text(dataset: str = "d", *, epochs: int = 5, batch_size: int = 128, key_bits: int = 512,
-             extra: str = "", learning_rate: float = 0.05, seed: int = 42) -> str:
+def job_text(
+    dataset: str = "d",
+    *,
+    epochs: int = 5,
+    batch_size: int = 128,
+    key_bits: int = 512,
+    extra: str = "",
+    learning_rate: float = 0.05,
+    seed: int = 42,
+) -> str:
     return f"""
 [data]
 dataset = "{dataset}"
@@ -55,18 +65,40 @@ class MemoryRun:
     job: JobSpec
 
 
-def run_memory(a_spec: DatasetSpec, b_spec: DatasetSpec, job_toml: str, tmp: Path,
-               policy: PeerPolicy = TEST_POLICY) -> MemoryRun:
-    role = RoleB(name="party-b", datasets={b_spec.name: b_spec}, policy=policy,
-                 model_dir=tmp / "b-models", allowed_partners={"party-a"})
+def run_memory(
+    a_spec: DatasetSpec,
+    b_spec: DatasetSpec,
+    job_toml: str,
+    tmp: Path,
+    policy: PeerPolicy = TEST_POLICY,
+) -> MemoryRun:
+    role = RoleB(
+        name="party-b",
+        datasets={b_spec.name: b_spec},
+        policy=policy,
+        model_dir=tmp / "b-models",
+        allowed_partners={"party-a"},
+    )
     record: list[RecordedMessage] = []
     peer = InMemoryPeer(role, identity="party-a", record=record)
-    a_table = load_party_table(a_spec.path, id_column=a_spec.id_column, label_column=a_spec.label_column,
-                               features=a_spec.features, categorical=a_spec.categorical, require_label=True)
+    a_table = load_party_table(
+        a_spec.path,
+        id_column=a_spec.id_column,
+        label_column=a_spec.label_column,
+        features=a_spec.features,
+        categorical=a_spec.categorical,
+        require_label=True,
+    )
     job = parse_job(job_toml)
     try:
-        meta = train(peer, table=a_table, spec=a_spec, job=job, own_name="party-a",
-                     store=ModelStore(tmp / "a-models"))
+        meta = train(
+            peer,
+            table=a_table,
+            spec=a_spec,
+            job=job,
+            own_name="party-a",
+            store=ModelStore(tmp / "a-models"),
+        )
     finally:
         role.close()
     b_shard = ModelStore(tmp / "b-models").load(meta["model_id"])
@@ -87,16 +119,24 @@ def rebuild(run: MemoryRun) -> dict[str, np.ndarray]:
     params = run.job.params
     ia = pd.Index(run.a_table.ids).get_indexer(run.common_ids)
     ib = pd.Index(run.b_table.ids).get_indexer(run.common_ids)
-    train_rows, validation_rows = split_train_validation(len(run.common_ids), params.validation_fraction,
-                                                         params.seed)
+    train_rows, validation_rows = split_train_validation(
+        len(run.common_ids), params.validation_fraction, params.seed
+    )
     config = PreprocessConfig.from_dict(preprocess_dict(params.preprocess))
 
     def matrix(table: PartyTable, rows: np.ndarray) -> np.ndarray:
         frame = table.features.iloc[rows].reset_index(drop=True)
-        prep = Preprocessor(numeric=table.numeric_columns, categorical=table.categorical_columns, config=config)
+        prep = Preprocessor(
+            numeric=table.numeric_columns, categorical=table.categorical_columns, config=config
+        )
         prep.fit(frame.iloc[train_rows])
         return np.asarray(prep.quantize(prep.transform(frame)) / prep.scales_)
 
     assert run.a_table.labels is not None
-    return {"x_a": matrix(run.a_table, ia), "x_b": matrix(run.b_table, ib),
-            "y": run.a_table.labels[ia].astype(float), "train": train_rows, "validation": validation_rows}
+    return {
+        "x_a": matrix(run.a_table, ia),
+        "x_b": matrix(run.b_table, ib),
+        "y": run.a_table.labels[ia].astype(float),
+        "train": train_rows,
+        "validation": validation_rows,
+    }
