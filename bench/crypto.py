@@ -15,9 +15,13 @@ What is compared, row by row (s = batch rows = 1024):
 * decryption per gradient value: ``phe`` decrypts one value per ciphertext; the engine decrypts
   packed ciphertexts (48-bit values + 80-bit masks, 15 per plaintext) and unpacks.
 * mat-vec per term: ``X^T [[d]]`` for an (s, f) block, counted as s*f terms. ``phe`` runs the
-  natural ``sum(int(x) * enc_d)`` with EncryptedNumber objects (d encrypted with one common
-  precision so no exponent rescaling is needed); HEU runs ``Evaluator.matmul`` (dense) and
-  ``select_sum`` (one-hot).
+  natural ``sum(x * enc_d)`` with EncryptedNumber objects, twice: "as-is" with float features in
+  phe's own encoding (what FATE does; the DESIGN table's baseline), and "int x", its best case,
+  with the quantised integers and d encrypted at one common precision (no exponent rescaling).
+  HEU runs ``Evaluator.matmul`` (dense) and ``select_sum`` (one-hot).
+
+For one core, pin the process: ``taskset -c 0 python bench/crypto.py`` (HEU's C++ code may
+otherwise use a second thread).
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ def bench_phe(keypair: Any, residual: np.ndarray, blocks: dict[str, np.ndarray],
     results["decrypt_per_value"] = median_rate(
         lambda: len([private_key.decrypt(c) for c in encrypted[:60]]), repeats
     )
+    as_is = [public_key.encrypt(float(v)) for v in residual[:256]]
     for name, block in blocks.items():
         column = block[:, 0].tolist()  # phe is slow: time one column of 1024 terms
 
@@ -95,6 +100,16 @@ def bench_phe(keypair: Any, residual: np.ndarray, blocks: dict[str, np.ndarray],
             return len(column)
 
         results[f"matvec_{name}"] = median_rate(one_column, repeats)
+        # phe as-is (the DESIGN table's baseline): float features in phe's own encoding
+        float_column = (block[:, 0] / 128.0).tolist()
+
+        def one_float_column(column: list[float] = float_column) -> int:
+            total = as_is[0] * column[0]
+            for x, c in zip(column[1:256], as_is[1:], strict=True):
+                total = total + c * x
+            return 256
+
+        results[f"matvec_{name}_float"] = median_rate(one_float_column, repeats)
     return results
 
 
@@ -118,7 +133,9 @@ def bench_engine(keypair: Any, residual: np.ndarray, blocks: dict[str, np.ndarra
 
     results["online_encrypt"] = statistics.median(online() for _ in range(repeats))
     with OwnKeyEngine(keypair, obfuscation="standard") as standard:
-        results["encrypt_standard"] = median_rate(lambda: len(standard.encrypt(plaintexts[:30])), repeats)
+        results["encrypt_standard"] = median_rate(
+            lambda: len(standard.encrypt(plaintexts[:30])), repeats
+        )
     encrypted = own.encrypt(plaintexts)
     results["decrypt"] = median_rate(lambda: len(own.decrypt(encrypted[:100])), repeats)
 
@@ -133,13 +150,17 @@ def bench_engine(keypair: Any, residual: np.ndarray, blocks: dict[str, np.ndarra
     results["pack_masked_per_value"] = median_rate(
         lambda: _ops(peer.pack_masked(gradient, layout), len(gradient)), repeats
     )
-    results["rerandomize_djn"] = median_rate(lambda: len(peer.rerandomize(encrypted[:200])), repeats)
+    results["rerandomize_djn"] = median_rate(
+        lambda: len(peer.rerandomize(encrypted[:200])), repeats
+    )
     for name, block in blocks.items():
         results[f"matvec_{name}"] = median_rate(
             lambda block=block: _ops(peer.matvec_t(block, encrypted), block.size), repeats
         )
     nonzero = int(np.count_nonzero(blocks["one-hot"]))
-    results["matvec_one-hot_per_nonzero"] = results["matvec_one-hot"] * nonzero / blocks["one-hot"].size
+    results["matvec_one-hot_per_nonzero"] = (
+        results["matvec_one-hot"] * nonzero / blocks["one-hot"].size
+    )
     n_square = gmpy2.mpz(n) ** 2
     factors = encrypted[:1000]
 
@@ -169,7 +190,9 @@ def bench_heu(bits: int, residual: np.ndarray, blocks: dict[str, np.ndarray], re
     results: dict[str, float] = {}
     results["encrypt"] = median_rate(lambda: _ops(encryptor.encrypt(plain), BATCH), repeats)
     encrypted = encryptor.encrypt(plain)
-    results["decrypt_per_value"] = median_rate(lambda: _ops(decryptor.decrypt(encrypted), BATCH), repeats)
+    results["decrypt_per_value"] = median_rate(
+        lambda: _ops(decryptor.decrypt(encrypted), BATCH), repeats
+    )
     for name in ("8-bit", "16-bit"):
         x = kit.array(np.ascontiguousarray(blocks[name].T.astype(np.int64)), encoder)
         size = blocks[name].size
@@ -196,15 +219,21 @@ ROWS = [
 
 
 def markdown(phe_results: dict, engine: dict, heu: dict | None) -> str:
-    header = "| operation | phe | engine | engine / phe |"
-    rule = "| --- | ---: | ---: | ---: |"
+    header = (
+        "| operation | phe as-is | phe, int x | engine | engine / phe as-is | engine / phe int |"
+    )
+    rule = "| --- | ---: | ---: | ---: | ---: | ---: |"
     if heu is not None:
         header += " HEU ZPaillier | engine / HEU |"
         rule += " ---: | ---: |"
     lines = [header, rule]
     for label, key in ROWS:
         baseline = phe_results["encrypt"] if key == "online_encrypt" else phe_results[key]
-        line = f"| {label} | {baseline:,.0f} | {engine[key]:,.0f} | {engine[key] / baseline:.1f}x |"
+        as_is = phe_results.get(f"{key}_float", baseline)
+        line = (
+            f"| {label} | {as_is:,.0f} | {baseline:,.0f} | {engine[key]:,.0f} "
+            f"| {engine[key] / as_is:.1f}x | {engine[key] / baseline:.1f}x |"
+        )
         if heu is not None:
             heu_key = "encrypt" if key == "online_encrypt" else key
             if key == "online_encrypt":
