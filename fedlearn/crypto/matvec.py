@@ -258,7 +258,9 @@ def small_signed_multiexp(
                 stops = [*starts[1:].tolist(), int(sorted_digits.size)]
                 for start, stop in zip(starts.tolist(), stops, strict=True):
                     group = sorted_indices[start:stop].tolist()
-                    buckets[int(sorted_digits[start])] = product_of_selected(ciphertexts, group, modulus)
+                    buckets[int(sorted_digits[start])] = product_of_selected(
+                        ciphertexts, group, modulus
+                    )
             total = _combine_buckets(buckets, modulus)
             if sign > 0:
                 positive = _accumulate(positive, total, modulus)
