@@ -36,7 +36,7 @@ from fedlearn.crypto.wire import (
     ints_from_bytes,
     ints_to_bytes,
 )
-from fedlearn.data import PartyTable, load_party_table
+from fedlearn.data import PartyTable
 from fedlearn.errors import (
     EncodingOverflow,
     InvalidPeerData,
@@ -67,6 +67,7 @@ from fedlearn.protocol.steps import (
     preprocess_dict,
 )
 from fedlearn.store import ModelStore, check_model_id
+from fedlearn.tables import TableCache
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class RoleB:
         self.session_ttl_s = session_ttl_s
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
-        self._tables: dict[tuple[str, int, int], PartyTable] = {}
+        self._tables = TableCache(name)
         self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="b-gradient")
 
     def close(self) -> None:
@@ -301,22 +302,7 @@ class RoleB:
         return _PendingTraining(request.train, own, peer)
 
     def _load_table(self, spec: DatasetSpec) -> PartyTable:
-        stat = spec.path.stat()
-        key = (str(spec.path), stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            cached = self._tables.get(key)
-        if cached is not None:
-            return cached
-        table = load_party_table(
-            spec.path,
-            id_column=spec.id_column,
-            features=spec.features,
-            categorical=spec.categorical,
-            source=f"{self.name} dataset {spec.name}",
-        )
-        with self._lock:
-            self._tables = {key: table}  # keep only the latest table: memory stays bounded
-        return table
+        return self._tables.get(spec)
 
     def close_session(
         self, request: m.CloseSessionRequest, partner: str | None

@@ -1,0 +1,217 @@
+"""A's control servicer: the `fedlearn` CLI's API. It adapts requests to ``NodeA`` and streams progress.
+
+A job runs in a worker thread; its progress events go through a queue to the response stream. When
+the CLI goes away mid-job, the next progress event raises ``JobCancelled`` inside the job, which then
+unwinds the way any failure does (session closed at B, no model registered).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from fedlearn.errors import FedlearnError, InvalidPeerData, PolicyViolation
+from fedlearn.job import parse_job
+from fedlearn.proto.v1 import control_pb2 as pb
+from fedlearn.proto.v1 import control_pb2_grpc
+from fedlearn.protocol.progress import ProgressEvent
+from fedlearn.transport import peer_identity
+from party_a.node import NodeA
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(FedlearnError):
+    grpc_code = "CANCELLED"
+
+
+def _progress(event: ProgressEvent) -> pb.Progress:
+    return pb.Progress(
+        phase=event.phase,
+        epoch=event.epoch,
+        epochs=event.epochs,
+        batch=event.batch,
+        batches=event.batches,
+        loss=event.loss,
+        elapsed_s=event.elapsed_s,
+        eta_s=event.eta_s,
+        message=event.message,
+    )
+
+
+def _run_streaming(
+    job: Callable[[Callable[[ProgressEvent], None]], Any], context: grpc.ServicerContext
+) -> Iterator[tuple[str, Any]]:
+    """Run ``job(progress)`` in a thread; yield ("progress", event) then ("result", value)."""
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+    cancelled = threading.Event()
+
+    def progress(event: ProgressEvent) -> None:
+        if cancelled.is_set():
+            raise JobCancelled("the client went away; job cancelled")
+        events.put(("progress", event))
+
+    def run() -> None:
+        try:
+            events.put(("result", job(progress)))
+        except BaseException as exc:  # handed to the RPC thread, which raises it
+            events.put(("error", exc))
+
+    worker = threading.Thread(target=run, name="control-job", daemon=True)
+    worker.start()
+    while True:
+        try:
+            kind, value = events.get(timeout=0.5)
+        except queue.Empty:
+            if not context.is_active():
+                cancelled.set()
+            continue
+        if kind == "error":
+            raise value
+        yield kind, value
+        if kind == "result":
+            return
+
+
+def _absolute(path: str, what: str) -> Path:
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        raise InvalidPeerData(f"{what} must be an absolute path, got {path!r}")
+    return candidate
+
+
+class ControlServicer(control_pb2_grpc.ControlServiceServicer):
+    """Only A's own operators may call: a client certificate with A's own name (the CLI uses A's)."""
+
+    def __init__(self, node: NodeA) -> None:
+        self.node = node
+
+    def _authorize(self, context: grpc.ServicerContext) -> None:
+        if self.node.config.transport.insecure:
+            return
+        caller = peer_identity(context)
+        if caller != self.node.config.name:
+            raise PolicyViolation(
+                f"the control API of {self.node.config.name} accepts only its own certificate; "
+                f"the caller presented {caller!r}"
+            )
+
+    def Align(
+        self, request: pb.AlignRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.AlignResponse]:
+        self._authorize(context)
+
+        def job(progress: Callable[[ProgressEvent], None]) -> Any:
+            progress(ProgressEvent("alignment", message="private set intersection"))
+            return self.node.align(request.dataset, request.peer_dataset)
+
+        for kind, value in _run_streaming(job, context):
+            if kind == "progress":
+                yield pb.AlignResponse(progress=_progress(value))
+            else:
+                yield pb.AlignResponse(
+                    result=pb.AlignResult(
+                        own_size=value.own_size,
+                        peer_size=value.peer_size,
+                        intersection_size=len(value.own_rows),
+                        seconds=value.seconds,
+                    )
+                )
+
+    def Train(
+        self, request: pb.TrainRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.TrainResponse]:
+        self._authorize(context)
+        job_spec = parse_job(request.job_toml, request.job_path or "job.toml")
+        for kind, value in _run_streaming(
+            lambda progress: self.node.train(job_spec, progress), context
+        ):
+            if kind == "progress":
+                yield pb.TrainResponse(progress=_progress(value))
+            else:
+                yield pb.TrainResponse(
+                    result=pb.TrainResult(
+                        model_id=value["model_id"], summary_json=json.dumps(_summary(value))
+                    )
+                )
+
+    def Score(
+        self, request: pb.ScoreRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ScoreResponse]:
+        self._authorize(context)
+        input_path = _absolute(request.input_path, "input_path")
+        output_path = _absolute(request.output_path, "output_path")
+        job = lambda progress: self.node.score(request.model_id, input_path, output_path, progress)  # noqa: E731
+        for kind, value in _run_streaming(job, context):
+            if kind == "progress":
+                yield pb.ScoreResponse(progress=_progress(value))
+            else:
+                message = "; ".join(value.warnings)
+                if message:
+                    yield pb.ScoreResponse(
+                        progress=pb.Progress(
+                            phase="warning", message=message, loss=math.nan, eta_s=math.nan
+                        )
+                    )
+                yield pb.ScoreResponse(
+                    result=pb.ScoreResult(
+                        rows=value.rows,
+                        matched=value.matched,
+                        output_path=str(value.output_path),
+                        seconds=value.seconds,
+                    )
+                )
+
+    def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.ServicerContext
+    ) -> pb.ListModelsResponse:
+        self._authorize(context)
+        models = []
+        for model_id in self.node.store.list_ids():
+            try:
+                meta = self.node.store.load(model_id)
+            except (OSError, ValueError) as exc:
+                log.warning("model %s cannot be read: %s", model_id, exc)
+                continue
+            models.append(
+                pb.ModelSummary(
+                    model_id=model_id,
+                    created_at=meta.get("created_at", ""),
+                    summary_json=json.dumps(_summary(meta)),
+                )
+            )
+        return pb.ListModelsResponse(models=models)
+
+    def Report(self, request: pb.ReportRequest, context: grpc.ServicerContext) -> pb.ReportResponse:
+        self._authorize(context)
+        path = self.node.report(request.model_id, _absolute(request.out_dir, "out_dir"))
+        return pb.ReportResponse(path=str(path))
+
+
+def _summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """The part of A's model metadata the CLI prints (no curves)."""
+    keys = (
+        "model_id",
+        "created_at",
+        "dataset",
+        "partner",
+        "metrics",
+        "loss_history",
+        "timings",
+        "rows",
+        "epochs_completed",
+        "job",
+    )
+    return {key: meta[key] for key in keys if key in meta}
+
+
+def add_to_server(servicer: ControlServicer, server: grpc.Server) -> None:
+    control_pb2_grpc.add_ControlServiceServicer_to_server(servicer, server)

@@ -1,0 +1,66 @@
+"""``party-b serve --config b.toml``: B's node, a PeerService over B's own data files."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from fedlearn.nodecli import node_main
+from fedlearn.protocol.role_b import RoleB
+from fedlearn.transport import build_server, serve_until_signal
+from party_b.config import load_config
+from party_b.servicer import PeerServicer, add_to_server
+
+log = logging.getLogger("party_b")
+
+
+def serve(args: argparse.Namespace) -> signal.Signals | None:
+    config = load_config(args.config)
+    role = RoleB(
+        name=config.name,
+        datasets=config.datasets,
+        policy=config.policy,
+        model_dir=config.model_dir,
+        allowed_partners=config.allowed_partners,
+        workers=config.workers,
+    )
+    insecure_identity = None
+    if config.transport.insecure:
+        insecure_identity = sorted(config.allowed_partners)[0]
+        log.warning(
+            "insecure transport on loopback: callers are taken to be %r without a certificate",
+            insecure_identity,
+        )
+    server, port = build_server(config.listen, config.transport, source=config.source.name)
+    add_to_server(PeerServicer(role, insecure_identity=insecure_identity), server)
+    host = config.listen.rsplit(":", 1)[0]
+    # One line on stdout that scripts can wait for (the port matters when the config asks for :0).
+    print(f"party-b {config.name} listening on {host}:{port}", flush=True)
+    log.info(
+        "datasets: %s; partners: %s; policy: %s",
+        ", ".join(config.datasets),
+        ", ".join(sorted(config.allowed_partners)),
+        config.policy,
+    )
+    try:
+        return serve_until_signal(server, grace_s=5.0)
+    finally:
+        role.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(
+        node_main(
+            "party-b",
+            "Party B's node: answers A's private set intersection, "
+            "training and scoring calls over mutual TLS.",
+            serve,
+            argv,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

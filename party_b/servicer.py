@@ -1,0 +1,66 @@
+"""B's gRPC servicer: adapts PeerService streams to ``RoleB`` methods; no protocol logic here.
+
+Each handler parses (and for streamed requests, joins) the request, takes the caller's identity from
+its client certificate, calls the role, and splits a large response into a stream. Exceptions are
+mapped to status codes in one place, the transport's ErrorMappingInterceptor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import grpc
+
+from fedlearn.proto.v1 import peer_pb2_grpc
+from fedlearn.protocol import chunking, wire
+from fedlearn.protocol.role_b import RoleB
+from fedlearn.protocol.rpcs import RPCS, Rpc
+from fedlearn.transport import CHUNK_BYTES, peer_identity
+
+log = logging.getLogger(__name__)
+
+
+class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
+    """PeerService over a RoleB. ``insecure_identity`` names the partner on a plaintext loopback."""
+
+    def __init__(self, role: RoleB, *, insecure_identity: str | None = None) -> None:
+        self.role = role
+        self.insecure_identity = insecure_identity
+
+    def identity(self, context: grpc.ServicerContext) -> str | None:
+        name = peer_identity(context)
+        return name if name is not None else self.insecure_identity
+
+
+def _handler(rpc: Rpc) -> Callable[..., Any]:
+    def handle(self: PeerServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        partner = self.identity(context)
+        parsed: Any
+        if rpc.request_streamed:
+            parsed = chunking.join(
+                (wire.from_proto(part, rpc.request) for part in request), rpc.request
+            )
+        else:
+            parsed = wire.from_proto(request, rpc.request)
+        response = getattr(self.role, rpc.method)(parsed, partner)
+        if rpc.response_streamed:
+            return _stream(chunking.split(response, chunk_bytes=CHUNK_BYTES))
+        return wire.to_proto(response)
+
+    handle.__name__ = rpc.name
+    return handle
+
+
+def _stream(parts: Iterable[Any]) -> Iterator[Any]:
+    for part in parts:
+        yield wire.to_proto(part)
+
+
+for _rpc in RPCS.values():
+    setattr(PeerServicer, _rpc.name, _handler(_rpc))
+
+
+def add_to_server(servicer: PeerServicer, server: grpc.Server) -> None:
+    peer_pb2_grpc.add_PeerServiceServicer_to_server(servicer, server)
