@@ -244,3 +244,44 @@ def _write_atomic(path: Path, data: bytes, *, mode: int) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def add_party_certs(
+    out_dir: Path,
+    parties: Sequence[str],
+    *,
+    hosts: Sequence[str] = ("localhost", "127.0.0.1", "::1"),
+    days: int = 365,
+) -> dict[str, Path]:
+    """Issue certificates for more parties with the CA already in ``out_dir`` (ca.pem, ca.key).
+
+    Raises ``ConfigError`` when the CA files are missing or a party's files already exist.
+    """
+    out_dir = Path(out_dir)
+    names = _check_parties(parties)
+    try:
+        ca_cert = x509.load_pem_x509_certificate((out_dir / "ca.pem").read_bytes())
+        ca_key = serialization.load_pem_private_key(
+            (out_dir / "ca.key").read_bytes(), password=None
+        )
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{out_dir}: no usable CA (ca.pem and ca.key): {exc}; make one with `fedlearn certs`"
+        ) from exc
+    if not isinstance(ca_key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise ConfigError(f"{out_dir / 'ca.key'}: expected an EC or RSA key")
+    for name in names:
+        if (out_dir / f"{name}.pem").exists():
+            raise ConfigError(f"{out_dir / (name + '.pem')} already exists; remove it first")
+    key_type: KeyType = "rsa" if isinstance(ca_key, rsa.RSAPrivateKey) else "ec"
+    now = dt.datetime.now(dt.timezone.utc)
+    not_before, not_after = now - _CLOCK_SKEW, now + dt.timedelta(days=days)
+    not_after = min(not_after, ca_cert.not_valid_after_utc)
+    san = _subject_alt_names(hosts)
+    written = {}
+    for name in names:
+        key = _new_key(key_type)
+        cert = _party_certificate(name, key, san, ca_key, ca_cert, not_before, not_after)
+        written[f"{name}.key"] = _write_atomic(out_dir / f"{name}.key", _key_pem(key), mode=0o600)
+        written[f"{name}.pem"] = _write_atomic(out_dir / f"{name}.pem", _cert_pem(cert), mode=0o644)
+    return written

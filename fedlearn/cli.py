@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     certs.add_argument("--out", required=True, type=Path)
     certs.add_argument("--parties", default="party-a,party-b", help="comma-separated party names")
     certs.add_argument("--force", action="store_true", help="replace an existing CA")
+    certs.add_argument(
+        "--add",
+        action="store_true",
+        help="issue certificates for more parties with the CA already in --out",
+    )
     certs.set_defaults(handler=_certs)
 
     datasets = commands.add_parser("datasets", help="synthetic data sets")
@@ -102,12 +107,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _certs(args: argparse.Namespace) -> int:
-    from fedlearn.certs import make_dev_certs
+    from fedlearn.certs import add_party_certs, make_dev_certs
 
     parties = [p.strip() for p in args.parties.split(",") if p.strip()]
     if not parties:
         raise ConfigError("--parties: name at least one party")
-    paths = make_dev_certs(args.out, parties, force=args.force)
+    if args.add:
+        paths = add_party_certs(args.out, parties)
+    else:
+        paths = make_dev_certs(args.out, parties, force=args.force)
     for name, path in sorted(paths.items()):
         print(f"{name:24s} {path}")
     return 0

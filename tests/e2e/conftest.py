@@ -1,0 +1,53 @@
+"""Real node processes on loopback ports with mutual TLS, for end-to-end tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fedlearn.launch import NodeProcess
+from fedlearn.scaffold import VipDemo, write_vip_demo
+
+
+@dataclass
+class Nodes:
+    demo: VipDemo
+    a: NodeProcess
+    b: NodeProcess
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "fedlearn.cli", *args, "--config", str(self.demo.a_config)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def small_demo(root: Path, *, rows: int = 2000, seed: int = 11) -> VipDemo:
+    """The demo folder, with test-sized keys (B's policy allows 512 bits) and short jobs."""
+    demo = write_vip_demo(root, rows=rows, seed=seed, epochs=2, key_bits=512)
+    b_text = demo.b_config.read_text().replace("min_key_bits = 2048", "min_key_bits = 512")
+    demo.b_config.write_text(b_text.replace("min_batch_size = 256", "min_batch_size = 64"))
+    demo.job.write_text(demo.job.read_text().replace("batch_size = 1024", "batch_size = 256"))
+    return demo
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+    demo = small_demo(tmp_path_factory.mktemp("nodes"))
+    b = NodeProcess("b", demo.b_config, demo.root / "logs" / "b.log")
+    try:
+        a = NodeProcess("a", demo.a_config, demo.root / "logs" / "a.log")
+    except BaseException:
+        b.stop()
+        raise
+    yield Nodes(demo, a, b)
+    a.stop()
+    b.stop()
