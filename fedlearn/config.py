@@ -51,6 +51,8 @@ class Section:
         self._read: set[str] = set()
 
     def where(self, key: str) -> str:
+        if not self.name:
+            return f"{self.source.name}: {key}"
         return f"{self.source.name}: [{self.name}] {key}"
 
     def _get(self, key: str, default: Any, required: bool) -> Any:
@@ -153,17 +155,20 @@ class Section:
         return resolved
 
     def get_table(self, key: str, *, required: bool = False) -> Section:
-        value = self._get(key, {}, required)
-        return Section(value, self.source, f"{self.name}.{key}" if self.name else key)
+        full = f"{self.name}.{key}" if self.name else key
+        if required and key not in self.data:
+            raise ConfigError(f"{self.source.name}: the [{full}] table is missing (required)")
+        value = self._get(key, {}, False)
+        return Section(value, self.source, full)
 
     def finish(self) -> None:
         """Refuse keys nobody read: a typo must not silently fall back to a default."""
         unknown = sorted(set(self.data) - self._read)
         if unknown:
             known = ", ".join(sorted(self._read)) or "(none)"
+            table = f"[{self.name}] " if self.name else ""
             raise ConfigError(
-                f"{self.source.name}: [{self.name}] unknown key(s) {', '.join(unknown)}; "
-                f"known keys: {known}"
+                f"{self.source.name}: {table}unknown key(s) {', '.join(unknown)}; known keys: {known}"
             )
 
 

@@ -49,7 +49,7 @@ def test_client_certificate_from_another_ca_is_refused(nodes: Nodes, tmp_path: P
     make_dev_certs(tmp_path / "evil", ["party-a"])
     peer = peer_with(nodes, tmp_path / "evil", "party-a")
     started = time.monotonic()
-    with pytest.raises(PeerUnavailable, match="TLS|certificate|closed"):
+    with pytest.raises(PeerUnavailable, match=r"TLS|certificate|closed"):
         peer.open_session(
             m.OpenSessionRequest(purpose=m.Purpose.ALIGN, dataset="vip", psi_salt=b"s" * 32)
         )
@@ -81,11 +81,8 @@ def test_peer_down_fails_fast_and_node_keeps_serving(tmp_path: Path) -> None:
         result = nodes.cli("align", "--dataset", "vip", timeout=60)
         elapsed = time.monotonic() - started
         assert result.returncode == 4, result.stderr
-        assert (
-            "party-b" in result.stderr
-            and "not reachable" in result.stderr.lower()
-            or "unavailable" in result.stderr.lower()
-        ), result.stderr
+        assert "party-b" in result.stderr, result.stderr
+        assert "not reachable" in result.stderr.lower(), result.stderr
         assert elapsed < 20
         # A's node is still up and answering.
         listing = nodes.cli("models")
