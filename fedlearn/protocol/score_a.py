@@ -1,0 +1,380 @@
+"""A's driver of batch scoring: new users aligned with B, B's partial scores, A's part, one file.
+
+For each input user A computes its own part of the score and, for the users B knows, adds B's
+partial score ``X_B w_B``; for the others it adds B's average contribution over the training rows
+(``b_mean_partial_score``, recorded at training time) and flags the row ``partner_matched = false``:
+
+    u = X_A w_A + b + (X_B w_B  if B knows the user  else  mean over training rows of X_B w_B)
+    score = sigmoid(u)        probability of buying VIP within 30 days
+
+The steps, in order, so that a bad request or a bad file fails before B does any work:
+
+1. the request: the model's partner is the configured B, the output is CSV or Parquet and is not the
+   input, and its directory exists;
+2. A's part, streaming the input in chunks (memory stays flat: only the IDs and one float per row
+   are kept): columns checked against the model, values parsed with row-exact errors, the saved
+   preprocessing applied (unseen categories fold into ``<other>``, missing values are imputed), and
+   ``u_A = x @ w_A + b`` with ``x = quantize(transform(frame)) / scales_``, exactly as in training;
+   IDs are normalised and checked for duplicates over the whole file;
+3. alignment: a SCORE session with B and PSI on the IDs (what crosses: ``fedlearn.protocol.align``);
+4. B's partial scores for the aligned rows (float64, A learns ``X_B w_B`` per matched user, as in
+   FATE; B's policy may refuse), checked for count and finiteness; the session is closed;
+5. scores, deciles and ranks, written atomically (temporary file, then rename): a failure never
+   leaves a partial output file and never replaces an existing one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedlearn import metrics
+from fedlearn.data import (
+    iter_table_chunks,
+    load_features_frame,
+    normalise_ids,
+    write_table_atomic,
+)
+from fedlearn.errors import DataError, InvalidPeerData, PolicyViolation
+from fedlearn.model import sigmoid
+from fedlearn.preprocess import Preprocessor
+from fedlearn.protocol import messages as m
+from fedlearn.protocol.align import close_quietly, open_and_align
+from fedlearn.protocol.peer_api import PeerApi
+from fedlearn.protocol.progress import ProgressCallback, ProgressEvent, no_progress
+
+TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+OUTPUT_COLUMNS = ("score", "decile", "rank", "partner_matched")
+_MODEL_KEYS = (
+    "model_id",
+    "partner",
+    "peer_dataset",
+    "id_column",
+    "numeric_columns",
+    "categorical_columns",
+    "preprocessor",
+    "a_weights",
+    "intercept",
+    "b_mean_partial_score",
+)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What one scoring run did. ``timings``: seconds per phase (reading, alignment,
+    partial_scores, ranking, writing, total); ``warnings``: things the operator should know that did
+    not stop the run (extra input columns, no user known to B)."""
+
+    rows: int
+    matched: int
+    output_path: Path
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _OwnPart:
+    """A's side of the input, in file order: normalised IDs and u_A = x @ w_A + b."""
+
+    ids: np.ndarray  # (n,) object, str
+    own_scores: np.ndarray  # (n,) float64
+    extra_columns: list[str]
+
+
+def score(
+    peer: PeerApi,
+    *,
+    model: dict[str, Any],
+    input_path: Path,
+    output_path: Path,
+    chunk_rows: int = 100_000,
+    expected_partner: str,
+    workers: int = 1,
+    progress: ProgressCallback = no_progress,
+) -> ScoreResult:
+    """Score every user of ``input_path`` (CSV or Parquet) with A's ``model`` and B's shard of it.
+
+    ``model``: A's model metadata as ``train_a.train`` saved it. ``expected_partner``: the name of
+    the B this node is configured with; the model must have been trained with it. ``workers``:
+    processes for A's PSI blinding. Writes ``output_path`` (CSV, gzipped CSV or Parquet, by
+    extension) with one row per input user in input order: the ID column (under the model's ID
+    column name, IDs normalised), ``score``, ``decile`` (1 = highest), ``rank`` (1 = highest score,
+    ties by input order) and ``partner_matched``.
+
+    Raises ``PolicyViolation`` (the model's partner is not ``expected_partner``; B refuses),
+    ``DataError`` (bad output path, missing columns, bad values, duplicate or empty IDs),
+    ``NotFound`` (B has no shard of the model), ``InvalidPeerData`` (B's partial scores are
+    malformed), or another ``FedlearnError`` from the transport. On any error the output file is
+    neither created nor changed.
+    """
+    started = time.perf_counter()
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1; got {chunk_rows}")
+    input_path, output_path = Path(input_path), Path(output_path)
+    _check_model(model, expected_partner)
+    _check_paths(input_path, output_path)
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+
+    mark = time.perf_counter()
+    own = _own_part(model, input_path, chunk_rows, progress, started)
+    n_rows = len(own.ids)
+    if own.extra_columns:
+        warnings.append(
+            f"{input_path}: ignored {len(own.extra_columns)} column(s) the model does not use: "
+            + ", ".join(own.extra_columns[:20])
+            + (", ..." if len(own.extra_columns) > 20 else "")
+        )
+    mark = _lap(timings, "reading", mark)
+
+    progress(
+        ProgressEvent(
+            "alignment",
+            elapsed_s=time.perf_counter() - started,
+            message=f"private set intersection of {n_rows} IDs with {peer.peer_name}",
+        )
+    )
+    peer_scores, own_rows, mark = _peer_part(peer, model, own.ids, workers, timings, mark)
+    matched = np.zeros(n_rows, dtype=bool)
+    matched[own_rows] = True
+    if not matched.any():
+        warnings.append(
+            f"{peer.peer_name} knows none of the {n_rows} users; every score uses B's average "
+            "contribution (check that both sides use the same kind of ID)"
+        )
+    progress(
+        ProgressEvent(
+            "alignment",
+            elapsed_s=time.perf_counter() - started,
+            message=f"{int(matched.sum())} of {n_rows} users known to {peer.peer_name}",
+        )
+    )
+
+    peer_part = np.full(n_rows, float(model["b_mean_partial_score"]))
+    peer_part[own_rows] = peer_scores
+    scores = sigmoid(own.own_scores + peer_part)
+    output = pd.DataFrame(
+        {
+            model["id_column"]: own.ids,
+            "score": scores,
+            "decile": metrics.deciles(scores),
+            "rank": _ranks(scores),
+            "partner_matched": matched,
+        }
+    )
+    mark = _lap(timings, "ranking", mark)
+    progress(
+        ProgressEvent(
+            "scoring",
+            elapsed_s=time.perf_counter() - started,
+            message=f"{n_rows}/{n_rows} rows scored; writing {output_path}",
+        )
+    )
+    write_table_atomic(output, output_path)
+    _lap(timings, "writing", mark)
+    seconds = time.perf_counter() - started
+    timings["total"] = seconds
+    return ScoreResult(
+        rows=n_rows,
+        matched=int(matched.sum()),
+        output_path=output_path,
+        seconds=seconds,
+        timings=timings,
+        warnings=warnings,
+    )
+
+
+# ---- checks before any work ----------------------------------------------------------------------
+
+
+def _check_model(model: dict[str, Any], expected_partner: str) -> None:
+    absent = [key for key in _MODEL_KEYS if key not in model]
+    if absent:
+        raise DataError(
+            f"model {model.get('model_id', '?')} is not a label-party (A) model: its metadata "
+            f"lacks {absent}"
+        )
+    if model["partner"] != expected_partner:
+        raise PolicyViolation(
+            f"model {model['model_id']} was trained with partner {model['partner']!r}, but this "
+            f"node's peer is {expected_partner!r}; score it on a node configured with "
+            f"{model['partner']!r}, or train a new model with {expected_partner!r}"
+        )
+
+
+def _has_table_suffix(path: Path) -> bool:
+    return path.name.lower().endswith(TABLE_SUFFIXES)
+
+
+def _check_paths(input_path: Path, output_path: Path) -> None:
+    for what, path in (("input", input_path), ("output", output_path)):
+        if not _has_table_suffix(path):
+            raise DataError(
+                f"{what} file {path}: unknown file type; name it .csv, .csv.gz, .parquet or .pq"
+            )
+    if not input_path.is_file():
+        raise DataError(f"input file {input_path} does not exist")
+    if output_path.resolve() == input_path.resolve() or (
+        output_path.exists() and output_path.samefile(input_path)
+    ):
+        raise DataError(f"output {output_path} is the input file; write the scores to another file")
+    if output_path.is_dir():
+        raise DataError(f"output {output_path} is a directory; give a file name")
+    directory = output_path.parent
+    if not directory.is_dir():
+        raise DataError(
+            f"output directory {directory} does not exist; create it or choose another output"
+        )
+
+
+# ---- A's part ------------------------------------------------------------------------------------
+
+
+def _own_part(
+    model: dict[str, Any],
+    input_path: Path,
+    chunk_rows: int,
+    progress: ProgressCallback,
+    started: float,
+) -> _OwnPart:
+    """Stream the input once: check and parse each chunk, and compute u_A per row (file order)."""
+    id_column: str = model["id_column"]
+    numeric = [str(c) for c in model["numeric_columns"]]
+    categorical = [str(c) for c in model["categorical_columns"]]
+    features = numeric + categorical
+    preprocessor = Preprocessor.from_dict(model["preprocessor"])
+    weights = _weights_with_intercept(model, preprocessor)
+    scales = np.asarray(preprocessor.scales_, dtype=np.float64)
+    label = model.get("label_column")
+    source = f"{input_path}"
+
+    id_chunks: list[np.ndarray] = []
+    score_chunks: list[np.ndarray] = []
+    extra: list[str] = []
+    done = 0
+    for chunk in iter_table_chunks(input_path, chunk_rows=chunk_rows):
+        if done == 0:
+            extra = _check_columns(list(chunk.columns), id_column, features, label, model, source)
+        if chunk.empty:
+            continue
+        table = load_features_frame(
+            chunk,
+            id_column=id_column,
+            features=features,
+            categorical=categorical,
+            source=source,
+            first_row=int(chunk.index[0]) + 1,
+        )
+        matrix = preprocessor.quantize(preprocessor.transform(table.features)) / scales
+        # The intercept as a column of ones, as in training, so u_A is computed the same way.
+        with_ones = np.hstack([matrix, np.ones((len(matrix), 1))])
+        id_chunks.append(table.ids)
+        score_chunks.append(with_ones @ weights)
+        done += len(chunk)
+        progress(
+            ProgressEvent(
+                "reading",
+                elapsed_s=time.perf_counter() - started,
+                message=f"{done} rows read and checked (A's part of the score)",
+            )
+        )
+    if done == 0:
+        raise DataError(f"{source}: the table has a header but no data rows; nothing to score")
+    ids = np.concatenate(id_chunks)
+    if pd.Series(ids, dtype=object).duplicated().any():
+        # Raises, naming the first repeated ID and both its rows.
+        normalise_ids(ids.tolist(), column=id_column, source=source)
+    return _OwnPart(ids, np.concatenate(score_chunks), extra)
+
+
+def _weights_with_intercept(model: dict[str, Any], preprocessor: Preprocessor) -> np.ndarray:
+    names = preprocessor.output_names_
+    saved = model["a_weights"]  # a JSON object: its key order is not the column order
+    if set(saved) != set(names) or len(saved) != len(names):
+        raise DataError(
+            f"model {model['model_id']}: its weights name {len(saved)} columns, but its "
+            f"preprocessing produces {len(names)}; the model metadata is inconsistent"
+        )
+    return np.array([*(float(saved[name]) for name in names), float(model["intercept"])])
+
+
+def _check_columns(
+    available: list[str],
+    id_column: str,
+    features: list[str],
+    label: str | None,
+    model: dict[str, Any],
+    source: str,
+) -> list[str]:
+    """The extra columns (ignored); DataError naming every column the model needs and lacks."""
+    present = set(available)
+    absent = [c for c in [id_column, *features] if c not in present]
+    if absent:
+        raise DataError(
+            f"{source}: missing column(s) {absent} that model {model['model_id']} was trained "
+            f"with; the model needs {id_column!r} and {features}"
+        )
+    used = {id_column, *features, label}
+    return [c for c in available if c not in used]
+
+
+# ---- B's part ------------------------------------------------------------------------------------
+
+
+def _peer_part(
+    peer: PeerApi,
+    model: dict[str, Any],
+    ids: np.ndarray,
+    workers: int,
+    timings: dict[str, float],
+    mark: float,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """PSI with B, then B's partial scores for the matched rows (in A's row order ``own_rows``)."""
+    request = m.OpenSessionRequest(
+        purpose=m.Purpose.SCORE, dataset=model["peer_dataset"], model_id=model["model_id"]
+    )
+    alignment = open_and_align(peer, request, ids.tolist(), workers=workers)
+    mark = _lap(timings, "alignment", mark)
+    try:
+        reply = peer.partial_scores(
+            m.PartialScoresRequest(alignment.session.session_id, m.RowSubset.ALIGNED)
+        )
+    finally:
+        close_quietly(peer, alignment.session.session_id)
+    expected = len(alignment.own_rows)
+    if len(reply.scores) % 8:
+        raise InvalidPeerData(
+            f"PartialScores: {len(reply.scores)} bytes is not a whole number of float64 values"
+        )
+    peer_scores = np.frombuffer(reply.scores, dtype="<f8")
+    if len(peer_scores) != expected or not np.all(np.isfinite(peer_scores)):
+        raise InvalidPeerData(
+            f"PartialScores: expected {expected} finite scores (one per matched user), got "
+            f"{len(peer_scores)}"
+            + ("" if np.all(np.isfinite(peer_scores)) else " with non-finite values")
+        )
+    mark = _lap(timings, "partial_scores", mark)
+    return peer_scores.astype(np.float64), alignment.own_rows, mark
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """1 = highest score; equal scores ranked by input order (a permutation of 1..n)."""
+    order = np.argsort(-scores, kind="stable")
+    ranks = np.empty(len(scores), dtype=np.int64)
+    ranks[order] = np.arange(1, len(scores) + 1)
+    return ranks
+
+
+def _lap(timings: dict[str, float], phase: str, mark: float) -> float:
+    now = time.perf_counter()
+    timings[phase] = timings.get(phase, 0.0) + now - mark
+    return now
