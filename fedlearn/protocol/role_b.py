@@ -124,6 +124,7 @@ class _Session:
     aligned_rows: np.ndarray | None = None
     training: _Training | None = None
     model: dict[str, Any] | None = None
+    blinded_own: Future[bytes] | None = None  # B's own blinded IDs, computed while A blinds its own
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -250,6 +251,10 @@ class RoleB:
                 n=public_key_to_bytes(own.public_key),
                 djn_base=int_to_bytes(own.djn_base),
             )
+        # Blind B's own IDs now, on the other core, while A blinds its IDs (PsiPeerSet collects it).
+        session.blinded_own = self._background.submit(
+            session.psi_key.blind_ids, [str(i) for i in table.ids], salt
+        )
         with self._lock:
             self._sessions[session.session_id] = session
         log.info(
@@ -330,10 +335,10 @@ class RoleB:
         session = self._session(request.session_id, partner)
         with session.lock:
             _require_stage(session, "blinded", "PsiPeerSet")
-            ids = [str(i) for i in session.table.ids]
-            points = session.psi_key.blind_ids(ids, session.salt)
+            assert session.blinded_own is not None
+            points = session.blinded_own.result()
             session.stage = "peer_set"
-        return m.PsiPeerSetResponse(points=points, total=len(ids))
+        return m.PsiPeerSetResponse(points=points, total=len(session.table.ids))
 
     def psi_result(self, request: m.PsiResultRequest, partner: str | None) -> m.PsiResultResponse:
         session = self._session(request.session_id, partner)
