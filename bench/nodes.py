@@ -19,9 +19,18 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 
 
-def write_configs(root: Path, *, a_data: Path, b_data: Path, id_column: str, label_column: str,
-                  a_categorical: list[str] | None = None, b_categorical: list[str] | None = None,
-                  workers: int = 1, min_key_bits: int = 2048) -> tuple[Path, Path]:
+def write_configs(
+    root: Path,
+    *,
+    a_data: Path,
+    b_data: Path,
+    id_column: str,
+    label_column: str,
+    a_categorical: list[str] | None = None,
+    b_categorical: list[str] | None = None,
+    workers: int = 1,
+    min_key_bits: int = 2048,
+) -> tuple[Path, Path]:
     certs = root / "certs"
     if not (certs / "ca.pem").exists():
         make_dev_certs(certs, ["party-a", "party-b"])
@@ -89,10 +98,16 @@ def running_nodes(a_config: Path, b_config: Path) -> Iterator[None]:
 
 
 def fedlearn(a_config: Path, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "fedlearn.cli", *args, "--config", str(a_config)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "fedlearn.cli", *args, "--config", str(a_config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
-        raise SystemExit(f"fedlearn {args[0]} failed ({result.returncode}): {result.stderr[-2000:]}")
+        raise SystemExit(
+            f"fedlearn {args[0]} failed ({result.returncode}): {result.stderr[-2000:]}"
+        )
     return result.stdout
 
 

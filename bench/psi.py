@@ -49,8 +49,9 @@ def main() -> None:
     a_data, b_data = root / "a.csv", root / "b.csv"
     a_data.write_text("id,y,x\n" + "".join(f"{i},{i[-1] in '13579' and 1 or 0},1\n" for i in a_ids))
     b_data.write_text("id,z\n" + "".join(f"{i},2\n" for i in b_ids))
-    a_cfg, b_cfg = write_configs(root, a_data=a_data, b_data=b_data, id_column="id", label_column="y",
-                                 workers=args.workers)
+    a_cfg, b_cfg = write_configs(
+        root, a_data=a_data, b_data=b_data, id_column="id", label_column="y", workers=args.workers
+    )
     rates = [x25519_rate() for _ in range(3)]
     rate = median(rates)
     bound = 4 * args.rows / (2 * rate)
@@ -61,8 +62,10 @@ def main() -> None:
             seconds.append(float(re.search(r"\(([\d.]+) s\)", out).group(1)))  # type: ignore[union-attr]
             assert f"intersection: {shared} IDs" in out, out
     measured = median(seconds[1:])
-    print(f"PSI {args.rows:,} x {args.rows:,} IDs ({shared:,} shared) through both nodes, mTLS, "
-          f"workers={args.workers}")
+    print(
+        f"PSI {args.rows:,} x {args.rows:,} IDs ({shared:,} shared) through both nodes, mTLS, "
+        f"workers={args.workers}"
+    )
     print(f"| measure | value |\n| --- | --- |")
     print(f"| alignment, median of {args.repeats} (s) | {measured:.2f} |")
     print(f"| first run incl. file parsing (s) | {seconds[0]:.2f} |")
@@ -70,9 +73,18 @@ def main() -> None:
     print(f"| bound: 4N mults on 2 cores (s) | {bound:.2f} |")
     print(f"| bound / measured | {bound / measured:.2f} |")
     print(f"| target 30 s | {'met' if measured < 30 else 'MISSED'} |")
-    path = save("psi", {"rows": args.rows, "shared": shared, "seconds_median": measured,
-                        "seconds_all": seconds, "x25519_rate": rate, "bound_s": bound,
-                        "workers": args.workers})
+    path = save(
+        "psi",
+        {
+            "rows": args.rows,
+            "shared": shared,
+            "seconds_median": measured,
+            "seconds_all": seconds,
+            "x25519_rate": rate,
+            "bound_s": bound,
+            "workers": args.workers,
+        },
+    )
     print(f"results: {path}")
 
 

@@ -1,0 +1,99 @@
+"""Training through both nodes as real processes (issue 3): a model on both sides, and faults."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fedlearn.launch import NodeProcess
+from fedlearn.store import ModelStore
+from tests.e2e.conftest import Nodes, small_demo
+
+pytestmark = pytest.mark.e2e
+
+
+def test_training_through_the_nodes_saves_both_shards(nodes: Nodes) -> None:
+    result = nodes.cli("train", "--job", str(nodes.demo.job))
+    assert result.returncode == 0, result.stderr
+    assert "validation metric" in result.stdout and "joint" in result.stdout
+    model_id = result.stdout.split("model: ", 1)[1].split()[0]
+    a_shard = ModelStore(nodes.demo.root / "models-a").load(model_id)
+    b_shard = ModelStore(nodes.demo.root / "models-b").load(model_id)
+    assert a_shard["partner"] == "party-b" and b_shard["partner"] == "party-a"
+    # Each side holds only its own weights.
+    assert set(a_shard["a_weights"]) == set(a_shard["feature_names"])
+    assert "weights" not in a_shard and "a_weights" not in b_shard
+    assert a_shard["metrics"]["joint"]["auc"] > a_shard["metrics"]["a_only"]["auc"]
+    listing = nodes.cli("models")
+    assert model_id in listing.stdout
+
+
+def test_policy_refusal_reaches_the_operator(nodes: Nodes, tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text(nodes.demo.job.read_text().replace("epochs = 2", "epochs = 500"))
+    before = set(ModelStore(nodes.demo.root / "models-b").list_ids())
+    result = nodes.cli("train", "--job", str(job))
+    assert result.returncode == 5, result.stderr
+    assert "epochs 500 is above the maximum 50" in result.stderr
+    assert set(ModelStore(nodes.demo.root / "models-b").list_ids()) == before
+
+
+def test_peer_killed_mid_training(tmp_path: Path) -> None:
+    demo = small_demo(tmp_path / "kill", rows=6000)
+    demo.job.write_text(
+        demo.job.read_text()
+        .replace("epochs = 2", "epochs = 20")
+        .replace('monitor = "loss"', 'monitor = "none"')
+    )
+    b = NodeProcess("b", demo.b_config, demo.root / "b.log")
+    a = NodeProcess("a", demo.a_config, demo.root / "a.log")
+    try:
+        cli = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fedlearn.cli",
+                "train",
+                "--job",
+                str(demo.job),
+                "--config",
+                str(demo.a_config),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert cli.stderr is not None
+        deadline = time.monotonic() + 120
+        for line in cli.stderr:  # wait until the encrypted batches are running
+            if "[training]" in line or time.monotonic() > deadline:
+                break
+        b.kill()
+        out, err = cli.communicate(timeout=120)
+        assert cli.returncode == 4, err
+        assert "party-b" in err
+        # A's node keeps serving, and no model is registered on either side.
+        listing = subprocess.run(
+            [sys.executable, "-m", "fedlearn.cli", "models", "--config", str(demo.a_config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert listing.returncode == 0, listing.stderr
+        assert "no models yet" in listing.stdout
+        assert ModelStore(demo.root / "models-b").list_ids() == []
+        assert not any((demo.root / "models-a").glob("*/model.json"))
+    finally:
+        assert a.stop() == 0
+        b.stop()
+
+
+def test_summary_is_json_safe(nodes: Nodes) -> None:
+    for path in (nodes.demo.root / "models-a").glob("*/model.json"):
+        json.loads(path.read_text())
