@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.nodes import fedlearn, median, running_nodes, save, write_configs  # noqa: E402
-from fedlearn.crypto.psi import PsiKey  # noqa: E402
+from bench.nodes import fedlearn, median, running_nodes, save, write_configs
+from fedlearn.crypto.psi import PsiKey
 
 
 def x25519_rate(count: int = 20000) -> float:
@@ -47,7 +47,7 @@ def main() -> None:
     b_ids = a_ids[:shared] + [f"other-{i:09d}" for i in range(args.rows - shared)]
     rng.shuffle(b_ids)
     a_data, b_data = root / "a.csv", root / "b.csv"
-    a_data.write_text("id,y,x\n" + "".join(f"{i},{i[-1] in '13579' and 1 or 0},1\n" for i in a_ids))
+    a_data.write_text("id,y,x\n" + "".join(f"{i},{(i[-1] in '13579' and 1) or 0},1\n" for i in a_ids))
     b_data.write_text("id,z\n" + "".join(f"{i},2\n" for i in b_ids))
     a_cfg, b_cfg = write_configs(
         root, a_data=a_data, b_data=b_data, id_column="id", label_column="y", workers=args.workers
@@ -66,7 +66,7 @@ def main() -> None:
         f"PSI {args.rows:,} x {args.rows:,} IDs ({shared:,} shared) through both nodes, mTLS, "
         f"workers={args.workers}"
     )
-    print(f"| measure | value |\n| --- | --- |")
+    print("| measure | value |\n| --- | --- |")
     print(f"| alignment, median of {args.repeats} (s) | {measured:.2f} |")
     print(f"| first run incl. file parsing (s) | {seconds[0]:.2f} |")
     print(f"| X25519 hash+mult rate, one core (/s) | {rate:,.0f} |")

@@ -74,7 +74,7 @@ def test_peer_killed_mid_training(tmp_path: Path) -> None:
             if "[training]" in line or time.monotonic() > deadline:
                 break
         b.kill()
-        out, err = cli.communicate(timeout=120)
+        _, err = cli.communicate(timeout=120)
         assert cli.returncode == 4, err
         assert "party-b" in err
         # A's node keeps serving, and no model is registered on either side.
