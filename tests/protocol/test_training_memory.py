@@ -1,0 +1,316 @@
+"""The encrypted training protocol in memory (both roles, one process, 512-bit keys).
+
+- the encrypted run reproduces the plaintext reference (same schedule, same linearised residual);
+- its held-out AUC is within 0.005 of scikit-learn on FATE's breast and default_credit splits;
+- on the demo data, B's columns add value over A's alone;
+- B's policy, an empty intersection and bad data end in clear errors and no model on either side.
+
+The common row order after PSI is the sort order of double-blinded points, which depends on both
+parties' fresh PSI keys and salts; the train/validation split and the batches are cut from that
+order. The ``seeded_psi`` fixture fixes those keys and salts so that every run here sees the same
+split (the protocol itself still draws them from the OS).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from sklearn.linear_model import LogisticRegression
+
+from fedlearn import metrics
+from fedlearn.config import DatasetSpec
+from fedlearn.crypto.psi import PsiKey
+from fedlearn.data import load_party_table
+from fedlearn.datasets import make_vip
+from fedlearn.errors import DataError, FedlearnError, PolicyViolation
+from fedlearn.job import parse_job
+from fedlearn.model import fit_plain_reference
+from fedlearn.protocol import align, role_b
+from fedlearn.protocol.peer_api import InMemoryPeer
+from fedlearn.protocol.role_b import PeerPolicy, RoleB
+from fedlearn.protocol.train_a import train
+from fedlearn.store import ModelStore
+from tests.protocol.harness import MemoryRun, fate_specs, job_text, rebuild, run_memory
+
+#: The job defaults (fedlearn/job.py): momentum, learning rate 0.02, 10 epochs.
+EPOCHS = 10
+LEARNING_RATE = 0.02
+AUC_TOLERANCE = 0.005
+
+
+def seed_psi(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """Derive both parties' PSI exponents and the session salt from ``seed`` (tests only)."""
+    rng = np.random.default_rng(seed)
+    salt = rng.bytes(32)
+
+    def generate(cls: type[PsiKey]) -> PsiKey:
+        return cls(X25519PrivateKey.from_private_bytes(rng.bytes(32)))
+
+    monkeypatch.setattr(PsiKey, "generate", classmethod(generate))
+    monkeypatch.setattr(align, "session_salt", lambda own, peer: salt)
+    monkeypatch.setattr(role_b, "session_salt", lambda own, peer: salt)
+
+
+@pytest.fixture
+def seeded_psi(monkeypatch: pytest.MonkeyPatch) -> None:
+    seed_psi(monkeypatch, 0)
+
+
+def _seeded_run(name: str, batch_size: int, tmp: Path) -> tuple[MemoryRun, float]:
+    a_spec, b_spec = fate_specs(name)
+    with pytest.MonkeyPatch.context() as patch:
+        seed_psi(patch, 0)
+        started = time.perf_counter()
+        run = run_memory(
+            a_spec,
+            b_spec,
+            job_text(epochs=EPOCHS, batch_size=batch_size, learning_rate=LEARNING_RATE),
+            tmp,
+        )
+    return run, time.perf_counter() - started
+
+
+@pytest.fixture(scope="module")
+def breast_run(tmp_path_factory: pytest.TempPathFactory) -> MemoryRun:
+    run, _ = _seeded_run("breast", 64, tmp_path_factory.mktemp("breast"))
+    return run
+
+
+@pytest.fixture(scope="module")
+def credit_run(tmp_path_factory: pytest.TempPathFactory) -> MemoryRun:
+    # 48 s on a quiet core (PSI 6 s, encryption 17 s, mat-vec 15 s); 70-80 s on the shared machine.
+    run, _ = _seeded_run("default_credit", 1024, tmp_path_factory.mktemp("credit"))
+    return run
+
+
+def _protocol_weights(run: MemoryRun) -> tuple[np.ndarray, np.ndarray]:
+    w_a = np.array([*run.meta["a_weights"].values(), run.meta["intercept"]])
+    return w_a, np.asarray(run.b_shard["weights"], dtype=np.float64)
+
+
+def _reference(run: MemoryRun, data: dict[str, np.ndarray]) -> tuple[Any, Any, list[float]]:
+    params = run.job.params
+    train_rows = data["train"]
+    x_a = np.hstack([data["x_a"], np.ones((len(data["y"]), 1))])
+    return fit_plain_reference(
+        x_a[train_rows],
+        data["x_b"][train_rows],
+        data["y"][train_rows],
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        seed=params.seed,
+        optimizer=params.optimizer,
+        learning_rate=params.learning_rate,
+        l2=params.l2,
+        l1=params.l1,
+    )
+
+
+def _sklearn_auc(data: dict[str, np.ndarray]) -> float:
+    x = np.hstack([data["x_a"], data["x_b"]])
+    y, train_rows, validation_rows = data["y"], data["train"], data["validation"]
+    model = LogisticRegression(max_iter=5000).fit(x[train_rows], y[train_rows])
+    return metrics.auc(y[validation_rows], model.predict_proba(x[validation_rows])[:, 1])
+
+
+def _check_matches_reference(run: MemoryRun) -> None:
+    data = rebuild(run)
+    ref_a, ref_b, ref_losses = _reference(run, data)
+    w_a, w_b = _protocol_weights(run)
+    assert w_a.shape == ref_a.shape and w_b.shape == ref_b.shape
+    np.testing.assert_allclose(w_a, ref_a, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(w_b, ref_b, atol=1e-4, rtol=0)
+    losses = [record["loss"] for record in run.meta["loss_history"]]
+    np.testing.assert_allclose(losses, ref_losses, atol=1e-4, rtol=0)
+    # The weights moved: a run that learned nothing would match a reference that learned nothing.
+    assert np.abs(ref_b).max() > 0.05
+    assert losses[-1] < losses[0]
+
+
+def _check_auc(run: MemoryRun) -> None:
+    data = rebuild(run)
+    reference_auc = _sklearn_auc(data)
+    joint_auc = run.meta["metrics"]["joint"]["auc"]
+    assert joint_auc >= reference_auc - AUC_TOLERANCE, (joint_auc, reference_auc)
+
+
+# ---- (a) the encrypted protocol equals the plaintext reference -------------------------------------
+
+
+def test_breast_weights_and_loss_equal_plaintext_reference(breast_run: MemoryRun) -> None:
+    _check_matches_reference(breast_run)
+
+
+def test_default_credit_weights_and_loss_equal_plaintext_reference(credit_run: MemoryRun) -> None:
+    _check_matches_reference(credit_run)
+
+
+# ---- (b) accuracy against scikit-learn on the joined plaintext columns ---------------------------
+
+
+def test_breast_auc_close_to_sklearn(breast_run: MemoryRun) -> None:
+    # Measured with this split: protocol 0.9968, scikit-learn 0.9961. Caution: breast's 114
+    # validation rows make this noisy, and over 30 random PSI orders the linearised residual
+    # trailed scikit-learn by more than 0.005 in 40% of them (mean 0.004, max 0.019), while
+    # mini-batch descent with the exact sigmoid stayed within 0.004. See the report on issue 3.
+    _check_auc(breast_run)
+
+
+def test_default_credit_auc_close_to_sklearn(credit_run: MemoryRun) -> None:
+    # Measured with this split: protocol 0.7163, scikit-learn 0.7192, A only 0.6603. Over 10 random
+    # PSI orders (plaintext reference) the gap was 0.003 on average, at most 0.004.
+    _check_auc(credit_run)
+    assert credit_run.meta["metrics"]["joint"]["auc"] > credit_run.meta["metrics"]["a_only"]["auc"]
+
+
+# ---- (c) the demo data: B's columns add value --------------------------------------------------------
+
+
+def test_demo_joint_auc_beats_a_only(tmp_path: Path, seeded_psi: None) -> None:
+    paths = make_vip(tmp_path / "data", rows=4000, seed=5)
+    a_spec = DatasetSpec(
+        "vip",
+        paths.a_train_csv,
+        paths.id_column,
+        paths.label_column,
+        list(paths.a_columns),
+        list(paths.a_categorical),
+    )
+    b_spec = DatasetSpec(
+        "vip",
+        paths.b_features_csv,
+        paths.id_column,
+        None,
+        list(paths.b_columns),
+        list(paths.b_categorical),
+    )
+    run = run_memory(
+        a_spec,
+        b_spec,
+        job_text("vip", epochs=EPOCHS, batch_size=1024, learning_rate=LEARNING_RATE),
+        tmp_path,
+    )
+    found = run.meta["metrics"]
+    assert run.meta["rows"]["aligned"] == 3200  # B knows 80% of A's 4000 users
+    # Measured on one split: joint 0.77, A only 0.57.
+    assert found["joint"]["auc"] > found["a_only"]["auc"] + 0.05, found
+
+
+# ---- (d, e, f) refusals and bad data: a clear error and no model on either side -----------------
+
+
+def _no_models(tmp: Path) -> None:
+    assert ModelStore(tmp / "a-models").list_ids() == []
+    assert ModelStore(tmp / "b-models").list_ids() == []
+
+
+def test_policy_refusal_names_every_reason(tmp_path: Path) -> None:
+    a_spec, b_spec = fate_specs("breast")
+    policy = PeerPolicy(min_key_bits=1024, min_batch_size=128, max_epochs=5)
+    job = job_text(epochs=6, batch_size=64, key_bits=512)
+    with pytest.raises(PolicyViolation) as refused:
+        run_memory(a_spec, b_spec, job, tmp_path, policy=policy)
+    message = str(refused.value)
+    assert "key_bits 512 is below the minimum 1024" in message
+    assert "batch_size 64 is below the minimum 128" in message
+    assert "epochs 6 is above the maximum 5" in message
+    _no_models(tmp_path)
+
+
+def test_batches_not_larger_than_features_are_refused(tmp_path: Path) -> None:
+    # breast: B has 20 columns; batches of 16 rows would let A solve for B's per-row data.
+    a_spec, b_spec = fate_specs("breast")
+    with pytest.raises(PolicyViolation, match="not larger than its 20 feature columns"):
+        run_memory(a_spec, b_spec, job_text(epochs=1, batch_size=16), tmp_path)
+    _no_models(tmp_path)
+
+
+def test_partner_not_allowed_is_refused(tmp_path: Path) -> None:
+    a_spec, b_spec = fate_specs("breast")
+    role = RoleB(
+        name="party-b",
+        datasets={b_spec.name: b_spec},
+        policy=PeerPolicy(min_key_bits=512, min_batch_size=16),
+        model_dir=tmp_path / "b-models",
+        allowed_partners={"party-c"},
+    )
+    a_table = load_party_table(a_spec.path, id_column="id", label_column="y", require_label=True)
+    try:
+        with pytest.raises(PolicyViolation, match="'party-a' is not allowed by party-b"):
+            train(
+                InMemoryPeer(role, identity="party-a"),
+                table=a_table,
+                spec=a_spec,
+                job=parse_job(job_text(epochs=1, batch_size=64)),
+                own_name="party-a",
+                store=ModelStore(tmp_path / "a-models"),
+            )
+    finally:
+        role.close()
+    _no_models(tmp_path)
+
+
+@pytest.fixture
+def disjoint_ids(tmp_path: Path) -> tuple[DatasetSpec, DatasetSpec]:
+    (tmp_path / "a.csv").write_text(
+        "id,x1,y\n" + "".join(f"a{i},{i % 7},{i % 2}\n" for i in range(200))
+    )
+    (tmp_path / "b.csv").write_text("id,z1\n" + "".join(f"b{i},{i % 5}\n" for i in range(200)))
+    return (
+        DatasetSpec("d", tmp_path / "a.csv", "id", "y", None, []),
+        DatasetSpec("d", tmp_path / "b.csv", "id", None, None, []),
+    )
+
+
+def test_empty_intersection_fails_and_saves_no_model(
+    tmp_path: Path, disjoint_ids: tuple[DatasetSpec, DatasetSpec]
+) -> None:
+    with pytest.raises(FedlearnError):
+        run_memory(*disjoint_ids, job_text(epochs=1, batch_size=16), tmp_path)
+    _no_models(tmp_path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "B refuses at PsiResult with PolicyViolation ('only 0 aligned training rows, below the "
+        "minimum batch size'), so A's DataError about ID formats is never reached"
+    ),
+)
+def test_empty_intersection_is_a_data_error(
+    tmp_path: Path, disjoint_ids: tuple[DatasetSpec, DatasetSpec]
+) -> None:
+    with pytest.raises(DataError, match="no IDs in common"):
+        run_memory(*disjoint_ids, job_text(epochs=1, batch_size=16), tmp_path)
+
+
+def test_label_not_0_1_is_a_data_error_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("id,x1,y\nu1,0.5,0\nu2,1.5,1\nu3,2.5,2\n")
+    with pytest.raises(DataError, match=r"label column 'y' must hold 0/1.*'2'.*row 3"):
+        load_party_table(path, id_column="id", label_column="y", require_label=True)
+
+
+def test_text_in_numeric_column_is_a_data_error_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("id,x1,y\nu1,0.5,0\nu2,n/a?,1\nu3,2.5,1\n")
+    with pytest.raises(DataError, match=r"'x1'.*non-numeric.*row 2"):
+        load_party_table(path, id_column="id", label_column="y", require_label=True)
+
+
+def test_text_in_bs_numeric_column_stops_training_with_no_model(tmp_path: Path) -> None:
+    a_spec, _ = fate_specs("breast")
+    lines = fate_specs("breast")[1].path.read_text().splitlines()
+    header, first, *rest = lines
+    cells = first.split(",")
+    cells[1] = "high"
+    (tmp_path / "b.csv").write_text("\n".join([header, ",".join(cells), *rest]) + "\n")
+    b_spec = DatasetSpec("d", tmp_path / "b.csv", "id", None, None, [])
+    with pytest.raises(DataError, match="non-numeric"):
+        run_memory(a_spec, b_spec, job_text(epochs=1, batch_size=64), tmp_path)
+    _no_models(tmp_path)
