@@ -38,6 +38,7 @@ from fedlearn.crypto.wire import (
 )
 from fedlearn.data import PartyTable
 from fedlearn.errors import (
+    DataError,
     EncodingOverflow,
     InvalidPeerData,
     NotFound,
@@ -366,6 +367,11 @@ class RoleB:
         assert isinstance(pending, _PendingTraining) and session.aligned_rows is not None
         params = pending.params
         n_rows = len(session.aligned_rows)
+        if n_rows == 0:
+            raise DataError(
+                f"no IDs in common with {self.name}'s dataset {session.dataset.name!r}: check that "
+                "both sides use the same kind of ID (white space is stripped, case is kept)"
+            )
         train_rows, validation_rows = split_train_validation(
             n_rows, params.validation_fraction, params.seed
         )
