@@ -27,7 +27,7 @@ from fedlearn.config import DatasetSpec
 from fedlearn.crypto.psi import PsiKey
 from fedlearn.data import load_party_table
 from fedlearn.datasets import make_vip
-from fedlearn.errors import DataError, FedlearnError, PolicyViolation
+from fedlearn.errors import DataError, PolicyViolation
 from fedlearn.job import parse_job
 from fedlearn.model import fit_plain_reference
 from fedlearn.protocol import align, role_b
@@ -267,26 +267,12 @@ def disjoint_ids(tmp_path: Path) -> tuple[DatasetSpec, DatasetSpec]:
     )
 
 
-def test_empty_intersection_fails_and_saves_no_model(
-    tmp_path: Path, disjoint_ids: tuple[DatasetSpec, DatasetSpec]
-) -> None:
-    with pytest.raises(FedlearnError):
-        run_memory(*disjoint_ids, job_text(epochs=1, batch_size=16), tmp_path)
-    _no_models(tmp_path)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "B refuses at PsiResult with PolicyViolation ('only 0 aligned training rows, below the "
-        "minimum batch size'), so A's DataError about ID formats is never reached"
-    ),
-)
-def test_empty_intersection_is_a_data_error(
+def test_empty_intersection_is_a_data_error_and_saves_no_model(
     tmp_path: Path, disjoint_ids: tuple[DatasetSpec, DatasetSpec]
 ) -> None:
     with pytest.raises(DataError, match="no IDs in common"):
         run_memory(*disjoint_ids, job_text(epochs=1, batch_size=16), tmp_path)
+    _no_models(tmp_path)
 
 
 def test_label_not_0_1_is_a_data_error_at_load(tmp_path: Path) -> None:
