@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
             fedlearn_command("train", "--job", str(demo.job), *config)
             model_id = _latest_model(demo.root / "models-a")
             scores = demo.root / "scores" / "new_users_scores.csv"
+            scores.parent.mkdir(parents=True, exist_ok=True)
             fedlearn_command(
                 "score",
                 "--model",

@@ -253,3 +253,15 @@ def _run_chunked(work: _Chunk, private_raw: bytes, items: list, salt: bytes, wor
     with ProcessPoolExecutor(max_workers=len(chunks), mp_context=context) as pool:
         results = pool.map(work, [private_raw] * len(chunks), chunks, [salt] * len(chunks), offsets)
         return b"".join(results)
+
+
+def common_order(ids: Sequence[str], seed: int) -> np.ndarray:
+    """The permutation that sorts the intersection's IDs by SHA-256(seed, id).
+
+    Both parties hold the same intersection IDs after PSI, so both derive the same row order without
+    another message, and the order (hence the train/validation split and the batches) depends only
+    on the job's seed: the same job on the same data gives the same model.
+    """
+    prefix = int(seed).to_bytes(8, "big", signed=False) + b"\x00"
+    keys = [hashlib.sha256(prefix + str(i).encode("utf-8")).digest() for i in ids]
+    return np.asarray(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)

@@ -2,7 +2,8 @@
 
     A -> B  H(id_A)^a                 B -> A  H(id_A)^(ab)   (same order)
     B -> A  H(id_B)^b                 A: H(id_B)^(ba); matches give both index lists
-    A -> B  B's indices of the matches, in the common order (sorted by the double-blinded point)
+    A -> B  B's indices of the matches
+    both:   sort the matched rows by SHA-256(seed, id): the common row order (``common_order``)
 
 Each party learns the other's set size and the intersection, nothing about the other's other IDs.
 Secret exponents and the salt are fresh per session; the salt mixes a random share from each party.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedlearn.crypto.psi import POINT_BYTES, PsiKey, intersect, session_salt
+from fedlearn.crypto.psi import POINT_BYTES, PsiKey, common_order, intersect, session_salt
 from fedlearn.errors import FedlearnError, InvalidPeerData
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.peer_api import PeerApi
@@ -56,6 +57,7 @@ def open_and_align(
     )
     try:
         own_rows, peer_size = _intersect(peer, opened, own_salt, own_ids, workers)
+        own_rows = own_rows[common_order([own_ids[i] for i in own_rows], order_seed(request))]
     except BaseException:
         close_quietly(peer, opened.session_id)
         raise
@@ -91,6 +93,11 @@ def _intersect(
             f"PsiResult: B counts {result.intersection_size} common IDs, A counts {len(own_rows)}"
         )
     return own_rows, peer_size
+
+
+def order_seed(request: m.OpenSessionRequest) -> int:
+    """The seed of the session's row order: the job's seed for training, 0 otherwise."""
+    return int(request.train.seed) if request.purpose == m.Purpose.TRAIN else 0
 
 
 def close_quietly(peer: PeerApi, session_id: str) -> None:

@@ -29,7 +29,7 @@ from fedlearn.crypto.keys import generate_keypair, public_key_from_bytes, public
 from fedlearn.crypto.packing import PackingLayout, unpack
 from fedlearn.crypto.paillier import OwnKeyEngine
 from fedlearn.crypto.peer import PeerKeyEngine
-from fedlearn.crypto.psi import PsiKey, session_salt
+from fedlearn.crypto.psi import PsiKey, common_order, session_salt
 from fedlearn.crypto.wire import (
     ciphertexts_from_bytes,
     ciphertexts_to_bytes,
@@ -123,7 +123,7 @@ class _Session:
     salt: bytes
     stage: str = "opened"  # opened -> blinded -> peer_set -> aligned
     aligned_rows: np.ndarray | None = None
-    training: _Training | None = None
+    training: _Training | _PendingTraining | None = None
     model: dict[str, Any] | None = None
     blinded_own: Future[bytes] | None = None  # B's own blinded IDs, computed while A blinds its own
     last_used: float = field(default_factory=time.monotonic)
@@ -346,6 +346,8 @@ class RoleB:
         with session.lock:
             _require_stage(session, "peer_set", "PsiResult")
             rows = _parse_indices(request.peer_indices, len(session.table.ids))
+            seed = session.training.params.seed if session.training is not None else 0
+            rows = rows[common_order([str(session.table.ids[i]) for i in rows], seed)]
             session.aligned_rows = rows
             session.stage = "aligned"
             if session.purpose == m.Purpose.TRAIN:
@@ -428,7 +430,9 @@ class RoleB:
             ),
             n_batches=max(1, len(train_rows) // params.batch_size),
         )
-        session.training.own.prefill(min(max_rows, 4096))
+        # Keep a batch of obfuscators ready: the pool refills while B waits for A.
+        session.training.own.pool_target = max_rows
+        session.training.own.prefill(max_rows)
 
     def _training(self, session: _Session, step: str, header: m.BatchHeader) -> _Training:
         training = session.training

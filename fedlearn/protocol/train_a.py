@@ -221,7 +221,10 @@ def _train_session(
     optimizer = Optimizer(
         params.optimizer, params.learning_rate, penalty_mask, l2=params.l2, l1=params.l1
     )
-    own.prefill(min(max_rows, 4096))
+    # Keep two batches of obfuscators ready (alpha and beta per row): the pool refills in the
+    # background while A waits for B.
+    own.pool_target = 2 * max_rows
+    own.prefill(2 * max_rows)
     mark = timer.add("preprocessing", mark)
 
     history: list[dict[str, Any]] = []

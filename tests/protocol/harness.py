@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fedlearn.config import DatasetSpec
+from fedlearn.crypto.psi import common_order
 from fedlearn.data import PartyTable, load_party_table
 from fedlearn.job import JobSpec, parse_job
 from fedlearn.model import split_train_validation
@@ -105,7 +106,9 @@ def run_memory(
     b_table = role._load_table(b_spec)
     (psi_result,) = [r.message for r in record if isinstance(r.message, m.PsiResultRequest)]
     b_rows = np.frombuffer(psi_result.peer_indices, dtype="<u4").astype(np.int64)
-    return MemoryRun(meta, b_shard, record, a_table, b_table, b_table.ids[b_rows], job)
+    matched = b_table.ids[b_rows]
+    common = matched[common_order([str(i) for i in matched], job.params.seed)]
+    return MemoryRun(meta, b_shard, record, a_table, b_table, common, job)
 
 
 def fate_specs(name: str) -> tuple[DatasetSpec, DatasetSpec]:

@@ -5,10 +5,8 @@
 - on the demo data, B's columns add value over A's alone;
 - B's policy, an empty intersection and bad data end in clear errors and no model on either side.
 
-The common row order after PSI is the sort order of double-blinded points, which depends on both
-parties' fresh PSI keys and salts; the train/validation split and the batches are cut from that
-order. The ``seeded_psi`` fixture fixes those keys and salts so that every run here sees the same
-split (the protocol itself still draws them from the OS).
+The common row order after PSI sorts the intersection by SHA-256(job seed, id), so the split and the
+batches depend only on the job's seed (42 here, the default), as scikit-learn's would on random_state.
 """
 
 from __future__ import annotations
@@ -19,18 +17,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sklearn.linear_model import LogisticRegression
 
 from fedlearn import metrics
 from fedlearn.config import DatasetSpec
-from fedlearn.crypto.psi import PsiKey
 from fedlearn.data import load_party_table
 from fedlearn.datasets import make_vip
 from fedlearn.errors import DataError, PolicyViolation
 from fedlearn.job import parse_job
 from fedlearn.model import fit_plain_reference
-from fedlearn.protocol import align, role_b
 from fedlearn.protocol.peer_api import InMemoryPeer
 from fedlearn.protocol.role_b import PeerPolicy, RoleB
 from fedlearn.protocol.train_a import train
@@ -43,35 +38,12 @@ LEARNING_RATE = 0.02
 AUC_TOLERANCE = 0.005
 
 
-def seed_psi(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
-    """Derive both parties' PSI exponents and the session salt from ``seed`` (tests only)."""
-    rng = np.random.default_rng(seed)
-    salt = rng.bytes(32)
-
-    def generate(cls: type[PsiKey]) -> PsiKey:
-        return cls(X25519PrivateKey.from_private_bytes(rng.bytes(32)))
-
-    monkeypatch.setattr(PsiKey, "generate", classmethod(generate))
-    monkeypatch.setattr(align, "session_salt", lambda own, peer: salt)
-    monkeypatch.setattr(role_b, "session_salt", lambda own, peer: salt)
-
-
-@pytest.fixture
-def seeded_psi(monkeypatch: pytest.MonkeyPatch) -> None:
-    seed_psi(monkeypatch, 0)
-
-
 def _seeded_run(name: str, batch_size: int, tmp: Path) -> tuple[MemoryRun, float]:
     a_spec, b_spec = fate_specs(name)
-    with pytest.MonkeyPatch.context() as patch:
-        seed_psi(patch, 0)
-        started = time.perf_counter()
-        run = run_memory(
-            a_spec,
-            b_spec,
-            job_text(epochs=EPOCHS, batch_size=batch_size, learning_rate=LEARNING_RATE),
-            tmp,
-        )
+    started = time.perf_counter()
+    run = run_memory(
+        a_spec, b_spec, job_text(epochs=EPOCHS, batch_size=batch_size, learning_rate=LEARNING_RATE), tmp
+    )
     return run, time.perf_counter() - started
 
 
@@ -171,7 +143,7 @@ def test_default_credit_auc_close_to_sklearn(credit_run: MemoryRun) -> None:
 # ---- (c) the demo data: B's columns add value --------------------------------------------------------
 
 
-def test_demo_joint_auc_beats_a_only(tmp_path: Path, seeded_psi: None) -> None:
+def test_demo_joint_auc_beats_a_only(tmp_path: Path) -> None:
     paths = make_vip(tmp_path / "data", rows=4000, seed=5)
     a_spec = DatasetSpec(
         "vip",
