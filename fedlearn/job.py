@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedlearn.config import parse_toml, root_section
+from fedlearn.crypto.engines import ENGINES
 from fedlearn.model import OPTIMIZERS
 from fedlearn.protocol.messages import PreprocessParams, TrainParams
 
@@ -91,6 +92,7 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
     key_bits = crypto.get_int("key_bits", 2048, minimum=256, maximum=8192)
     obfuscation = crypto.get_choice("obfuscation", ("djn", "standard"), "djn")
     score_frac_bits = crypto.get_int("score_frac_bits", 12, minimum=6, maximum=24)
+    engine = crypto.get_choice("engine", ENGINES, "fast")
     crypto.finish()
 
     pre = root.get_table("preprocess")
@@ -117,6 +119,7 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
         key_bits=key_bits,
         score_frac_bits=score_frac_bits,
         preprocess=preprocess,
+        engine=engine,
     )
     return JobSpec(
         dataset,

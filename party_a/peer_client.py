@@ -35,6 +35,8 @@ class GrpcPeer:
         self.peer_name = peer_name
         self.label = peer_label(peer_name, address)
         self.deadline_s = deadline_s
+        self.bytes_sent = 0  # serialized protobuf bytes, for the traffic figures in benchmarks
+        self.bytes_received = 0
 
     def _call(self, method_name: str, request: Any) -> Any:
         rpc = RPCS[method_name]

@@ -53,6 +53,7 @@ class TrainParams:
     key_bits: int = 2048
     score_frac_bits: int = 12
     preprocess: PreprocessParams = field(default_factory=PreprocessParams)
+    engine: str = "fast"
 
 
 @dataclass(frozen=True)

@@ -56,14 +56,18 @@ class InMemoryPeer:
         self.identity = identity
         self.peer_name = role.name
         self.record = record
+        self.bytes_sent = 0
+        self.bytes_received = 0
 
     def _call(self, rpc: str, request: Any, response_type: type[T]) -> T:
         sent = wire.encode(request)
+        self.bytes_sent += len(sent)
         received = wire.decode(sent, type(request))
         if self.record is not None:
             self.record.append(RecordedMessage("A->B", rpc, received, len(sent)))
         response = getattr(self.role, rpc)(received, self.identity)
         data = wire.encode(response)
+        self.bytes_received += len(data)
         decoded = wire.decode(data, response_type)
         if self.record is not None:
             self.record.append(RecordedMessage("B->A", rpc, decoded, len(data)))

@@ -24,6 +24,7 @@ import numpy as np
 
 from fedlearn.config import DatasetSpec
 from fedlearn.crypto.codec import FixedPointCodec
+from fedlearn.crypto.engines import ENGINES, own_key_engine, peer_key_engine
 from fedlearn.crypto.executor import make_executor
 from fedlearn.crypto.keys import generate_keypair, public_key_from_bytes, public_key_to_bytes
 from fedlearn.crypto.packing import PackingLayout, unpack
@@ -285,6 +286,8 @@ class RoleB:
             reasons.append(f"epochs {params.epochs} is above the maximum {self.policy.max_epochs}")
         if params.epochs < 1:
             reasons.append("epochs must be at least 1")
+        if (params.engine or "fast") not in ENGINES:
+            reasons.append(f"unknown engine {params.engine!r}")
         if params.optimizer not in OPTIMIZERS:
             reasons.append(f"unknown optimizer {params.optimizer!r}")
         if not 0.0 <= params.validation_fraction < 1.0:
@@ -303,8 +306,9 @@ class RoleB:
         peer_key = public_key_from_bytes(request.paillier_key.n, min_bits=self.policy.min_key_bits)
         djn_base = int_from_bytes(request.paillier_key.djn_base, peer_key.nsquare)
         key_bits = max(request.train.key_bits, self.policy.min_key_bits)
-        own = OwnKeyEngine(generate_keypair(key_bits), executor=self.executor)
-        peer = PeerKeyEngine(peer_key, djn_base=djn_base, executor=self.executor)
+        engine = request.train.engine or "fast"
+        own = own_key_engine(engine, generate_keypair(key_bits), executor=self.executor)
+        peer = peer_key_engine(engine, peer_key, djn_base=djn_base, executor=self.executor)
         return _PendingTraining(request.train, own, peer)
 
     def _load_table(self, spec: DatasetSpec) -> PartyTable:

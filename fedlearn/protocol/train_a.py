@@ -21,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from fedlearn import metrics
 from fedlearn.config import DatasetSpec
 from fedlearn.crypto.codec import FixedPointCodec
+from fedlearn.crypto.engines import own_key_engine, peer_key_engine
 from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import generate_keypair, public_key_from_bytes, public_key_to_bytes
 from fedlearn.crypto.packing import unpack
@@ -101,8 +102,11 @@ def train(
     started = time.perf_counter()
     timer = _Timer()
     progress(ProgressEvent("keys", message=f"generating a {params.key_bits}-bit Paillier key pair"))
-    own = OwnKeyEngine(
-        generate_keypair(params.key_bits), obfuscation=job.obfuscation, executor=executor
+    own = own_key_engine(
+        params.engine,
+        generate_keypair(params.key_bits),
+        obfuscation=job.obfuscation,
+        executor=executor,
     )
     mark = timer.add("keys", started)
     try:
@@ -168,9 +172,11 @@ def _train_session(
 ) -> dict[str, Any]:
     params = job.params
     frac = params.score_frac_bits
+    traffic_start = (getattr(peer, "bytes_sent", 0), getattr(peer, "bytes_received", 0))
     session_id = alignment.session.session_id
     peer_key = public_key_from_bytes(alignment.session.paillier_key.n, min_bits=params.key_bits)
-    peer_engine = PeerKeyEngine(
+    peer_engine = peer_key_engine(
+        params.engine,
         peer_key,
         executor=executor,
         djn_base=int_from_bytes(
@@ -402,6 +408,10 @@ def _train_session(
             "validation": len(validation_rows),
         },
         "timings": {**timer.seconds, "total": time.perf_counter() - started},
+        "traffic": {
+            "a_to_b_bytes": getattr(peer, "bytes_sent", 0) - traffic_start[0],
+            "b_to_a_bytes": getattr(peer, "bytes_received", 0) - traffic_start[1],
+        },
         **evaluation,
     }
     try:

@@ -52,7 +52,7 @@ class PreprocessParams(_message.Message):
     def __init__(self, clip: _Optional[float] = ..., rare_min_fraction: _Optional[float] = ..., max_categories: _Optional[int] = ..., binning: _Optional[str] = ..., bins: _Optional[int] = ..., feature_bits: _Optional[int] = ...) -> None: ...
 
 class TrainParams(_message.Message):
-    __slots__ = ("epochs", "batch_size", "validation_fraction", "seed", "optimizer", "learning_rate", "l2", "l1", "key_bits", "score_frac_bits", "preprocess")
+    __slots__ = ("epochs", "batch_size", "validation_fraction", "seed", "optimizer", "learning_rate", "l2", "l1", "key_bits", "score_frac_bits", "preprocess", "engine")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_FRACTION_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class TrainParams(_message.Message):
     KEY_BITS_FIELD_NUMBER: _ClassVar[int]
     SCORE_FRAC_BITS_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     batch_size: int
     validation_fraction: float
@@ -75,7 +76,8 @@ class TrainParams(_message.Message):
     key_bits: int
     score_frac_bits: int
     preprocess: PreprocessParams
-    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., optimizer: _Optional[str] = ..., learning_rate: _Optional[float] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., key_bits: _Optional[int] = ..., score_frac_bits: _Optional[int] = ..., preprocess: _Optional[_Union[PreprocessParams, _Mapping]] = ...) -> None: ...
+    engine: str
+    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., optimizer: _Optional[str] = ..., learning_rate: _Optional[float] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., key_bits: _Optional[int] = ..., score_frac_bits: _Optional[int] = ..., preprocess: _Optional[_Union[PreprocessParams, _Mapping]] = ..., engine: _Optional[str] = ...) -> None: ...
 
 class OpenSessionRequest(_message.Message):
     __slots__ = ("purpose", "dataset", "psi_salt", "train", "paillier_key", "model_id")
