@@ -507,6 +507,15 @@ class RoleB:
                 raise InvalidPeerData(
                     f"value_count must be 1..{MAX_PEER_GRADIENT_VALUES}, got {count}"
                 )
+            rows = training.batch_rows
+            assert rows is not None
+            if count >= len(rows):
+                # With at least as many gradient values as rows, A could solve X_A^T d = G_A for d
+                # and so recover B's partial scores: more rows than columns on both sides.
+                raise PolicyViolation(
+                    f"{self.name} refuses: A's {count} gradient values are not fewer than the "
+                    f"{len(rows)} rows of the batch; raise batch_size"
+                )
             if training.peer_value_count and count != training.peer_value_count:
                 raise InvalidPeerData(
                     f"value_count changed from {training.peer_value_count} to {count} mid-session"
@@ -566,8 +575,12 @@ class RoleB:
             else:
                 training.expect = ("forward", epoch + 1, 0)
                 training.completed_epochs = epoch + 1
+            # B's weight change over the epoch, told only when the epoch is complete (a per-batch
+            # norm would tell A the size of each of B's gradients).
+            change = 0.0
             start = training.epoch_start_weights
-            change = float(np.linalg.norm(training.weights - start)) if start is not None else 0.0
+            if training.expect == ("forward", epoch + 1, 0) and start is not None:
+                change = float(np.linalg.norm(training.weights - start))
             return m.BatchUpdateResponse(weight_change_norm=change)
 
     def epoch_loss(self, request: m.EpochLossRequest, partner: str | None) -> m.EpochLossResponse:
@@ -596,9 +609,10 @@ class RoleB:
         with session.lock:
             if request.subset == m.RowSubset.VALIDATION:
                 training = session.training
-                if not isinstance(training, _Training) or training.expect[0] != "forward":
+                if not isinstance(training, _Training) or training.expect[0:3:2] != ("forward", 0):
+                    # Only between epochs: scores after every batch would trace B's weights.
                     raise SessionError(
-                        "PartialScores(VALIDATION) needs a training session between batches"
+                        "PartialScores(VALIDATION) is answered only between epochs of a training session"
                     )
                 scores = training.features.x[training.validation_rows] @ training.weights
             elif request.subset == m.RowSubset.ALIGNED:

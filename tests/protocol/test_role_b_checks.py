@@ -1,0 +1,116 @@
+"""B treats every value from A as untrusted: step order, session, partner, counts, ranges (issue 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fedlearn.crypto.keys import generate_keypair, public_key_to_bytes
+from fedlearn.crypto.paillier import OwnKeyEngine
+from fedlearn.crypto.wire import ciphertext_width
+from fedlearn.data import load_party_table
+from fedlearn.errors import InvalidPeerData, PolicyViolation, SessionError
+from fedlearn.model import epoch_batches
+from fedlearn.protocol import messages as m
+from fedlearn.protocol.align import open_and_align
+from fedlearn.protocol.peer_api import InMemoryPeer
+from fedlearn.protocol.role_b import RoleB
+from fedlearn.protocol.steps import int_to_bytes
+from tests.protocol.harness import TEST_POLICY, fate_specs
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[tuple[RoleB, str, int, int]]:
+    """A training session on breast, aligned; returns (role, session id, A's n, rows per batch)."""
+    a_spec, b_spec = fate_specs("breast")
+    role = RoleB(
+        name="party-b",
+        datasets={"d": b_spec},
+        policy=TEST_POLICY,
+        model_dir=tmp_path / "b",
+        allowed_partners={"party-a"},
+    )
+    own = OwnKeyEngine(generate_keypair(512))
+    params = m.TrainParams(epochs=2, batch_size=128, key_bits=512)
+    request = m.OpenSessionRequest(
+        purpose=m.Purpose.TRAIN,
+        dataset="d",
+        train=params,
+        paillier_key=m.PaillierKey(
+            n=public_key_to_bytes(own.public_key), djn_base=int_to_bytes(own.djn_base)
+        ),
+    )
+    ids = [str(i) for i in load_party_table(a_spec.path, id_column="id", label_column="y").ids]
+    alignment = open_and_align(InMemoryPeer(role, identity="party-a"), request, ids)
+    training = role._sessions[alignment.session.session_id].training
+    first_batch = epoch_batches(training.train_rows, params.batch_size, params.seed, 0)[0]
+    yield role, alignment.session.session_id, int(own.public_key.n), len(first_batch)
+    own.close()
+    role.close()
+
+
+def test_steps_out_of_order_are_refused(session: tuple[RoleB, str, int, int]) -> None:
+    role, sid, _, _ = session
+    with pytest.raises(SessionError, match="out of order"):
+        role.batch_gradient(m.BatchGradientRequest(m.BatchHeader(sid, 0, 0), b"", 1), "party-a")
+    with pytest.raises(SessionError, match="out of order"):
+        role.batch_forward(m.BatchForwardRequest(m.BatchHeader(sid, 0, 3), b"", b""), "party-a")
+    with pytest.raises(SessionError, match="out of order"):
+        role.epoch_loss(m.EpochLossRequest(sid, 0, b""), "party-a")
+
+
+def test_unknown_session_and_other_partner_are_refused(
+    session: tuple[RoleB, str, int, int],
+) -> None:
+    role, sid, _, _ = session
+    with pytest.raises(SessionError, match="unknown or expired session"):
+        role.batch_forward(m.BatchForwardRequest(m.BatchHeader("nope", 0, 0)), "party-a")
+    with pytest.raises(PolicyViolation, match="not allowed"):
+        role.batch_forward(m.BatchForwardRequest(m.BatchHeader(sid, 0, 0)), "party-c")
+
+
+def test_malformed_ciphertexts_are_refused(session: tuple[RoleB, str, int, int]) -> None:
+    role, sid, n, count = session
+    width = ciphertext_width(n)
+    header = m.BatchHeader(sid, 0, 0)
+    with pytest.raises(InvalidPeerData, match="whole number"):
+        role.batch_forward(m.BatchForwardRequest(header, b"\x01" * (width + 1), b""), "party-a")
+    with pytest.raises(InvalidPeerData, match="expected"):
+        role.batch_forward(
+            m.BatchForwardRequest(header, (1).to_bytes(width, "big"), b""), "party-a"
+        )
+    zero = bytes(width)
+    too_big = (n * n).to_bytes(width, "big")
+    for bad in (zero, too_big):
+        payload = (1).to_bytes(width, "big") * (count - 1) + bad
+        with pytest.raises(InvalidPeerData, match=r"\[1, n\^2\)"):
+            role.batch_forward(m.BatchForwardRequest(header, payload, payload), "party-a")
+
+
+def test_partial_scores_only_between_epochs(session: tuple[RoleB, str, int, int]) -> None:
+    role, sid, _, _ = session
+    # Between epochs (before the first batch) it is answered.
+    reply = role.partial_scores(m.PartialScoresRequest(sid, m.RowSubset.VALIDATION), "party-a")
+    assert len(reply.scores) == 8 * len(role._sessions[sid].training.validation_rows)
+    # The scoring subset is not for training sessions.
+    with pytest.raises(SessionError):
+        role.partial_scores(m.PartialScoresRequest(sid, m.RowSubset.ALIGNED), "party-a")
+
+
+def test_gradient_values_must_be_fewer_than_batch_rows(
+    session: tuple[RoleB, str, int, int],
+) -> None:
+    """Otherwise A could solve X_A^T d = G_A for d, and learn B's partial scores."""
+    role, sid, n, count = session
+    ciphertext = (2).to_bytes(ciphertext_width(n), "big")  # a valid value in [1, n^2)
+    header = m.BatchHeader(sid, 0, 0)
+    role.batch_forward(
+        m.BatchForwardRequest(header, ciphertext * count, ciphertext * count), "party-a"
+    )
+    with pytest.raises(PolicyViolation, match="not fewer than"):
+        role.batch_gradient(m.BatchGradientRequest(header, b"", value_count=count), "party-a")
+    # Partial scores mid-epoch (a forward was answered) are refused.
+    with pytest.raises(SessionError, match="only between epochs"):
+        role.partial_scores(m.PartialScoresRequest(sid, m.RowSubset.VALIDATION), "party-a")
