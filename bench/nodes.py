@@ -11,75 +11,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fedlearn.certs import make_dev_certs
 from fedlearn.launch import NodeProcess
-from fedlearn.scaffold import free_port
+from fedlearn.scaffold import PartyData, write_node_configs
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 
 
-def write_configs(
-    root: Path,
-    *,
-    a_data: Path,
-    b_data: Path,
-    id_column: str,
-    label_column: str,
-    a_categorical: list[str] | None = None,
-    b_categorical: list[str] | None = None,
-    workers: int = 1,
-    min_key_bits: int = 2048,
-) -> tuple[Path, Path]:
-    certs = root / "certs"
-    if not (certs / "ca.pem").exists():
-        make_dev_certs(certs, ["party-a", "party-b"])
-    control, peer = free_port(), free_port()
-    a = root / "a.toml"
-    a.write_text(f"""[node]
-name = "party-a"
-model_dir = "models-a"
-workers = {workers}
-[control]
-listen = "127.0.0.1:{control}"
-[tls]
-ca = "certs/ca.pem"
-cert = "certs/party-a.pem"
-key = "certs/party-a.key"
-deadline_s = 3600
-[peer]
-address = "127.0.0.1:{peer}"
-name = "party-b"
-[[datasets]]
-name = "d"
-path = "{a_data}"
-id_column = "{id_column}"
-label_column = "{label_column}"
-categorical = {json.dumps(a_categorical or [])}
-""")
-    b = root / "b.toml"
-    b.write_text(f"""[node]
-name = "party-b"
-listen = "127.0.0.1:{peer}"
-model_dir = "models-b"
-workers = {workers}
-[tls]
-ca = "certs/ca.pem"
-cert = "certs/party-b.pem"
-key = "certs/party-b.key"
-deadline_s = 3600
-[partners]
-allowed = ["party-a"]
-[policy]
-min_key_bits = {min_key_bits}
-min_batch_size = 256
-max_epochs = 100
-[[datasets]]
-name = "d"
-path = "{b_data}"
-id_column = "{id_column}"
-categorical = {json.dumps(b_categorical or [])}
-""")
+def write_configs(root: Path, *, a_data: Path, b_data: Path, id_column: str, label_column: str,
+                  a_categorical: list[str] | None = None, b_categorical: list[str] | None = None,
+                  workers: int = 1, min_key_bits: int = 2048) -> tuple[Path, Path]:
+    """a.toml and b.toml for dataset "d" (long deadlines: benchmark batches can be large)."""
+    a, b, _, _ = write_node_configs(
+        root,
+        PartyData(a_data, id_column, tuple(a_categorical or ()), label_column),
+        PartyData(b_data, id_column, tuple(b_categorical or ())),
+        dataset="d", workers=workers, min_key_bits=min_key_bits, max_epochs=100, deadline_s=3600.0,
+    )
     return a, b
 
 

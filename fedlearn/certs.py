@@ -86,12 +86,7 @@ def make_dev_certs(
         "ca.key": _write_atomic(out_dir / "ca.key", _key_pem(ca_key), mode=0o600),
         "ca.pem": _write_atomic(out_dir / "ca.pem", _cert_pem(ca_cert), mode=0o644),
     }
-    san = _subject_alt_names(hosts)
-    for name in names:
-        key = _new_key(key_type)
-        cert = _party_certificate(name, key, san, ca_key, ca_cert, not_before, not_after)
-        written[f"{name}.key"] = _write_atomic(out_dir / f"{name}.key", _key_pem(key), mode=0o600)
-        written[f"{name}.pem"] = _write_atomic(out_dir / f"{name}.pem", _cert_pem(cert), mode=0o644)
+    written.update(_issue(out_dir, names, hosts, key_type, ca_key, ca_cert, not_before, not_after))
     return written
 
 
@@ -277,6 +272,20 @@ def add_party_certs(
     now = dt.datetime.now(dt.timezone.utc)
     not_before, not_after = now - _CLOCK_SKEW, now + dt.timedelta(days=days)
     not_after = min(not_after, ca_cert.not_valid_after_utc)
+    return _issue(out_dir, names, hosts, key_type, ca_key, ca_cert, not_before, not_after)
+
+
+def _issue(
+    out_dir: Path,
+    names: list[str],
+    hosts: Sequence[str],
+    key_type: KeyType,
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> dict[str, Path]:
+    """A key and a certificate signed by the CA for each party; written atomically."""
     san = _subject_alt_names(hosts)
     written = {}
     for name in names:

@@ -46,7 +46,8 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _toml_list(values: tuple[str, ...] | list[str]) -> str:
+def _toml_list(values: tuple[str, ...] | list[str] | None) -> str:
+    values = values or ()
     return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
 
@@ -58,25 +59,53 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_vip_demo(
+@dataclass(frozen=True)
+class PartyData:
+    """One party's data file and which columns mean what (for writing its node config)."""
+
+    path: Path
+    id_column: str
+    categorical: tuple[str, ...] = ()
+    label_column: str | None = None
+    features: tuple[str, ...] | None = None  # None: all columns but the id and the label
+
+
+def _dataset_table(name: str, data: PartyData, root: Path) -> str:
+    path = os.path.relpath(data.path, root)
+    lines = [
+        "[[datasets]]",
+        f'name = "{name}"',
+        f'path = "{path}"',
+        f'id_column = "{data.id_column}"',
+    ]
+    if data.label_column:
+        lines.append(f'label_column = "{data.label_column}"')
+    lines.append(f"features = {_toml_list(data.features)}" if data.features else 'features = "all"')
+    lines.append(f"categorical = {_toml_list(data.categorical)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_node_configs(
     root: Path,
+    a: PartyData,
+    b: PartyData,
     *,
-    rows: int = 50_000,
-    seed: int = 7,
-    epochs: int = 10,
-    key_bits: int = 2048,
+    dataset: str = "vip",
     workers: int = 1,
-) -> VipDemo:
+    min_key_bits: int = 2048,
+    min_batch_size: int = 256,
+    max_epochs: int = 50,
+    deadline_s: float = 120.0,
+) -> tuple[Path, Path, int, int]:
+    """a.toml and b.toml in ``root`` for two nodes on loopback with the development certificates in
+    ``root/certs`` (made if missing). Returns (a.toml, b.toml, A's control port, B's port)."""
     root = Path(root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    data = make_vip(root / "data", rows=rows, seed=seed)
     certs = root / "certs"
     if not (certs / "ca.pem").exists():
         make_dev_certs(certs, ["party-a", "party-b"])
     control_port, peer_port = free_port(), free_port()
     while peer_port == control_port:
         peer_port = free_port()
-    a_features = [c for c in data.a_columns]
     a_config = root / "a.toml"
     _write(
         a_config,
@@ -93,19 +122,13 @@ listen = "127.0.0.1:{control_port}"     # the control API the fedlearn CLI talks
 ca = "certs/ca.pem"
 cert = "certs/party-a.pem"
 key = "certs/party-a.key"
+deadline_s = {deadline_s}
 
 [peer]
 address = "127.0.0.1:{peer_port}"
 name = "party-b"                    # the name B's certificate must carry
 
-[[datasets]]
-name = "vip"
-path = "data/{data.a_train_csv.name}"
-id_column = "{data.id_column}"
-label_column = "{data.label_column}"
-features = {_toml_list(a_features)}
-categorical = {_toml_list(data.a_categorical)}
-""",
+{_dataset_table(dataset, a, root)}""",
     )
     b_config = root / "b.toml"
     _write(
@@ -121,23 +144,45 @@ workers = {workers}
 ca = "certs/ca.pem"
 cert = "certs/party-b.pem"
 key = "certs/party-b.key"
+deadline_s = {deadline_s}
 
 [partners]
 allowed = ["party-a"]               # certificate names that may open sessions
 
 [policy]
-min_key_bits = 2048
-min_batch_size = 256
-max_epochs = 50
+min_key_bits = {min_key_bits}
+min_batch_size = {min_batch_size}
+max_epochs = {max_epochs}
 allow_partial_scores = true
 
-[[datasets]]
-name = "vip"
-path = "data/{data.b_features_csv.name}"
-id_column = "{data.id_column}"
-features = "all"
-categorical = {_toml_list(data.b_categorical)}
-""",
+{_dataset_table(dataset, b, root)}""",
+    )
+    return a_config, b_config, control_port, peer_port
+
+
+def write_vip_demo(
+    root: Path,
+    *,
+    rows: int = 50_000,
+    seed: int = 7,
+    epochs: int = 10,
+    key_bits: int = 2048,
+    workers: int = 1,
+) -> VipDemo:
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    data = make_vip(root / "data", rows=rows, seed=seed)
+    a_config, b_config, control_port, peer_port = write_node_configs(
+        root,
+        PartyData(
+            data.a_train_csv,
+            data.id_column,
+            tuple(data.a_categorical),
+            data.label_column,
+            tuple(data.a_columns),
+        ),
+        PartyData(data.b_features_csv, data.id_column, tuple(data.b_categorical)),
+        workers=workers,
     )
     job = root / "job.toml"
     _write(

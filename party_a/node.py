@@ -92,21 +92,12 @@ class NodeA:
                 progress=progress,
             )
 
-    def model(self, model_id: str) -> dict[str, Any]:
-        model = self.store.load(model_id)
-        if model.get("partner") != self.config.peer_name:
-            raise PolicyViolation(
-                f"model {model_id} was trained with partner {model.get('partner')!r}, but this node's "
-                f"peer is {self.config.peer_name!r} ({self.config.source.name} [peer] name)"
-            )
-        return model
-
     def score(
         self, model_id: str, input_path: Path, output_path: Path, progress: ProgressCallback
     ) -> Any:
         from fedlearn.protocol.score_a import score
 
-        model = self.model(model_id)
+        model = self.store.load(model_id)
         with self.job_lock:
             return score(
                 self.peer,
