@@ -1,7 +1,8 @@
 """A's side of the private set intersection (ECDH-PSI over X25519), the first phase of every session.
 
-    A -> B  H(id_A)^a                 B -> A  H(id_A)^(ab)   (same order)
-    B -> A  H(id_B)^b                 A: H(id_B)^(ba); matches give both index lists
+    B -> A  H(id_B)^b                 (B blinds its IDs while A blinds its own)
+    A -> B  H(id_A)^a                 B -> A  H(id_A)^(ab)   (same order; meanwhile A: H(id_B)^(ba))
+    A: matches of the double-blinded points give both index lists
     A -> B  B's indices of the matches
     both:   sort the matched rows by SHA-256(seed, id): the common row order (``common_order``)
 
@@ -15,6 +16,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,17 +75,21 @@ def _intersect(
 ) -> tuple[np.ndarray, int]:
     salt = session_salt(own_salt, opened.psi_salt)
     key = PsiKey.generate()
+    # A blinds its IDs while B blinds its own (B starts at OpenSession); then B raises A's points
+    # to its key while A raises B's points to A's: each phase keeps both parties busy.
     blinded = key.blind_ids(list(own_ids), salt, workers=workers)
-    double_own = peer.psi_blind(m.PsiBlindRequest(opened.session_id, blinded)).points
-    if len(double_own) != len(blinded):
-        raise InvalidPeerData(
-            f"PsiBlind: sent {len(own_ids)} points, got {len(double_own) // POINT_BYTES} back"
-        )
     peer_set = peer.psi_peer_set(m.PsiPeerSetRequest(opened.session_id))
     peer_size = len(peer_set.points) // POINT_BYTES
     if peer_set.total != peer_size:
         raise InvalidPeerData(f"PsiPeerSet: announced {peer_set.total} points, sent {peer_size}")
-    double_peer = key.blind_points(peer_set.points, workers=workers)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="psi-blind") as pool:
+        reply = pool.submit(peer.psi_blind, m.PsiBlindRequest(opened.session_id, blinded))
+        double_peer = key.blind_points(peer_set.points, workers=workers)
+        double_own = reply.result().points
+    if len(double_own) != len(blinded):
+        raise InvalidPeerData(
+            f"PsiBlind: sent {len(own_ids)} points, got {len(double_own) // POINT_BYTES} back"
+        )
     own_rows, peer_rows = intersect(double_own, double_peer)
     result = peer.psi_result(
         m.PsiResultRequest(opened.session_id, peer_rows.astype("<u4").tobytes())

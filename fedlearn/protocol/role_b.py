@@ -122,7 +122,9 @@ class _Session:
     table: PartyTable
     psi_key: PsiKey
     salt: bytes
-    stage: str = "opened"  # opened -> blinded -> peer_set -> aligned
+    # PSI steps done: "blind" (A's points blinded) and "peer_set" (B's points sent), in either order;
+    # then "aligned".
+    stage: set[str] = field(default_factory=set)
     aligned_rows: np.ndarray | None = None
     training: _Training | _PendingTraining | None = None
     model: dict[str, Any] | None = None
@@ -329,9 +331,9 @@ class RoleB:
     def psi_blind(self, request: m.PsiBlindRequest, partner: str | None) -> m.PsiBlindResponse:
         session = self._session(request.session_id, partner)
         with session.lock:
-            _require_stage(session, "opened", "PsiBlind")
+            _require_stage(session, "PsiBlind", done=(), not_done=("blind", "aligned"))
             points = session.psi_key.blind_points(request.points)
-            session.stage = "blinded"
+            session.stage.add("blind")
         return m.PsiBlindResponse(points=points)
 
     def psi_peer_set(
@@ -339,21 +341,21 @@ class RoleB:
     ) -> m.PsiPeerSetResponse:
         session = self._session(request.session_id, partner)
         with session.lock:
-            _require_stage(session, "blinded", "PsiPeerSet")
+            _require_stage(session, "PsiPeerSet", done=(), not_done=("peer_set", "aligned"))
             assert session.blinded_own is not None
             points = session.blinded_own.result()
-            session.stage = "peer_set"
+            session.stage.add("peer_set")
         return m.PsiPeerSetResponse(points=points, total=len(session.table.ids))
 
     def psi_result(self, request: m.PsiResultRequest, partner: str | None) -> m.PsiResultResponse:
         session = self._session(request.session_id, partner)
         with session.lock:
-            _require_stage(session, "peer_set", "PsiResult")
+            _require_stage(session, "PsiResult", done=("blind", "peer_set"), not_done=("aligned",))
             rows = _parse_indices(request.peer_indices, len(session.table.ids))
             seed = session.training.params.seed if session.training is not None else 0
             rows = rows[common_order([str(session.table.ids[i]) for i in rows], seed)]
             session.aligned_rows = rows
-            session.stage = "aligned"
+            session.stage.add("aligned")
             if session.purpose == m.Purpose.TRAIN:
                 self._prepare_training(session)
             elif session.purpose == m.Purpose.SCORE:
@@ -616,7 +618,7 @@ class RoleB:
                     )
                 scores = training.features.x[training.validation_rows] @ training.weights
             elif request.subset == m.RowSubset.ALIGNED:
-                if session.purpose != m.Purpose.SCORE or session.stage != "aligned":
+                if session.purpose != m.Purpose.SCORE or "aligned" not in session.stage:
                     raise SessionError(
                         "PartialScores(ALIGNED) needs a scoring session after alignment"
                     )
@@ -697,9 +699,15 @@ class _PendingTraining:
     peer: PeerKeyEngine
 
 
-def _require_stage(session: _Session, stage: str, step: str) -> None:
-    if session.stage != stage:
-        raise SessionError(f"{step} is out of order: the session is at stage {session.stage!r}")
+def _require_stage(
+    session: _Session, step: str, *, done: tuple[str, ...], not_done: tuple[str, ...]
+) -> None:
+    """PSI step order: ``done`` steps must have happened, ``not_done`` ones must not."""
+    missing = [name for name in done if name not in session.stage]
+    repeated = [name for name in not_done if name in session.stage]
+    if missing or repeated:
+        state = ", ".join(sorted(session.stage)) or "opened"
+        raise SessionError(f"{step} is out of order: the session's PSI steps so far: {state}")
 
 
 def _parse_indices(data: bytes, n_rows: int) -> np.ndarray:
