@@ -58,6 +58,7 @@ class JobSpec:
     obfuscation: str
     eval_every: int
     source: str
+    target_description: str | None = None
 
 
 def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
@@ -68,6 +69,7 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
     dataset = data.get_name_value("dataset", required=True)
     peer_dataset = data.get_name_value("peer_dataset", dataset)
     label_column = data.get_str("label_column")
+    target_description = data.get_str("target_description")
     validation_fraction = data.get_float("validation_fraction", 0.2, minimum=0.0, maximum=0.9)
     seed = data.get_int("seed", 42, minimum=0, maximum=2**63 - 1)
     data.finish()
@@ -132,4 +134,5 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
         obfuscation,
         eval_every,
         str(source),
+        target_description,
     )

@@ -191,6 +191,7 @@ def write_vip_demo(
 [data]
 dataset = "vip"
 peer_dataset = "vip"
+target_description = "30-day VIP buyers"
 validation_fraction = 0.2
 seed = 42
 

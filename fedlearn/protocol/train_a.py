@@ -387,6 +387,8 @@ def _train_session(
         "partner": peer.peer_name,
         "dataset": spec.name,
         "peer_dataset": job.peer_dataset,
+        "target_description": job.target_description
+        or f"{job.label_column or spec.label_column} = 1",
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "id_column": spec.id_column,
         "label_column": job.label_column or spec.label_column,
