@@ -4,6 +4,7 @@
 dataset = "vip"                 # A's dataset name (in a.toml)
 peer_dataset = "vip"            # B's dataset name (in b.toml); defaults to `dataset`
 label_column = "vip_30d"        # overrides the dataset's label_column
+target_description = "30-day VIP buyers"   # how the report names the positive class
 validation_fraction = 0.2
 seed = 42
 
