@@ -97,3 +97,47 @@ def test_peer_killed_mid_training(tmp_path: Path) -> None:
 def test_summary_is_json_safe(nodes: Nodes) -> None:
     for path in (nodes.demo.root / "models-a").glob("*/model.json"):
         json.loads(path.read_text())
+
+
+def test_scoring_validation_rows_through_the_cli_reproduces_training_metrics(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    """Issue 4 item 5, through both node processes and `fedlearn score`."""
+    import numpy as np
+
+    from fedlearn import metrics
+    from fedlearn.crypto.psi import common_order
+    from fedlearn.data import read_table
+    from fedlearn.model import split_train_validation
+
+    trained = nodes.cli("train", "--job", str(nodes.demo.job))
+    assert trained.returncode == 0, trained.stderr
+    model_id = trained.stdout.split("model: ", 1)[1].split()[0]
+    meta = ModelStore(nodes.demo.root / "models-a").load(model_id)
+    data = nodes.demo.data
+    a_rows = read_table(data.a_train_csv)
+    a_rows[data.id_column] = a_rows[data.id_column].str.strip()
+    b_ids = {i.strip() for i in read_table(data.b_features_csv)[data.id_column]}
+    common = [i for i in a_rows[data.id_column] if i in b_ids]
+    ordered = [common[i] for i in common_order(common, meta["job"]["seed"])]
+    _, validation = split_train_validation(
+        len(ordered), meta["job"]["validation_fraction"], meta["job"]["seed"]
+    )
+    validation_ids = {ordered[i] for i in validation}
+    subset = a_rows[a_rows[data.id_column].isin(validation_ids)]
+    new_users = tmp_path / "validation_users.parquet"
+    subset.to_parquet(new_users, index=False)
+    output = tmp_path / "scores.csv"
+    scored = nodes.cli(
+        "score", "--model", model_id, "--input", str(new_users), "--output", str(output)
+    )
+    assert scored.returncode == 0, scored.stderr
+    scores = read_table(output)
+    assert len(scores) == len(validation_ids)
+    assert scores["partner_matched"].str.lower().eq("true").all()  # validation rows are all aligned
+    labels = subset.set_index(data.id_column)[data.label_column].astype(int)
+    y = labels.reindex(scores[data.id_column]).to_numpy()
+    s = scores["score"].astype(float).to_numpy()
+    assert metrics.auc(y, s) == pytest.approx(meta["metrics"]["joint"]["auc"], abs=1e-9)
+    assert metrics.ks(y, s) == pytest.approx(meta["metrics"]["joint"]["ks"], abs=1e-9)
+    assert np.isfinite(s).all()
