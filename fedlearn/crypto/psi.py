@@ -9,10 +9,10 @@ The protocol these primitives serve (the message flow lives in ``fedlearn.protoc
    Diffie-Hellman).
 3. Each party raises the peer's points to its own exponent (``blind_points``) and sends them back,
    so both hold ``H(id)^(k_A k_B)`` for both sets, each in the order of the set's owner.
-4. ``intersect`` matches the double-blinded points; equal points mean equal IDs. Both parties sort
-   the matches by the double-blinded point bytes, so both get the intersection in the same order
-   without either revealing its row order. Neither learns anything about the other's non-matching
-   IDs beyond the set size.
+4. ``intersect`` matches the double-blinded points; equal points mean equal IDs. Both parties then
+   sort the matched IDs by ``common_order`` (SHA-256 of the job's seed and the ID), so both get the
+   intersection in the same order without either revealing its row order, and the order depends
+   only on the seed. Neither learns anything about the other's non-matching IDs beyond the set size.
 
 The group
 ---------
