@@ -358,7 +358,7 @@ def _train_session(
                 batches=n_batches,
                 loss=loss,
                 elapsed_s=time.perf_counter() - started,
-                message=f"epoch {epoch + 1}: Taylor loss {loss:.5f}",
+                message=f"epoch {epoch + 1}: loss {loss:.5f}",
             )
         )
         if _should_stop(job, history, best_loss, stale_epochs):
@@ -435,7 +435,7 @@ def _reveal_epoch_loss(
     encrypted_loss: Any,
     bound_bits: int,
 ) -> int:
-    """B's part of the epoch's Taylor loss, masked before B decrypts it; only A removes the mask."""
+    """B's part of the epoch's loss (its quadratic bound), masked before B decrypts it; only A removes the mask."""
     mask = loss_mask(bound_bits)
     peer_n = int(peer_engine.public_key.n)
     (masked,) = peer_engine.rerandomize(peer_engine.add_plain([encrypted_loss], [mask]))
