@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo
-DEMO_ROWS ?= 50000
+DEMO_ROWS ?= 20000
 
 .PHONY: demo test test-fast test-full lint typecheck protos bench bench-crypto bench-psi clean setup
 
