@@ -313,11 +313,14 @@ def markdown(report: dict[str, Any], title: str) -> str:
         f"| bound, one core (s) | {report['bound_one_core_s']:,.2f} |",
         f"| bound, two cores (s) | {report['bound_two_cores_s']:,.2f} |",
         f"| busiest party's work alone, one core (s) | {report['busiest_party_s']:,.2f} |",
-        f"| measured (s) | {report['measured_s']:,.2f} |",
-        f"| **fraction of the two-core bound** (target >= 0.6) | "
-        f"**{report['fraction_two_cores']:.2f}** |",
-        f"| fraction of the one-core bound | {report['fraction_one_core']:.2f} |",
     ]
+    if not math.isnan(report["measured_s"]):
+        lines += [
+            f"| measured (s) | {report['measured_s']:,.2f} |",
+            f"| **fraction of the two-core bound** (target >= 0.6) | "
+            f"**{report['fraction_two_cores']:.2f}** |",
+            f"| fraction of the one-core bound | {report['fraction_one_core']:.2f} |",
+        ]
     return "\n".join(lines)
 
 
