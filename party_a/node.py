@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fedlearn.crypto.executor import Executor, make_executor
-from fedlearn.errors import ConfigError, NotFound, PolicyViolation
+from fedlearn.errors import ConfigError, NotFound
 from fedlearn.job import JobSpec
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.align import Alignment, close_quietly, open_and_align

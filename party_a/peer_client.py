@@ -46,19 +46,28 @@ class GrpcPeer:
         if rpc.request_streamed:
 
             def requests() -> Any:
-                return (wire.to_proto(p) for p in chunking.split(request, chunk_bytes=CHUNK_BYTES))
+                for part in chunking.split(request, chunk_bytes=CHUNK_BYTES):
+                    proto = wire.to_proto(part)
+                    self.bytes_sent += proto.ByteSize()
+                    yield proto
 
             result = call_stream(method, requests, retries=retries, **common)
             if rpc.response_streamed:
-                return chunking.join(
-                    (wire.from_proto(p, rpc.response) for p in result), rpc.response
-                )
-            return wire.from_proto(result, rpc.response)
+                return self._join(result, rpc.response)
+            return self._received(result, rpc.response)
+        proto_request = wire.to_proto(request)
+        self.bytes_sent += proto_request.ByteSize()
         if rpc.response_streamed:
-            parts = stream_responses(method, wire.to_proto(request), **common)
-            return chunking.join((wire.from_proto(p, rpc.response) for p in parts), rpc.response)
-        reply = call_unary(method, wire.to_proto(request), retries=retries, **common)
-        return wire.from_proto(reply, rpc.response)
+            return self._join(stream_responses(method, proto_request, **common), rpc.response)
+        reply = call_unary(method, proto_request, retries=retries, **common)
+        return self._received(reply, rpc.response)
+
+    def _received(self, proto: Any, message_type: type) -> Any:
+        self.bytes_received += proto.ByteSize()
+        return wire.from_proto(proto, message_type)
+
+    def _join(self, protos: Any, message_type: type) -> Any:
+        return chunking.join((self._received(p, message_type) for p in protos), message_type)
 
     def open_session(self, request: m.OpenSessionRequest) -> m.OpenSessionResponse:
         return self._call("open_session", request)

@@ -29,6 +29,10 @@ def test_training_through_the_nodes_saves_both_shards(nodes: Nodes) -> None:
     assert set(a_shard["a_weights"]) == set(a_shard["feature_names"])
     assert "weights" not in a_shard and "a_weights" not in b_shard
     assert a_shard["metrics"]["joint"]["auc"] > a_shard["metrics"]["a_only"]["auc"]
+    # Every training row crosses as ciphertexts both ways (at least 64 bytes each at 512 bits).
+    train_rows = a_shard["rows"]["train"] * a_shard["epochs_completed"]
+    assert a_shard["traffic"]["a_to_b_bytes"] > 2 * 64 * train_rows
+    assert a_shard["traffic"]["b_to_a_bytes"] > 64 * train_rows
     listing = nodes.cli("models")
     assert model_id in listing.stdout
 
