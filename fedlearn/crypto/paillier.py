@@ -18,6 +18,8 @@ one by n. Every ciphertext this engine returns is obfuscated: there is no unobfu
 from __future__ import annotations
 
 import collections
+import concurrent.futures
+import multiprocessing
 import secrets
 import threading
 from collections.abc import Sequence
@@ -34,6 +36,8 @@ OBFUSCATIONS = ("djn", "standard")
 
 #: Obfuscators computed per step of the background filler (it checks for ``close`` in between).
 _FILL_CHUNK = 32
+#: Obfuscators per request to the background process (amortises the pickling of the results).
+_PROCESS_FILL_CHUNK = 256
 
 
 class OwnKeyEngine:
@@ -48,6 +52,10 @@ class OwnKeyEngine:
             :meth:`prefill`).
         table_window: window bits of the DJN tables (default: 10 for keys of 2048 bits or more,
             8 below; each step up doubles the memory and saves a few multiplications).
+        background: where the pool is filled: ``"thread"`` (in this process: it competes with
+            this process's own work for the interpreter) or ``"process"`` (a separate local process
+            that gets the private factors, so the operating system can run it on a core this
+            process is not using, e.g. while the peer's node waits). A node uses ``"process"``.
     """
 
     def __init__(
@@ -58,9 +66,12 @@ class OwnKeyEngine:
         executor: Executor | None = None,
         pool_target: int = 0,
         table_window: int | None = None,
+        background: str = "thread",
     ) -> None:
         if obfuscation not in OBFUSCATIONS:
             raise ValueError(f"obfuscation must be one of {OBFUSCATIONS}, got {obfuscation!r}")
+        if background not in ("thread", "process"):
+            raise ValueError(f"background must be 'thread' or 'process', got {background!r}")
         if pool_target < 0:
             raise ValueError(f"pool_target must be >= 0, got {pool_target}")
         self.public_key = keypair.public_key
@@ -87,6 +98,11 @@ class OwnKeyEngine:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._filler: threading.Thread | None = None
+        self._helper: concurrent.futures.ProcessPoolExecutor | None = None
+        if background == "process":
+            # "spawn": a fresh interpreter, never a fork of a process that runs gRPC threads.
+            context = multiprocessing.get_context("spawn")
+            self._helper = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context)
         if pool_target:
             self.prefill(pool_target)
 
@@ -136,8 +152,19 @@ class OwnKeyEngine:
             missing = self._fill_to - len(self._pool)
             if missing <= 0:
                 return
-            for s in self._fresh_obfuscators(min(missing, _FILL_CHUNK)):
+            for s in self._background_obfuscators(missing):
                 self._pool.append((s, s % self.n))
+
+    def _background_obfuscators(self, missing: int) -> list[mpz]:
+        """A chunk of obfuscators for the pool: from the helper process, or in this thread."""
+        if self._helper is None:
+            return self._fresh_obfuscators(min(missing, _FILL_CHUNK))
+        count = min(missing, _PROCESS_FILL_CHUNK)
+        task = (self.secret, self.djn_base, self.exponent_bits, self.table_window, count)
+        try:
+            return self._helper.submit(_obfuscator_task, task).result()
+        except (concurrent.futures.CancelledError, RuntimeError):
+            return []  # shutting down
 
     def _take_obfuscators(self, count: int) -> list[tuple[mpz, mpz]]:
         taken: list[tuple[mpz, mpz]] = []
@@ -197,9 +224,13 @@ class OwnKeyEngine:
     def close(self) -> None:
         """Stop the background filler and drop the pool."""
         self._stop.set()
+        if self._helper is not None:
+            self._helper.shutdown(wait=False, cancel_futures=True)
         filler = self._filler
         if filler is not None:
             filler.join()
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)
         self._pool.clear()
 
     def __enter__(self) -> OwnKeyEngine:

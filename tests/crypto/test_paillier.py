@@ -120,3 +120,23 @@ def test_process_executor_gives_the_same_plaintexts(small_keypair) -> None:
         assert own.decrypt(ciphertexts) == plaintexts
         assert [small_keypair.private_key.raw_decrypt(int(c)) for c in ciphertexts] == plaintexts
         own.close()
+
+
+def test_pool_filled_by_a_helper_process(small_keypair) -> None:
+    """``background="process"``: obfuscators come from a spawned process and still decrypt right."""
+    own = OwnKeyEngine(small_keypair, background="process")
+    try:
+        own.prefill(300)
+        deadline = time.monotonic() + 60
+        while own.pool_size() < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert own.pool_size() >= 300
+        plaintexts = _residues(small_keypair.public_key.n, 100, seed=9)
+        ciphertexts = own.encrypt(plaintexts)
+        assert own.pool_size() < 300  # taken from the pool
+        assert own.decrypt(ciphertexts) == plaintexts
+        assert len(set(ciphertexts)) == len(ciphertexts)
+    finally:
+        own.close()
+    with pytest.raises(ValueError, match="background"):
+        OwnKeyEngine(small_keypair, background="cluster")
