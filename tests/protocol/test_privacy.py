@@ -26,8 +26,8 @@ import pytest
 from fedlearn.crypto.psi import POINT_BYTES
 from fedlearn.crypto.wire import ciphertext_width
 from fedlearn.model import epoch_batches, max_batch_rows, sigmoid, sigmoid_slope
+from fedlearn.protocol import batch_a, steps, train_b
 from fedlearn.protocol import messages as m
-from fedlearn.protocol import role_b, steps, train_a
 from fedlearn.protocol.steps import MASK_BITS, SCORE_CLIP, gradient_layout, loss_bound_bits
 from tests.protocol.harness import MemoryRun, fate_specs, job_text, rebuild, run_memory
 
@@ -55,8 +55,8 @@ class Recorded:
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     captured = Captured()
     real_terms, real_scores, real_unmask = (
-        train_a.label_party_terms,
-        role_b.feature_party_scores,
+        batch_a.label_party_terms,
+        train_b.feature_party_scores,
         steps.unmask,
     )
 
@@ -75,8 +75,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
 
     a_spec, b_spec = fate_specs("breast")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train_a, "label_party_terms", label_party_terms)
-        patch.setattr(role_b, "feature_party_scores", feature_party_scores)
+        patch.setattr(batch_a, "label_party_terms", label_party_terms)
+        patch.setattr(train_b, "feature_party_scores", feature_party_scores)
         patch.setattr(steps, "unmask", unmask)
         run = run_memory(
             a_spec,

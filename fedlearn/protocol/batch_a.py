@@ -1,0 +1,280 @@
+"""A's state for one training session, and the encrypted exchange with B for one batch.
+
+Per batch, A makes three calls (docs/protocol.md lists what crosses):
+
+- forward: A encrypts its residual terms alpha and beta under A's key and sends them; B answers with
+  its partial scores u_B and its loss term, under B's key.
+- A forms the residual alpha + beta * u_B under B's key, its gradient from it, masked and packed, and
+  adds the batch's loss terms in u_B (under B's key) to the epoch's encrypted loss.
+- gradient: A sends its masked gradient (under B's key); B returns it decrypted but still masked, with
+  B's masked gradient packed under A's key, which A decrypts.
+- update: A removes its masks and steps its weights, and sends B its gradient values (still masked).
+
+After each epoch ``epoch_loss`` has B decrypt the masked loss sum, and only A removes the mask.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import gmpy2
+import numpy as np
+
+from fedlearn.crypto.codec import FixedPointCodec
+from fedlearn.crypto.engines import peer_key_engine
+from fedlearn.crypto.executor import Executor
+from fedlearn.crypto.keys import public_key_from_bytes
+from fedlearn.crypto.packing import PackingLayout, unpack
+from fedlearn.crypto.paillier import OwnKeyEngine
+from fedlearn.crypto.peer import PeerKeyEngine
+from fedlearn.crypto.wire import (
+    ciphertexts_from_bytes,
+    ciphertexts_to_bytes,
+    ints_from_bytes,
+    ints_to_bytes,
+)
+from fedlearn.errors import EncodingOverflow, InvalidPeerData
+from fedlearn.model import Optimizer, max_batch_rows
+from fedlearn.protocol import messages as m
+from fedlearn.protocol.peer_api import PeerApi
+from fedlearn.protocol.steps import (
+    SCORE_CLIP,
+    FixedPointFeatures,
+    gradient_from_masked,
+    gradient_layout,
+    int_from_bytes,
+    label_party_loss,
+    label_party_terms,
+    loss_bound_bits,
+    loss_mask,
+    masked_gradient,
+    power_each,
+    residual_frac_bits,
+    unmask_loss,
+)
+
+
+@dataclass
+class Timer:
+    """Seconds per phase, accumulated: each ``lap`` adds the time since the last lap or ``restart``."""
+
+    mark: float = field(default_factory=time.perf_counter)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def restart(self) -> None:
+        self.mark = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.mark
+        self.mark = now
+
+
+def peer_engine_for(
+    key: m.PaillierKey, params: m.TrainParams, executor: Executor | None
+) -> PeerKeyEngine:
+    """B's public key from its OpenSession answer, checked against the job's key size."""
+    peer_key = public_key_from_bytes(key.n, min_bits=params.key_bits)
+    return peer_key_engine(
+        params.engine,
+        peer_key,
+        executor=executor,
+        djn_base=int_from_bytes(key.djn_base, peer_key.nsquare, what="the peer's DJN base"),
+    )
+
+
+@dataclass
+class TrainingA:
+    """A's keys, layouts and weights for one session, and the current epoch's loss so far.
+
+    ``features`` and ``labels`` cover all aligned rows (features with the intercept column last);
+    ``n_train`` is the number of training rows.
+    """
+
+    peer: PeerApi
+    session_id: str
+    params: m.TrainParams
+    own: OwnKeyEngine
+    peer_engine: PeerKeyEngine
+    features: FixedPointFeatures
+    labels: np.ndarray
+    n_train: int
+    weights: np.ndarray
+    optimizer: Optimizer
+    own_layout: PackingLayout  # A's gradient, packed under B's key
+    peer_layout: PackingLayout  # B's gradient, packed under A's key
+    own_codec: FixedPointCodec  # integers under A's key
+    peer_codec: FixedPointCodec  # integers under B's key
+    timer: Timer
+    peer_value_count: int = 0
+    plain_loss: float = 0.0  # the epoch's loss terms in u_A only, in plaintext
+    encrypted_loss: Any = None  # the epoch's loss terms in u_B, under B's key
+    peer_change: float = 0.0  # B's weight change over the epoch, told after its last batch
+
+    @classmethod
+    def start(
+        cls,
+        peer: PeerApi,
+        session_id: str,
+        params: m.TrainParams,
+        own: OwnKeyEngine,
+        peer_engine: PeerKeyEngine,
+        features: FixedPointFeatures,
+        labels: np.ndarray,
+        n_train: int,
+        timer: Timer,
+    ) -> TrainingA:
+        """Zero weights, the optimizer (no penalty on the intercept) and the gradient layouts."""
+        frac = params.score_frac_bits
+        own_n, peer_n = int(own.public_key.n), int(peer_engine.public_key.n)
+        max_rows = max_batch_rows(n_train, params.batch_size)
+        bits = params.preprocess.feature_bits
+        penalty_mask = np.ones(features.n_features)
+        penalty_mask[-1] = 0.0
+        training = cls(
+            peer=peer,
+            session_id=session_id,
+            params=params,
+            own=own,
+            peer_engine=peer_engine,
+            features=features,
+            labels=labels,
+            n_train=n_train,
+            weights=np.zeros(features.n_features),
+            optimizer=Optimizer(
+                params.optimizer, params.learning_rate, penalty_mask, l2=params.l2, l1=params.l1
+            ),
+            own_layout=gradient_layout(
+                peer_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=frac
+            ),
+            peer_layout=gradient_layout(
+                own_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=frac
+            ),
+            own_codec=FixedPointCodec(own_n, frac_bits=0),
+            peer_codec=FixedPointCodec(peer_n, frac_bits=0),
+            timer=timer,
+        )
+        # Keep two batches of obfuscators ready (alpha and beta per row): the pool refills in the
+        # background while A waits for B.
+        own.pool_target = 2 * max_rows
+        own.prefill(2 * max_rows)
+        return training
+
+    def start_epoch(self) -> None:
+        self.plain_loss, self.encrypted_loss, self.peer_change = 0.0, None, 0.0
+
+    def run_batch(self, epoch: int, batch: int, rows: np.ndarray) -> None:
+        """One batch with B: forward, gradient, update; A's weights take one optimizer step.
+
+        Raises ``InvalidPeerData`` when B's answers have the wrong counts or values.
+        """
+        timer, peer, own, peer_engine = self.timer, self.peer, self.own, self.peer_engine
+        frac, features = self.params.score_frac_bits, self.features
+        own_n, peer_n = int(own.public_key.n), int(peer_engine.public_key.n)
+        nsquare = peer_engine.public_key.nsquare
+        own_codec, peer_codec = self.own_codec, self.peer_codec
+        header = m.BatchHeader(self.session_id, epoch, batch)
+        s = len(rows)
+        timer.restart()
+        u_a = features.x[rows] @ self.weights
+        y = self.labels[rows]
+        alpha, beta = label_party_terms(u_a, y, frac)
+        encrypted = own.encrypt(own_codec.encode_int(alpha + beta))
+        timer.lap("encryption")
+        forward = peer.batch_forward(
+            m.BatchForwardRequest(
+                header,
+                ciphertexts_to_bytes(encrypted[:s], own_n),
+                ciphertexts_to_bytes(encrypted[s:], own_n),
+            )
+        )
+        timer.lap("network")
+        encrypted_scores = ciphertexts_from_bytes(forward.ciphertexts, peer_n, expected_count=s)
+        (loss_term,) = ciphertexts_from_bytes(forward.loss_term, peer_n, expected_count=1)
+        residual = peer_engine.add_plain(
+            power_each(encrypted_scores, beta, nsquare), peer_codec.encode_int(alpha)
+        )
+        packed, masks = masked_gradient(peer_engine, features.x_q[rows], residual, self.own_layout)
+        # The loss terms in u_B: (sigmoid(u_A) - y) u_B + u_B^2 / 8, under B's key.
+        plain, coefficients, coefficient_sum = label_party_loss(u_a, y)
+        self.plain_loss += plain
+        cross = peer_engine.add_plain(
+            [peer_engine.dot(coefficients, encrypted_scores)],
+            peer_codec.encode_int([-(SCORE_CLIP << frac) * coefficient_sum]),
+        )[0]
+        batch_loss = gmpy2.mpz(cross) * loss_term % nsquare
+        self.encrypted_loss = (
+            batch_loss
+            if self.encrypted_loss is None
+            else self.encrypted_loss * batch_loss % nsquare
+        )
+        timer.lap("matvec")
+        reply = peer.batch_gradient(
+            m.BatchGradientRequest(
+                header, ciphertexts_to_bytes(packed, peer_n), value_count=features.n_features
+            )
+        )
+        timer.lap("network")
+        masked_own, masked_peer = self._gradient_reply(reply)
+        timer.lap("decryption")
+        try:
+            gradient = gradient_from_masked(masked_own, masks, self.own_layout, features, frac, s)
+        except EncodingOverflow as exc:
+            raise InvalidPeerData(
+                f"BatchGradient: the returned gradient values are wrong: {exc}"
+            ) from None
+        self.weights = self.optimizer.step(self.weights, gradient)
+        update = peer.batch_update(
+            m.BatchUpdateRequest(header, ints_to_bytes(masked_peer, self.peer_layout.slot_bytes))
+        )
+        self.peer_change = update.weight_change_norm
+        timer.lap("network")
+
+    def epoch_loss(self, epoch: int) -> float:
+        """The epoch's mean loss (the quadratic bound), B's part revealed through ``EpochLoss``."""
+        frac = self.params.score_frac_bits
+        revealed = self._reveal_epoch_loss(epoch, loss_bound_bits(self.n_train, frac))
+        return (self.plain_loss + revealed / 2.0 ** residual_frac_bits(frac)) / self.n_train
+
+    def _gradient_reply(self, reply: m.BatchGradientResponse) -> tuple[list[int], list[int]]:
+        """B's BatchGradient answer, checked and opened: (A's masked values, B's masked values).
+
+        A's gradient values come back decrypted by B, still under A's masks; B's come packed under
+        A's key and are decrypted here, still under B's masks.
+        """
+        peer_count = reply.value_count
+        if not 1 <= peer_count <= 1_000_000 or (
+            self.peer_value_count and peer_count != self.peer_value_count
+        ):
+            raise InvalidPeerData(f"BatchGradient: implausible value_count {peer_count}")
+        self.peer_value_count = peer_count
+        peer_packed = ciphertexts_from_bytes(
+            reply.packed_ciphertexts,
+            int(self.own.public_key.n),
+            expected_count=self.peer_layout.ciphertext_count(peer_count),
+        )
+        masked_own = ints_from_bytes(
+            reply.masked_values,
+            self.own_layout.slot_bytes,
+            expected_count=self.features.n_features,
+            bound=self.own_layout.slot_value_bound,
+        )
+        masked_peer = unpack(self.own.decrypt(peer_packed), self.peer_layout, peer_count)
+        return masked_own, masked_peer
+
+    def _reveal_epoch_loss(self, epoch: int, bound_bits: int) -> int:
+        """B's part of the epoch's loss (its quadratic bound), masked before B decrypts it; only A removes the mask."""
+        peer_engine = self.peer_engine
+        mask = loss_mask(bound_bits)
+        peer_n = int(peer_engine.public_key.n)
+        (masked,) = peer_engine.rerandomize(peer_engine.add_plain([self.encrypted_loss], [mask]))
+        reply = self.peer.epoch_loss(
+            m.EpochLossRequest(self.session_id, epoch, ciphertexts_to_bytes([masked], peer_n))
+        )
+        value = int_from_bytes(reply.value, peer_n, what="EpochLoss value") or 0
+        try:
+            return unmask_loss(value, mask, bound_bits)
+        except EncodingOverflow as exc:
+            raise InvalidPeerData(f"EpochLoss: {exc}") from None

@@ -1,0 +1,393 @@
+"""B's training state for one session, and the training steps over it.
+
+B's keys are made at OpenSession (``new_training_keys``); the rest of the state (preprocessing, features,
+split, layouts, optimizer) once PSI has aligned the rows (``prepare_training``). Then, per batch, in this
+order (``check_step`` refuses anything else):
+
+- forward: A sends its residual terms alpha and beta, under A's key. B returns its partial scores and its
+  loss term, under B's key, and starts computing its own gradient under A's key (alpha * beta^u_B times
+  its features), masked and packed, in the background while A works.
+- gradient: A sends its own masked gradient, packed under B's key; B decrypts it and returns the masked
+  values, with B's masked gradient packed under A's key.
+- update: A returns B's gradient values decrypted but still masked; B removes its masks and takes an
+  optimizer step.
+
+Between epochs A may ask B to decrypt its masked loss sum (under B's key, once per epoch) and for the
+validation rows' partial scores; at the end B's weights become its model shard.
+
+``RoleB`` finds the session, checks the partner and holds the session's lock; these functions and
+methods check everything A sent: counts, ranges, step order and the policy's limits.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedlearn.crypto.codec import FixedPointCodec
+from fedlearn.crypto.engines import own_key_engine, peer_key_engine
+from fedlearn.crypto.executor import Executor
+from fedlearn.crypto.keys import generate_keypair, public_key_from_bytes
+from fedlearn.crypto.packing import PackingLayout, unpack
+from fedlearn.crypto.paillier import OwnKeyEngine
+from fedlearn.crypto.peer import PeerKeyEngine
+from fedlearn.crypto.wire import (
+    ciphertexts_from_bytes,
+    ciphertexts_to_bytes,
+    ints_from_bytes,
+    ints_to_bytes,
+)
+from fedlearn.data import PartyTable
+from fedlearn.errors import (
+    DataError,
+    EncodingOverflow,
+    InvalidPeerData,
+    PolicyViolation,
+    SessionError,
+)
+from fedlearn.model import Optimizer, epoch_batches, max_batch_rows, split_train_validation
+from fedlearn.preprocess import PreprocessConfig, Preprocessor
+from fedlearn.protocol import messages as m
+from fedlearn.protocol.policy import PeerPolicy
+from fedlearn.protocol.steps import (
+    FixedPointFeatures,
+    feature_party_loss_term,
+    feature_party_scores,
+    gradient_from_masked,
+    gradient_layout,
+    int_from_bytes,
+    int_to_bytes,
+    masked_gradient,
+    multiply_each,
+    power_each,
+    preprocess_dict,
+)
+
+#: Most gradient values A may ask B to decrypt per batch (bounds B's role as a decryption service).
+MAX_PEER_GRADIENT_VALUES = 100_000
+
+
+@dataclass
+class PendingTraining:
+    """B's keys between OpenSession and PsiResult, before the aligned rows are known."""
+
+    params: m.TrainParams
+    own: OwnKeyEngine
+    peer: PeerKeyEngine
+
+
+@dataclass
+class TrainingB:
+    """B's state for one training session past alignment; ``expect`` is the next step A may take."""
+
+    params: m.TrainParams
+    own: OwnKeyEngine
+    peer: PeerKeyEngine
+    own_codec: FixedPointCodec
+    preprocessor: Preprocessor
+    features: FixedPointFeatures
+    train_rows: np.ndarray
+    validation_rows: np.ndarray
+    weights: np.ndarray
+    optimizer: Optimizer
+    own_layout: PackingLayout  # B's gradient, packed under A's key
+    peer_layout: PackingLayout  # A's gradient, packed under B's key
+    n_batches: int
+    expect: tuple[str, int, int] = ("forward", 0, 0)
+    epoch_start_weights: np.ndarray | None = None
+    batches: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    pending: Future[tuple[list[object], list[int]]] | None = None
+    batch_rows: np.ndarray | None = None
+    peer_value_count: int = 0
+    own_masks: list[int] = field(default_factory=list)
+    completed_epochs: int = 0
+    loss_epochs_answered: set[int] = field(default_factory=set)
+
+    @property
+    def between_batches(self) -> bool:
+        return self.expect[0] == "forward"
+
+    @property
+    def between_epochs(self) -> bool:
+        return self.expect[0:3:2] == ("forward", 0)
+
+    def forward(
+        self, request: m.BatchForwardRequest, background: ThreadPoolExecutor
+    ) -> m.BatchForwardResponse:
+        """B's encrypted partial scores and loss term; B's gradient under A's key starts in ``background``."""
+        epoch, batch = request.header.epoch, request.header.batch
+        if epoch >= self.params.epochs:
+            raise PolicyViolation(f"epoch {epoch + 1} is beyond the job's {self.params.epochs}")
+        if batch == 0:
+            self.epoch_start_weights = self.weights.copy()
+        batches = self.batches.setdefault(
+            epoch, epoch_batches(self.train_rows, self.params.batch_size, self.params.seed, epoch)
+        )
+        self.batches = {epoch: batches}
+        rows = batches[batch]
+        peer_n = int(self.peer.public_key.n)
+        alpha = ciphertexts_from_bytes(request.ciphertexts, peer_n, expected_count=len(rows))
+        beta = ciphertexts_from_bytes(request.slopes, peer_n, expected_count=len(rows))
+        frac = self.params.score_frac_bits
+        scores = feature_party_scores(self.features.x[rows] @ self.weights, frac)
+        encrypted_scores = self.own.encrypt(self.own_codec.encode_int(scores))
+        loss_fixed = feature_party_loss_term(scores, frac)
+        encrypted_loss = self.own.encrypt(self.own_codec.encode_int([loss_fixed]))
+        x_q_batch = self.features.x_q[rows]
+        nsquare = self.peer.public_key.nsquare
+
+        def gradient() -> tuple[list[object], list[int]]:
+            residual = multiply_each(alpha, power_each(beta, scores, nsquare), nsquare)
+            return masked_gradient(self.peer, x_q_batch, residual, self.own_layout)
+
+        self.pending = background.submit(gradient)
+        self.batch_rows = rows
+        self.expect = ("gradient", epoch, batch)
+        own_n = int(self.own.public_key.n)
+        return m.BatchForwardResponse(
+            ciphertexts=ciphertexts_to_bytes(encrypted_scores, own_n),
+            loss_term=ciphertexts_to_bytes(encrypted_loss, own_n),
+        )
+
+    def gradient(self, request: m.BatchGradientRequest, name: str) -> m.BatchGradientResponse:
+        """Decrypt A's masked gradient (under B's key); hand over B's (masked, under A's key).
+
+        ``name`` is B's name, for the refusal when A asks for as many values as the batch has rows.
+        """
+        count = request.value_count
+        if not 1 <= count <= MAX_PEER_GRADIENT_VALUES:
+            raise InvalidPeerData(f"value_count must be 1..{MAX_PEER_GRADIENT_VALUES}, got {count}")
+        rows = self.batch_rows
+        assert rows is not None
+        if count >= len(rows):
+            # With at least as many gradient values as rows, A could solve X_A^T d = G_A for d
+            # and so recover B's partial scores: more rows than columns on both sides.
+            raise PolicyViolation(
+                f"{name} refuses: A's {count} gradient values are not fewer than the "
+                f"{len(rows)} rows of the batch; raise batch_size"
+            )
+        if self.peer_value_count and count != self.peer_value_count:
+            raise InvalidPeerData(
+                f"value_count changed from {self.peer_value_count} to {count} mid-session"
+            )
+        layout = self.peer_layout
+        own_n = int(self.own.public_key.n)
+        packed = ciphertexts_from_bytes(
+            request.packed_ciphertexts, own_n, expected_count=layout.ciphertext_count(count)
+        )
+        self.peer_value_count = count
+        masked_peer = unpack(self.own.decrypt(packed), layout, count)
+        assert self.pending is not None
+        own_packed, own_masks = self.pending.result()
+        self.pending = None
+        self.own_masks = own_masks
+        self.expect = ("update", request.header.epoch, request.header.batch)
+        peer_n = int(self.peer.public_key.n)
+        return m.BatchGradientResponse(
+            packed_ciphertexts=ciphertexts_to_bytes(own_packed, peer_n),
+            masked_values=ints_to_bytes(masked_peer, layout.slot_bytes),
+            value_count=self.features.n_features,
+        )
+
+    def update(self, request: m.BatchUpdateRequest) -> m.BatchUpdateResponse:
+        """Unmask B's gradient (A decrypted it) and step B's weights."""
+        layout = self.own_layout
+        n_features = self.features.n_features
+        masked = ints_from_bytes(
+            request.masked_values,
+            layout.slot_bytes,
+            expected_count=n_features,
+            bound=layout.slot_value_bound,
+        )
+        rows = self.batch_rows
+        assert rows is not None
+        try:
+            gradient = gradient_from_masked(
+                masked,
+                self.own_masks,
+                layout,
+                self.features,
+                self.params.score_frac_bits,
+                len(rows),
+            )
+        except EncodingOverflow as exc:
+            raise InvalidPeerData(
+                f"BatchUpdate: the returned gradient values are wrong: {exc}"
+            ) from None
+        self.weights = self.optimizer.step(self.weights, gradient)
+        epoch, batch = request.header.epoch, request.header.batch
+        if batch + 1 < self.n_batches:
+            self.expect = ("forward", epoch, batch + 1)
+        else:
+            self.expect = ("forward", epoch + 1, 0)
+            self.completed_epochs = epoch + 1
+        # B's weight change over the epoch, told only when the epoch is complete (a per-batch
+        # norm would tell A the size of each of B's gradients).
+        change = 0.0
+        start = self.epoch_start_weights
+        if self.expect == ("forward", epoch + 1, 0) and start is not None:
+            change = float(np.linalg.norm(self.weights - start))
+        return m.BatchUpdateResponse(weight_change_norm=change)
+
+    def epoch_loss(self, request: m.EpochLossRequest) -> m.EpochLossResponse:
+        """Decrypt A's masked loss sum (under B's key): once per epoch, right after it."""
+        epoch = request.epoch
+        if epoch + 1 != self.completed_epochs or self.expect[0] != "forward":
+            raise SessionError(f"EpochLoss for epoch {epoch} is out of order")
+        if epoch in self.loss_epochs_answered:
+            raise SessionError(f"EpochLoss for epoch {epoch} was already answered")
+        own_n = int(self.own.public_key.n)
+        (ciphertext,) = ciphertexts_from_bytes(request.ciphertext, own_n, expected_count=1)
+        self.loss_epochs_answered.add(epoch)
+        (value,) = self.own.decrypt([ciphertext])
+        return m.EpochLossResponse(value=int_to_bytes(int(value)))
+
+    def validation_scores(self) -> np.ndarray:
+        """B's partial scores on the validation rows, shape (validation rows,)."""
+        return self.features.x[self.validation_rows] @ self.weights
+
+    def model_shard(
+        self, model_id: str, *, party: str, partner: str, dataset: str
+    ) -> dict[str, Any]:
+        """B's model shard as saved in its store; ``mean_partial_score`` is over the training rows."""
+        train_scores = self.features.x[self.train_rows] @ self.weights
+        mean_partial = float(np.mean(train_scores)) if len(train_scores) else 0.0
+        return {
+            "model_id": model_id,
+            "role": "B",
+            "party": party,
+            "partner": partner,
+            "dataset": dataset,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "feature_names": list(self.preprocessor.output_names_),
+            "weights": [float(w) for w in self.weights],
+            "preprocessor": self.preprocessor.to_dict(),
+            "epochs_completed": self.completed_epochs,
+            "mean_partial_score": mean_partial,
+            "train_rows": len(self.train_rows),
+        }
+
+
+def new_training_keys(
+    request: m.OpenSessionRequest, policy: PeerPolicy, executor: Executor
+) -> PendingTraining:
+    """Check A's key and make B's own; the rest of the training state comes after PSI."""
+    peer_key = public_key_from_bytes(request.paillier_key.n, min_bits=policy.min_key_bits)
+    djn_base = int_from_bytes(request.paillier_key.djn_base, peer_key.nsquare)
+    key_bits = max(request.train.key_bits, policy.min_key_bits)
+    engine = request.train.engine or "fast"
+    own = own_key_engine(engine, generate_keypair(key_bits), executor=executor)
+    peer = peer_key_engine(engine, peer_key, djn_base=djn_base, executor=executor)
+    return PendingTraining(request.train, own, peer)
+
+
+def prepare_training(
+    pending: PendingTraining,
+    *,
+    name: str,
+    policy: PeerPolicy,
+    table: PartyTable,
+    dataset: str,
+    aligned_rows: np.ndarray,
+) -> TrainingB:
+    """B's training state once PSI has aligned ``aligned_rows`` (indices into ``table``).
+
+    Splits the rows as A does, fits B's preprocessing on the training rows and sizes the gradient
+    layouts. ``name`` and ``dataset`` (B's dataset name) are for the messages. Raises ``DataError``
+    when no rows are aligned and ``PolicyViolation`` when there are too few training rows or the
+    batches would not have more rows than B has feature columns.
+    """
+    params = pending.params
+    n_rows = len(aligned_rows)
+    if n_rows == 0:
+        raise DataError(
+            f"no IDs in common with {name}'s dataset {dataset!r}: check that "
+            "both sides use the same kind of ID (white space is stripped, case is kept)"
+        )
+    train_rows, validation_rows = split_train_validation(
+        n_rows, params.validation_fraction, params.seed
+    )
+    if len(train_rows) < policy.min_batch_size:
+        raise PolicyViolation(
+            f"{name} refuses the training job: only {len(train_rows)} aligned training rows, "
+            f"below the minimum batch size {policy.min_batch_size}"
+        )
+    frame = table.features.iloc[aligned_rows].reset_index(drop=True)
+    config = PreprocessConfig.from_dict(preprocess_dict(params.preprocess))
+    preprocessor = Preprocessor(
+        numeric=table.numeric_columns,
+        categorical=table.categorical_columns,
+        config=config,
+    )
+    preprocessor.fit(frame.iloc[train_rows])
+    matrix = preprocessor.transform(frame)
+    features = FixedPointFeatures(
+        preprocessor.quantize(matrix).astype(np.int32),
+        np.asarray(preprocessor.scales_, dtype=np.float64),
+    )
+    max_rows = max_batch_rows(len(train_rows), params.batch_size)
+    min_rows = len(train_rows) // max(1, len(train_rows) // params.batch_size)
+    if min_rows <= features.n_features:
+        raise PolicyViolation(
+            f"{name} refuses the training job: batches of about {min_rows} rows are not "
+            f"larger than its {features.n_features} feature columns; raise batch_size"
+        )
+    peer_n = int(pending.peer.public_key.n)
+    own_n = int(pending.own.public_key.n)
+    bits = params.preprocess.feature_bits
+    training = TrainingB(
+        params=params,
+        own=pending.own,
+        peer=pending.peer,
+        own_codec=FixedPointCodec(own_n, frac_bits=0),
+        preprocessor=preprocessor,
+        features=features,
+        train_rows=train_rows,
+        validation_rows=validation_rows,
+        weights=np.zeros(features.n_features),
+        optimizer=Optimizer(
+            params.optimizer,
+            params.learning_rate,
+            np.ones(features.n_features),
+            l2=params.l2,
+            l1=params.l1,
+        ),
+        own_layout=gradient_layout(
+            peer_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=params.score_frac_bits
+        ),
+        peer_layout=gradient_layout(
+            own_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=params.score_frac_bits
+        ),
+        n_batches=max(1, len(train_rows) // params.batch_size),
+    )
+    # Keep a batch of obfuscators ready: the pool refills while B waits for A.
+    training.own.pool_target = max_rows
+    training.own.prefill(max_rows)
+    return training
+
+
+def check_step(
+    training: TrainingB | PendingTraining | None,
+    purpose: m.Purpose,
+    step: str,
+    header: m.BatchHeader,
+) -> TrainingB:
+    """The session's training state, when ``step`` for ``header``'s epoch and batch is the one due.
+
+    Raises ``SessionError`` for a session that is not a training session past alignment, or a step
+    out of order.
+    """
+    if purpose != m.Purpose.TRAIN or not isinstance(training, TrainingB):
+        raise SessionError(f"{step}: this session is not a training session past alignment")
+    expected = training.expect
+    got = (step, header.epoch, header.batch)
+    if got != expected:
+        raise SessionError(
+            f"{step} for epoch {header.epoch} batch {header.batch} is out of order; "
+            f"expected {expected[0]} for epoch {expected[1]} batch {expected[2]}"
+        )
+    return training
