@@ -89,6 +89,7 @@ class NodeA:
                 store=self.store,
                 executor=self.executor,
                 workers=self.config.workers,
+                background="process",  # fill A's obfuscator pool on a core this node is not using
                 progress=progress,
             )
 

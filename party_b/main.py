@@ -25,6 +25,7 @@ def serve(args: argparse.Namespace) -> signal.Signals | None:
         model_dir=config.model_dir,
         allowed_partners=config.allowed_partners,
         workers=config.workers,
+        background="process",  # a node: fill obfuscator pools on a core the node is not using
     )
     insecure_identity = None
     if config.transport.insecure:

@@ -16,13 +16,23 @@ ENGINES = ("fast", "phe")
 
 
 def own_key_engine(
-    kind: str, keypair: KeyPair, *, obfuscation: str = "djn", executor: Executor | None = None
+    kind: str,
+    keypair: KeyPair,
+    *,
+    obfuscation: str = "djn",
+    executor: Executor | None = None,
+    background: str = "thread",
 ) -> Any:
-    """The engine for encrypting and decrypting under this party's own key."""
+    """The engine for encrypting and decrypting under this party's own key.
+
+    ``background`` is where the fast engine fills its obfuscator pool ("thread" or "process").
+    """
     if kind == "fast":
         from fedlearn.crypto.paillier import OwnKeyEngine
 
-        return OwnKeyEngine(keypair, obfuscation=obfuscation, executor=executor)
+        return OwnKeyEngine(
+            keypair, obfuscation=obfuscation, executor=executor, background=background
+        )
     if kind == "phe":
         from fedlearn.crypto.phe_engine import PheOwnKeyEngine
 

@@ -85,6 +85,7 @@ class RoleB:
         allowed_partners: frozenset[str] | set[str],
         workers: int = 1,
         session_ttl_s: float = 3600.0,
+        background: str = "thread",
     ) -> None:
         self.name = name
         self.datasets = datasets
@@ -92,6 +93,7 @@ class RoleB:
         self.store = ModelStore(model_dir)
         self.allowed_partners = frozenset(allowed_partners)
         self.executor = make_executor(workers)
+        self.background = background  # where B's obfuscator pools are filled (see OwnKeyEngine)
         self.session_ttl_s = session_ttl_s
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
@@ -188,7 +190,9 @@ class RoleB:
             model=model,
         )
         if request.purpose == m.Purpose.TRAIN:
-            session.training = new_training_keys(request, self.policy, self.executor)
+            session.training = new_training_keys(
+                request, self.policy, self.executor, background=self.background
+            )
             own = session.training.own
             response_key = m.PaillierKey(
                 n=public_key_to_bytes(own.public_key),

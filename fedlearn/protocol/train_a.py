@@ -52,9 +52,13 @@ def train(
     store: ModelStore,
     executor: Executor | None = None,
     workers: int = 1,
+    background: str = "thread",
     progress: ProgressCallback = no_progress,
 ) -> dict[str, Any]:
-    """Run one joint training job with B; returns A's model metadata (also saved in ``store``)."""
+    """Run one joint training job with B; returns A's model metadata (also saved in ``store``).
+
+    ``background``: where A's obfuscator pool is filled ("process" on a node, see OwnKeyEngine).
+    """
     if table.labels is None:
         raise DataError(f"dataset {spec.name!r} has no label column; set label_column")
     params = job.params
@@ -66,6 +70,7 @@ def train(
         generate_keypair(params.key_bits),
         obfuscation=job.obfuscation,
         executor=executor,
+        background=background,
     )
     timer.lap("keys")
     try:

@@ -273,14 +273,20 @@ class TrainingB:
 
 
 def new_training_keys(
-    request: m.OpenSessionRequest, policy: PeerPolicy, executor: Executor
+    request: m.OpenSessionRequest,
+    policy: PeerPolicy,
+    executor: Executor,
+    *,
+    background: str = "thread",
 ) -> PendingTraining:
     """Check A's key and make B's own; the rest of the training state comes after PSI."""
     peer_key = public_key_from_bytes(request.paillier_key.n, min_bits=policy.min_key_bits)
     djn_base = int_from_bytes(request.paillier_key.djn_base, peer_key.nsquare)
     key_bits = max(request.train.key_bits, policy.min_key_bits)
     engine = request.train.engine or "fast"
-    own = own_key_engine(engine, generate_keypair(key_bits), executor=executor)
+    own = own_key_engine(
+        engine, generate_keypair(key_bits), executor=executor, background=background
+    )
     peer = peer_key_engine(engine, peer_key, djn_base=djn_base, executor=executor)
     return PendingTraining(request.train, own, peer)
 
