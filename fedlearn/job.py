@@ -34,6 +34,9 @@ max_categories = 50
 binning = "none"                # none | quantile
 bins = 10
 feature_bits = 8
+
+[privacy]
+gradient_noise = 0.0            # label DP: std of Gaussian noise A adds to B's mean gradient per batch
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class JobSpec:
     eval_every: int
     source: str
     target_description: str | None = None
+    gradient_noise: float = 0.0
 
 
 def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
@@ -108,6 +112,10 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
         feature_bits=pre.get_int("feature_bits", 8, minimum=2, maximum=16),
     )
     pre.finish()
+
+    privacy = root.get_table("privacy")
+    gradient_noise = privacy.get_float("gradient_noise", 0.0, minimum=0.0, maximum=10.0)
+    privacy.finish()
     root.finish()
 
     params = TrainParams(
@@ -136,4 +144,5 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
         eval_every,
         str(source),
         target_description,
+        gradient_noise,
     )

@@ -15,6 +15,7 @@ After each epoch ``epoch_loss`` has B decrypt the masked loss sum, and only A re
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,9 @@ from fedlearn.protocol.steps import (
     residual_frac_bits,
     unmask_loss,
 )
+
+#: Noise for label differential privacy comes from the operating system's CSPRNG.
+_SYSTEM_RANDOM = random.SystemRandom()
 
 
 @dataclass
@@ -112,6 +116,7 @@ class TrainingA:
     plain_loss: float = 0.0  # the epoch's loss terms in u_A only, in plaintext
     encrypted_loss: Any = None  # the epoch's loss terms in u_B, under B's key
     peer_change: float = 0.0  # B's weight change over the epoch, told after its last batch
+    gradient_noise: float = 0.0  # label DP: std of the noise on B's mean gradient (see add_noise)
 
     @classmethod
     def start(
@@ -226,6 +231,8 @@ class TrainingA:
                 f"BatchGradient: the returned gradient values are wrong: {exc}"
             ) from None
         self.weights = self.optimizer.step(self.weights, gradient)
+        if self.gradient_noise > 0:
+            masked_peer = self._add_noise(masked_peer, s)
         update = peer.batch_update(
             m.BatchUpdateRequest(header, ints_to_bytes(masked_peer, self.peer_layout.slot_bytes))
         )
@@ -263,6 +270,28 @@ class TrainingA:
         )
         masked_peer = unpack(self.own.decrypt(peer_packed), self.peer_layout, peer_count)
         return masked_own, masked_peer
+
+    def _add_noise(self, masked_values: list[int], rows: int) -> list[int]:
+        """Label differential privacy: Gaussian noise on the gradient B is about to learn.
+
+        B's gradient is a function of the labels, and what B learns of it each batch is what leaks
+        labels to B. A adds noise of standard deviation ``gradient_noise`` (in units of B's mean
+        gradient on a standardised dense column) to each of B's masked values: the mask hides the
+        value from A, the noise survives unmasking. Changing one label moves such a gradient
+        component by at most ``clip / rows``, so the noise multiplier of this Gaussian mechanism is
+        ``gradient_noise * rows / clip`` per batch (privacy accounting over batches and epochs is
+        the caller's: docs/threat-model.md). Noise comes from the operating system's CSPRNG.
+        """
+        params = self.params
+        nominal_scale = (2 ** (params.preprocess.feature_bits - 1) - 1) / params.preprocess.clip
+        unit = rows * nominal_scale * 2.0 ** residual_frac_bits(params.score_frac_bits)
+        limit = 1 << (self.peer_layout.value_bound_bits - 2)
+        bound = self.peer_layout.slot_value_bound
+        noisy = []
+        for value in masked_values:
+            noise = round(_SYSTEM_RANDOM.gauss(0.0, self.gradient_noise * unit))
+            noisy.append(min(max(value + max(-limit, min(limit, noise)), 0), bound - 1))
+        return noisy
 
     def _reveal_epoch_loss(self, epoch: int, bound_bits: int) -> int:
         """B's part of the epoch's loss (its quadratic bound), masked before B decrypts it; only A removes the mask."""

@@ -156,6 +156,7 @@ def _train_session(
     training = TrainingA.start(
         peer, session_id, params, own, peer_engine, features, labels, len(train_rows), timer
     )
+    training.gradient_noise = job.gradient_noise
     timer.lap("preprocessing")
 
     history = _run_epochs(training, job, train_rows, validation_rows, started, progress)
@@ -366,4 +367,5 @@ def _job_dict(job: JobSpec) -> dict[str, Any]:
             "patience": job.patience,
         },
         "preprocess": preprocess_dict(params.preprocess),
+        "privacy": {"gradient_noise": job.gradient_noise},
     }
