@@ -69,7 +69,9 @@ class Section:
             raise ConfigError(f"{self.where(key)}: expected a string, got {value!r}")
         return value
 
-    def get_name_value(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
+    def get_name_value(
+        self, key: str, default: str | None = None, *, required: bool = False
+    ) -> Any:
         value = self.get_str(key, default, required=required)
         if value is not None and not NAME_PATTERN.match(value):
             raise ConfigError(
