@@ -18,15 +18,28 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 
 
-def write_configs(root: Path, *, a_data: Path, b_data: Path, id_column: str, label_column: str,
-                  a_categorical: list[str] | None = None, b_categorical: list[str] | None = None,
-                  workers: int = 1, min_key_bits: int = 2048) -> tuple[Path, Path]:
+def write_configs(
+    root: Path,
+    *,
+    a_data: Path,
+    b_data: Path,
+    id_column: str,
+    label_column: str,
+    a_categorical: list[str] | None = None,
+    b_categorical: list[str] | None = None,
+    workers: int = 1,
+    min_key_bits: int = 2048,
+) -> tuple[Path, Path]:
     """a.toml and b.toml for dataset "d" (long deadlines: benchmark batches can be large)."""
     a, b, _, _ = write_node_configs(
         root,
         PartyData(a_data, id_column, tuple(a_categorical or ()), label_column),
         PartyData(b_data, id_column, tuple(b_categorical or ())),
-        dataset="d", workers=workers, min_key_bits=min_key_bits, max_epochs=100, deadline_s=3600.0,
+        dataset="d",
+        workers=workers,
+        min_key_bits=min_key_bits,
+        max_epochs=100,
+        deadline_s=3600.0,
     )
     return a, b
 

@@ -47,7 +47,9 @@ def main() -> None:
     b_ids = a_ids[:shared] + [f"other-{i:09d}" for i in range(args.rows - shared)]
     rng.shuffle(b_ids)
     a_data, b_data = root / "a.csv", root / "b.csv"
-    a_data.write_text("id,y,x\n" + "".join(f"{i},{(i[-1] in '13579' and 1) or 0},1\n" for i in a_ids))
+    a_data.write_text(
+        "id,y,x\n" + "".join(f"{i},{(i[-1] in '13579' and 1) or 0},1\n" for i in a_ids)
+    )
     b_data.write_text("id,z\n" + "".join(f"{i},2\n" for i in b_ids))
     a_cfg, b_cfg = write_configs(
         root, a_data=a_data, b_data=b_data, id_column="id", label_column="y", workers=args.workers

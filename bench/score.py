@@ -176,10 +176,18 @@ def run_nodes(args: argparse.Namespace) -> None:
     a_path, b_path = generate_new_users(args.data_dir, args.rows, args.seed, vip)
     a_cfg, b_cfg, _, _ = write_node_configs(
         work,
-        PartyData(vip.a_train_csv, vip.id_column, tuple(vip.a_categorical), vip.label_column,
-                  tuple(vip.a_columns)),
+        PartyData(
+            vip.a_train_csv,
+            vip.id_column,
+            tuple(vip.a_categorical),
+            vip.label_column,
+            tuple(vip.a_columns),
+        ),
         PartyData(b_path, vip.id_column, tuple(vip.b_categorical)),
-        workers=args.workers, min_key_bits=512, min_batch_size=64, deadline_s=3600.0,
+        workers=args.workers,
+        min_key_bits=512,
+        min_batch_size=64,
+        deadline_s=3600.0,
     )
     job = work / "job.toml"
     job.write_text(job_text("vip", epochs=2, batch_size=256))
@@ -188,23 +196,46 @@ def run_nodes(args: argparse.Namespace) -> None:
         trained = fedlearn(a_cfg, "train", "--job", str(job))
         model_id = trained.split("model: ", 1)[1].split()[0]
         for repeat in range(args.repeats):
-            out = fedlearn(a_cfg, "score", "--model", model_id, "--input", str(a_path),
-                           "--output", str(work / f"scores-{repeat}.csv"))
-            match = re.search(r"scored (\d+) users \((\d+) known to the partner\) in ([\d.]+) s", out)
+            out = fedlearn(
+                a_cfg,
+                "score",
+                "--model",
+                model_id,
+                "--input",
+                str(a_path),
+                "--output",
+                str(work / f"scores-{repeat}.csv"),
+            )
+            match = re.search(
+                r"scored (\d+) users \((\d+) known to the partner\) in ([\d.]+) s", out
+            )
             assert match, out
             seconds.append(float(match.group(3)))
             print(f"run {repeat + 1}: {out.strip()}", flush=True)
     shutil.rmtree(work, ignore_errors=True)
     median = statistics.median(seconds)
     rate = args.rows / median
-    print(f"\n{args.rows:,} users scored through two node processes (mTLS), workers {args.workers}: "
-          f"median {median:.1f} s over {args.repeats} ({rate:,.0f} rows/s); target < 120 s: "
-          f"{'met' if median < 120 else 'MISSED'}")
+    print(
+        f"\n{args.rows:,} users scored through two node processes (mTLS), workers {args.workers}: "
+        f"median {median:.1f} s over {args.repeats} ({rate:,.0f} rows/s); target < 120 s: "
+        f"{'met' if median < 120 else 'MISSED'}"
+    )
     out_path = args.out.with_name("score_nodes.json")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps({"rows": args.rows, "transport": "nodes", "workers": args.workers,
-                                    "seconds": seconds, "median_s": median,
-                                    "rows_per_second": round(rate)}, indent=1) + "\n")
+    out_path.write_text(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "transport": "nodes",
+                "workers": args.workers,
+                "seconds": seconds,
+                "median_s": median,
+                "rows_per_second": round(rate),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {out_path}")
 
 

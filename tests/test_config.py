@@ -44,8 +44,13 @@ id_column = "id"
 def write_b(tmp_path: Path, certs: Path, **changes: str) -> Path:
     data = tmp_path / "b.csv"
     data.write_text("id,x\n1,2\n")
-    values = {"listen": "127.0.0.1:0", "certs": str(certs), "tls_extra": "", "policy_extra": "",
-              "data": str(data)}
+    values = {
+        "listen": "127.0.0.1:0",
+        "certs": str(certs),
+        "tls_extra": "",
+        "policy_extra": "",
+        "data": str(data),
+    }
     values.update(changes)
     path = tmp_path / "b.toml"
     path.write_text(B_TEMPLATE.format(**values))
@@ -115,7 +120,9 @@ def test_job_defaults_and_errors() -> None:
     job = parse_job('[data]\ndataset = "vip"\n')
     assert job.params.key_bits == 2048
     assert job.params.optimizer == "momentum"
-    with pytest.raises(ConfigError, match=r"\[train\] optimizer: expected one of sgd, momentum, adam"):
+    with pytest.raises(
+        ConfigError, match=r"\[train\] optimizer: expected one of sgd, momentum, adam"
+    ):
         parse_job('[data]\ndataset = "vip"\n[train]\noptimizer = "lbfgs"\n')
     with pytest.raises(ConfigError, match=r"the \[data\] table is missing"):
         parse_job("[train]\nepochs = 3\n")

@@ -42,7 +42,10 @@ def _seeded_run(name: str, batch_size: int, tmp: Path) -> tuple[MemoryRun, float
     a_spec, b_spec = fate_specs(name)
     started = time.perf_counter()
     run = run_memory(
-        a_spec, b_spec, job_text(epochs=EPOCHS, batch_size=batch_size, learning_rate=LEARNING_RATE), tmp
+        a_spec,
+        b_spec,
+        job_text(epochs=EPOCHS, batch_size=batch_size, learning_rate=LEARNING_RATE),
+        tmp,
     )
     return run, time.perf_counter() - started
 

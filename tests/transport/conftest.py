@@ -42,7 +42,9 @@ def serve() -> Iterator[Callable[..., RunningServer]]:
 
     def start(cfg: TransportConfig, handlers: Handlers, **kwargs: Any) -> RunningServer:
         server, port = build_server("127.0.0.1:0", cfg, max_workers=4, **kwargs)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, dict(handlers)),))
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, dict(handlers)),)
+        )
         start_server(server)
         started.append(server)
         return RunningServer(server, port)

@@ -177,7 +177,9 @@ def test_class_sent_by_a_fedlearn_peer_wins_when_it_matches_the_code() -> None:
     assert type(error_from_rpc(exc, peer=PEER)) is fe.DataError
     # A class name that does not match the code, or is not ours, is ignored.
     for name in ("PolicyViolation", "RuntimeError", "FedlearnError"):
-        exc = FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, "x", (("fedlearn-error-class", name),))
+        exc = FakeRpcError(
+            grpc.StatusCode.FAILED_PRECONDITION, "x", (("fedlearn-error-class", name),)
+        )
         assert type(error_from_rpc(exc, peer=PEER)) is fe.SessionError
 
 

@@ -39,7 +39,9 @@ def test_certificate_name_is_the_party(certs: Certs) -> None:
     assert certificate_name(certs.dir / "ca.pem") == "fedlearn development CA"
 
 
-def test_client_with_certificate_from_another_ca_is_refused(certs: Certs, other_certs: Certs, serve) -> None:
+def test_client_with_certificate_from_another_ca_is_refused(
+    certs: Certs, other_certs: Certs, serve
+) -> None:
     running = serve(certs.config("party-b"), HANDLERS)
     # mallory trusts our CA (so it accepts B's certificate) but holds a certificate from another CA.
     intruder = other_certs.config("mallory", ca_from=certs)
@@ -52,7 +54,9 @@ def test_client_with_certificate_from_another_ca_is_refused(certs: Certs, other_
     assert "does not trust this node's certificate" in str(info.value)
 
 
-def test_server_with_certificate_from_another_ca_is_refused(certs: Certs, other_certs: Certs, serve) -> None:
+def test_server_with_certificate_from_another_ca_is_refused(
+    certs: Certs, other_certs: Certs, serve
+) -> None:
     running = serve(other_certs.config("party-b", ca_from=certs), HANDLERS)
     channel = running.channel(certs.config("party-a"), server_name="party-b")
     with pytest.raises(PeerUnavailable, match="does not trust the peer's certificate"):
