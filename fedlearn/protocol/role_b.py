@@ -28,7 +28,7 @@ import numpy as np
 
 from fedlearn.config import DatasetSpec
 from fedlearn.crypto.executor import make_executor
-from fedlearn.crypto.keys import public_key_to_bytes
+from fedlearn.crypto.keys import key_fingerprint, public_key_to_bytes
 from fedlearn.crypto.psi import PsiKey, common_order, session_salt
 from fedlearn.data import PartyTable
 from fedlearn.errors import InvalidPeerData, NotFound, PolicyViolation, SessionError
@@ -205,12 +205,13 @@ class RoleB:
         with self._lock:
             self._sessions[session.session_id] = session
         log.info(
-            "session %s opened by %s: %s on %s (%d rows)",
+            "session %s opened by %s: %s on %s (%d rows)%s",
             session.session_id[:8],
             partner,
             request.purpose.name,
             spec.name,
             len(table.ids),
+            _key_note(session.training),
         )
         return m.OpenSessionResponse(
             session_id=session.session_id, psi_salt=own_salt, paillier_key=response_key
@@ -406,3 +407,13 @@ def _parse_indices(data: bytes, n_rows: int) -> np.ndarray:
     if len(np.unique(indices)) != len(indices):
         raise InvalidPeerData("PsiResult: an index appears twice")
     return indices
+
+
+def _key_note(training: object) -> str:
+    """The session's Paillier key fingerprints for the log (A records the same in its model)."""
+    if not isinstance(training, PendingTraining):
+        return ""
+    return (
+        f"; keys: B {key_fingerprint(training.own.public_key)}, "
+        f"A {key_fingerprint(training.peer.public_key)}"
+    )

@@ -22,7 +22,7 @@ from fedlearn import metrics
 from fedlearn.config import DatasetSpec
 from fedlearn.crypto.engines import own_key_engine
 from fedlearn.crypto.executor import Executor
-from fedlearn.crypto.keys import generate_keypair, public_key_to_bytes
+from fedlearn.crypto.keys import generate_keypair, key_fingerprint, public_key_to_bytes
 from fedlearn.crypto.paillier import OwnKeyEngine
 from fedlearn.data import PartyTable
 from fedlearn.errors import DataError, FedlearnError
@@ -207,6 +207,11 @@ def _train_session(
             "validation": len(validation_rows),
         },
         "timings": {**timer.seconds, "total": time.perf_counter() - started},
+        # Both sessions' Paillier keys, so the two operators can compare them with B's log.
+        "key_fingerprints": {
+            "own": key_fingerprint(own.public_key),
+            "peer": key_fingerprint(peer_engine.public_key),
+        },
         "traffic": {
             "a_to_b_bytes": getattr(peer, "bytes_sent", 0) - traffic_start[0],
             "b_to_a_bytes": getattr(peer, "bytes_received", 0) - traffic_start[1],
