@@ -243,7 +243,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="new users to score")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=2, help="A's PSI blinding processes")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per party")
     parser.add_argument("--chunk-rows", type=int, default=100_000)
     parser.add_argument("--train-rows", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=11)
