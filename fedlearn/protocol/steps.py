@@ -31,8 +31,10 @@ import numpy as np
 
 from fedlearn.crypto.packing import PackingLayout, packing_layout, unmask
 from fedlearn.crypto.peer import PeerKeyEngine
+from fedlearn.data import PartyTable
 from fedlearn.errors import EncodingOverflow, InvalidPeerData
 from fedlearn.model import sigmoid, sigmoid_slope
+from fedlearn.preprocess import PreprocessConfig, Preprocessor
 from fedlearn.protocol.messages import PreprocessParams
 
 #: |u_B| is clipped to SCORE_CLIP before encoding; v = u_B + SCORE_CLIP is then in [0, 2 K].
@@ -223,3 +225,32 @@ def int_from_bytes(data: bytes, bound: int, *, what: str = "value") -> int | Non
     if not 1 <= value < int(bound):
         raise InvalidPeerData(f"{what}: out of range")
     return value
+
+
+def fit_party_features(
+    table: PartyTable,
+    aligned_rows: np.ndarray,
+    train_rows: np.ndarray,
+    params: PreprocessParams,
+    *,
+    intercept: bool = False,
+) -> tuple[Preprocessor, FixedPointFeatures]:
+    """One party's preprocessing, fitted on its training rows, and its fixed-point features.
+
+    ``aligned_rows`` index ``table`` in the session's common order; ``train_rows`` index those.
+    The features cover every aligned row; with ``intercept`` a last column of ones (scale 1) is added
+    (A's intercept). Both roles call this, so the two sides preprocess alike.
+    """
+    frame = table.features.iloc[aligned_rows].reset_index(drop=True)
+    preprocessor = Preprocessor(
+        numeric=table.numeric_columns,
+        categorical=table.categorical_columns,
+        config=PreprocessConfig.from_dict(preprocess_dict(params)),
+    )
+    preprocessor.fit(frame.iloc[train_rows])
+    quantized = preprocessor.quantize(preprocessor.transform(frame)).astype(np.int32)
+    scales = np.asarray(preprocessor.scales_, dtype=np.float64)
+    if intercept:
+        quantized = np.hstack([quantized, np.ones((len(aligned_rows), 1), dtype=np.int32)])
+        scales = np.append(scales, 1.0)
+    return preprocessor, FixedPointFeatures(quantized, scales)

@@ -28,14 +28,13 @@ from fedlearn.data import PartyTable
 from fedlearn.errors import DataError, FedlearnError
 from fedlearn.job import JobSpec
 from fedlearn.model import epoch_batches, split_train_validation
-from fedlearn.preprocess import PreprocessConfig, Preprocessor
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.align import close_quietly, open_and_align
 from fedlearn.protocol.batch_a import Timer, TrainingA, peer_engine_for
 from fedlearn.protocol.evaluate_a import evaluate, joint_validation_scores
 from fedlearn.protocol.peer_api import PeerApi
 from fedlearn.protocol.progress import ProgressCallback, ProgressEvent, no_progress
-from fedlearn.protocol.steps import FixedPointFeatures, int_to_bytes, preprocess_dict
+from fedlearn.protocol.steps import fit_party_features, int_to_bytes, preprocess_dict
 from fedlearn.store import ModelStore, new_model_id
 
 log = logging.getLogger(__name__)
@@ -152,7 +151,9 @@ def _train_session(
         raise DataError("the aligned training rows hold only one label class; nothing to learn")
 
     timer.restart()
-    preprocessor, features = _fit_features(table, alignment.own_rows, train_rows, params)
+    preprocessor, features = fit_party_features(
+        table, alignment.own_rows, train_rows, params.preprocess, intercept=True
+    )
     training = TrainingA.start(
         peer, session_id, params, own, peer_engine, features, labels, len(train_rows), timer
     )
@@ -220,31 +221,6 @@ def _train_session(
     }
     _save_or_roll_back(peer, store, model_id, meta)
     return meta
-
-
-def _fit_features(
-    table: PartyTable, aligned_rows: np.ndarray, train_rows: np.ndarray, params: m.TrainParams
-) -> tuple[Preprocessor, FixedPointFeatures]:
-    """A's preprocessing, fitted on the training rows, and its features on all aligned rows.
-
-    The features are the quantized columns plus a last column of ones for the intercept
-    (``INTERCEPT``), shape (aligned rows, A's columns + 1).
-    """
-    frame = table.features.iloc[aligned_rows].reset_index(drop=True)
-    preprocessor = Preprocessor(
-        numeric=table.numeric_columns,
-        categorical=table.categorical_columns,
-        config=PreprocessConfig.from_dict(preprocess_dict(params.preprocess)),
-    )
-    preprocessor.fit(frame.iloc[train_rows])
-    matrix = preprocessor.transform(frame)
-    quantized = preprocessor.quantize(matrix).astype(np.int32)
-    ones = np.ones((len(aligned_rows), 1), dtype=np.int32)
-    features = FixedPointFeatures(
-        np.hstack([quantized, ones]),
-        np.append(np.asarray(preprocessor.scales_, dtype=np.float64), 1.0),
-    )
-    return preprocessor, features
 
 
 def _run_epochs(

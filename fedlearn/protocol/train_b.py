@@ -50,13 +50,14 @@ from fedlearn.errors import (
     SessionError,
 )
 from fedlearn.model import Optimizer, epoch_batches, max_batch_rows, split_train_validation
-from fedlearn.preprocess import PreprocessConfig, Preprocessor
+from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.protocol.steps import (
     FixedPointFeatures,
     feature_party_loss_term,
     feature_party_scores,
+    fit_party_features,
     gradient_from_masked,
     gradient_layout,
     int_from_bytes,
@@ -64,7 +65,6 @@ from fedlearn.protocol.steps import (
     masked_gradient,
     multiply_each,
     power_each,
-    preprocess_dict,
 )
 
 #: Most gradient values A may ask B to decrypt per batch (bounds B's role as a decryption service).
@@ -322,19 +322,7 @@ def prepare_training(
             f"{name} refuses the training job: only {len(train_rows)} aligned training rows, "
             f"below the minimum batch size {policy.min_batch_size}"
         )
-    frame = table.features.iloc[aligned_rows].reset_index(drop=True)
-    config = PreprocessConfig.from_dict(preprocess_dict(params.preprocess))
-    preprocessor = Preprocessor(
-        numeric=table.numeric_columns,
-        categorical=table.categorical_columns,
-        config=config,
-    )
-    preprocessor.fit(frame.iloc[train_rows])
-    matrix = preprocessor.transform(frame)
-    features = FixedPointFeatures(
-        preprocessor.quantize(matrix).astype(np.int32),
-        np.asarray(preprocessor.scales_, dtype=np.float64),
-    )
+    preprocessor, features = fit_party_features(table, aligned_rows, train_rows, params.preprocess)
     max_rows = max_batch_rows(len(train_rows), params.batch_size)
     min_rows = len(train_rows) // max(1, len(train_rows) // params.batch_size)
     if min_rows <= features.n_features:
