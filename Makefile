@@ -28,6 +28,7 @@ test-full: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check fedlearn party_a party_b tests bench protos/generate.py
+	$(VENV)/bin/ruff format --check fedlearn party_a party_b tests bench protos/generate.py
 	$(VENV)/bin/mypy fedlearn party_a party_b
 
 typecheck: lint
