@@ -101,6 +101,11 @@ class RoleB:
         self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="b-gradient")
 
     def close(self) -> None:
+        """Drop every open session (stopping their obfuscator helpers), then the worker pools."""
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            self._drop(session)
         self._background.shutdown(wait=False, cancel_futures=True)
         self.executor.close()
 
