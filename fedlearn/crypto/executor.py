@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -42,7 +45,7 @@ class SerialExecutor:
 
 
 class ProcessExecutor:
-    """A local pool of ``workers`` processes (``fork`` where available, so start-up is cheap).
+    """A local pool of ``workers`` processes (started with ``spawn``; they exit with this process).
 
     Size it to the share of the machine this party may use: two nodes on one 2-core machine should
     each use one worker, i.e. a :class:`SerialExecutor`.
@@ -52,9 +55,9 @@ class ProcessExecutor:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        # "spawn", not "fork": a node runs gRPC threads, and forking such a process can deadlock
+        # the child. The pool lives as long as the node, so the start-up cost is paid once.
+        self._pool = local_process_pool(workers, "spawn")
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if len(items) <= 1:
@@ -69,6 +72,32 @@ class ProcessExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def local_process_pool(workers: int, start_method: str) -> concurrent.futures.ProcessPoolExecutor:
+    """A process pool whose workers exit when this process dies (even by SIGKILL).
+
+    A worker blocked on its task queue never sees the parent go (it holds a copy of the queue's
+    pipe), so each worker watches its parent's pid instead and leaves when it changes.
+    """
+    context = multiprocessing.get_context(start_method)
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=exit_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: a daemon thread ends the worker once ``parent_pid`` is gone."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def make_executor(workers: int) -> Executor:

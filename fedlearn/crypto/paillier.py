@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import multiprocessing
 import secrets
 import threading
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from collections.abc import Sequence
 import gmpy2
 from gmpy2 import mpz
 
-from fedlearn.crypto.executor import Executor, SerialExecutor, split_evenly
+from fedlearn.crypto.executor import Executor, SerialExecutor, local_process_pool, split_evenly
 from fedlearn.crypto.keys import KeyPair
 from fedlearn.crypto.matvec import FixedBaseTable, random_digits
 from fedlearn.errors import InvalidPeerData
@@ -101,8 +100,7 @@ class OwnKeyEngine:
         self._helper: concurrent.futures.ProcessPoolExecutor | None = None
         if background == "process":
             # "spawn": a fresh interpreter, never a fork of a process that runs gRPC threads.
-            context = multiprocessing.get_context("spawn")
-            self._helper = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context)
+            self._helper = local_process_pool(1, "spawn")
         if pool_target:
             self.prefill(pool_target)
 

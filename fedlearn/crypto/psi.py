@@ -53,14 +53,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from fedlearn.crypto.executor import local_process_pool
 from fedlearn.errors import DataError, InvalidPeerData
 
 POINT_BYTES = 32
@@ -249,8 +248,7 @@ def _run_chunked(work: _Chunk, private_raw: bytes, items: list, salt: bytes, wor
     chunks = [items[i : i + size] for i in offsets]
     # "spawn", not "fork": the nodes run gRPC threads, and forking a process with live gRPC threads
     # can deadlock the child.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(chunks), mp_context=context) as pool:
+    with local_process_pool(len(chunks), "spawn") as pool:
         results = pool.map(work, [private_raw] * len(chunks), chunks, [salt] * len(chunks), offsets)
         return b"".join(results)
 

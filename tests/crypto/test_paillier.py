@@ -140,3 +140,52 @@ def test_pool_filled_by_a_helper_process(small_keypair) -> None:
         own.close()
     with pytest.raises(ValueError, match="background"):
         OwnKeyEngine(small_keypair, background="cluster")
+
+
+def test_helper_process_exits_when_its_parent_is_killed(tmp_path) -> None:
+    """A node killed with SIGKILL must not leave its obfuscator helper behind."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from fedlearn.crypto.keys import generate_keypair\n"
+        "from fedlearn.crypto.paillier import OwnKeyEngine\n"
+        "if __name__ == '__main__':\n"
+        "    own = OwnKeyEngine(generate_keypair(512), background='process')\n"
+        "    own.prefill(50)\n"
+        "    while own.pool_size() < 50:\n"
+        "        time.sleep(0.05)\n"
+        "    pids = [p.pid for p in own._helper._processes.values()]\n"
+        "    print(' '.join(map(str, pids)), flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    helpers = [int(pid) for pid in parent.stdout.readline().split()]
+    assert helpers
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    alive = helpers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in helpers if _alive(pid)]
+    assert not alive, f"helper processes {alive} outlived their parent"
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return False
