@@ -231,7 +231,7 @@ def error_from_rpc(
         if advice is not None:
             return PeerUnavailable(f"TLS handshake with {peer} failed: {advice} ({details})")
         return PeerUnavailable(
-            f"{peer} is not reachable: {details}. Is the node running? Check [peer] address"
+            f"{peer} is not reachable: {details}. Is the node running, and is the address in the config right?"
         )
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         within = f"within {deadline_s:g} s" if deadline_s is not None else "within the deadline"

@@ -72,7 +72,7 @@ def test_call_to_a_closed_port_fails_fast() -> None:
         call_unary(method(channel, "Unary"), b"x", deadline_s=30, peer=f"party-b at {address}")
     assert time.monotonic() - started < 3
     assert str(info.value).startswith(f"party-b at {address} is not reachable: ")
-    assert "Is the node running? Check [peer] address" in str(info.value)
+    assert "Is the node running, and is the address in the config right?" in str(info.value)
 
 
 def test_unavailable_is_retried_with_backoff(serve) -> None:

@@ -143,7 +143,7 @@ PEER = "party-b at 127.0.0.1:50052"
 @pytest.mark.parametrize(
     ("code", "cls", "message"),
     [
-        ("UNAVAILABLE", fe.PeerUnavailable, "is not reachable: details. Is the node running?"),
+        ("UNAVAILABLE", fe.PeerUnavailable, "is not reachable: details. Is the node running,"),
         ("DEADLINE_EXCEEDED", fe.PeerUnavailable, "did not answer within 2.5 s"),
         ("CANCELLED", fe.PeerUnavailable, "was cancelled"),
         ("PERMISSION_DENIED", fe.PolicyViolation, "refused the request: details"),
