@@ -2,7 +2,7 @@
 
     python -m bench.default_credit [--epochs 10] [--quick]
 
-30,000 rows (A: 13 columns and the label y, B: 10 columns; ../shared/data/fate), 2048-bit keys,
+30,000 rows (A: 13 columns and the label y, B: 10 columns; data/fate in the repository), 2048-bit keys,
 batch 1024, both nodes as real processes on loopback over mTLS, one worker each. The job runs the
 default 10 epochs (early stopping off) so the AUC is the job default's; per-epoch seconds are the
 training loop's phases divided by the epochs. scikit-learn's LogisticRegression is fitted on the same
@@ -37,9 +37,9 @@ from bench.training import (
     train_through_nodes,
 )
 
-FATE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fate"
-A_DATA = FATE / "default_credit_hetero_guest.csv"
-B_DATA = FATE / "default_credit_hetero_host.csv"
+FATE = Path(__file__).resolve().parents[1] / "data" / "fate"
+A_DATA = FATE / "default_credit_hetero_guest.csv.gz"
+B_DATA = FATE / "default_credit_hetero_host.csv.gz"
 EPOCH_TARGET_S = 15.0
 AUC_TOLERANCE = 0.005
 

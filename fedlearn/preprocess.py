@@ -2,7 +2,7 @@
 
 A party turns its raw feature columns into a float matrix with :class:`Preprocessor` and then
 into the short signed integers the encrypted math multiplies ciphertexts by
-(:meth:`Preprocessor.quantize`, DESIGN.md section 4). Nothing here crosses to the other party;
+(:meth:`Preprocessor.quantize`, docs/design.md section 4). Nothing here crosses to the other party;
 each side fits and keeps its own.
 
 Output columns, in this order: for each numeric column (in the order given) its value, then its
@@ -34,7 +34,7 @@ Categorical columns
     later batch contains.
 
 One-hot, bin and indicator columns are *binary*: exactly 0 or 1, quantised with scale 1, so the
-encrypted math can select ciphertexts instead of exponentiating (DESIGN.md section 4).
+encrypted math can select ciphertexts instead of exponentiating (docs/design.md section 4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The math of one encrypted training step, shared by both roles (DESIGN.md section 3, adapted).
+"""The math of one encrypted training step, shared by both roles (docs/design.md section 3, adapted).
 
 For a batch of s aligned rows. Every value is a fixed-point integer: A's slope at SLOPE_FRAC_BITS, B's
 partial score at ``score_frac_bits`` (F2), the residual at SLOPE_FRAC_BITS + F2.
@@ -11,7 +11,7 @@ partial score at ``score_frac_bits`` (F2), the residual at SLOPE_FRAC_BITS + F2.
     each: [[G + R]]_peer = X_q^T [[d]]_peer + R, packed into few ciphertexts and re-randomised;
           the peer decrypts and returns G + R; the party removes R and updates its own weights.
 
-DESIGN.md linearises at u = 0 (``1/2 + u/4``); that fixed point is measurably worse than logistic
+docs/design.md linearises at u = 0 (``1/2 + u/4``); that fixed point is measurably worse than logistic
 regression where the label is rare (the intercept moves every score far from 0). Linearising at u_A
 keeps the same messages and encryption, adds one short exponentiation per row on each side, and lands
 within a few thousandths of AUC of scikit-learn (docs/protocol.md). ``K`` = SCORE_CLIP bounds |u_B|, so

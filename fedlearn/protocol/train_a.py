@@ -1,6 +1,6 @@
 """A's driver of joint training: alignment, the encrypted batches, evaluation, and the model shards.
 
-A is the label party and the active side: it calls B for every step (DESIGN.md section 3). What crosses
+A is the label party and the active side: it calls B for every step (docs/design.md section 3). What crosses
 is listed in docs/protocol.md. At the end A holds its weights and the intercept, B holds B's weights;
 both save their shard under the same model id, B first, and A asks B to delete its shard when A cannot
 save its own, so no half model is registered on either side.

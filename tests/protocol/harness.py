@@ -22,7 +22,8 @@ from fedlearn.protocol.steps import preprocess_dict
 from fedlearn.protocol.train_a import train
 from fedlearn.store import ModelStore
 
-FATE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fate"
+# FATE's public vertical splits, carried in the repository (data/fate/README.md: source and licence).
+FATE = Path(__file__).resolve().parents[2] / "data" / "fate"
 
 TEST_POLICY = PeerPolicy(
     min_key_bits=512, min_batch_size=16, max_epochs=50, allow_partial_scores=True
@@ -112,8 +113,8 @@ def run_memory(
 
 
 def fate_specs(name: str) -> tuple[DatasetSpec, DatasetSpec]:
-    a = DatasetSpec("d", FATE / f"{name}_hetero_guest.csv", "id", "y", None, [])
-    b = DatasetSpec("d", FATE / f"{name}_hetero_host.csv", "id", None, None, [])
+    a = DatasetSpec("d", FATE / f"{name}_hetero_guest.csv.gz", "id", "y", None, [])
+    b = DatasetSpec("d", FATE / f"{name}_hetero_host.csv.gz", "id", None, None, [])
     return a, b
 
 
