@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fedlearn import datasets
 from fedlearn.config import DatasetSpec
 from fedlearn.datasets import VipPaths, make_vip
-from fedlearn.protocol.peer_api import InMemoryPeer
-from fedlearn.protocol.role_b import RoleB
-from fedlearn.protocol.score_a import ScoreResult, score
+from fedlearn.protocol.in_memory import InMemoryPeer
 from fedlearn.store import ModelStore
+from party_a.score import ScoreResult, score
+from party_b.node import NodeB
 from tests.protocol.harness import TEST_POLICY, job_text, run_memory
 
 RESULTS = Path(__file__).resolve().parent / "results" / "score.json"
@@ -57,7 +57,7 @@ T = TypeVar("T")
 class TimedPeer(InMemoryPeer):
     """The in-memory peer, also adding up the seconds spent inside B's role per call."""
 
-    def __init__(self, role: RoleB) -> None:
+    def __init__(self, role: NodeB) -> None:
         super().__init__(role, identity="party-a")
         self.seconds: dict[str, float] = {}
 
@@ -125,7 +125,7 @@ def run_memory_once(
     args: argparse.Namespace,
 ) -> dict[str, float]:
     """One scoring run, both roles in this process; seconds per phase."""
-    role = RoleB(
+    role = NodeB(
         name="party-b",
         datasets={b_spec.name: b_spec},
         policy=TEST_POLICY,

@@ -137,9 +137,9 @@ class _Control:
     """A stub for A's control API, built from A's node config."""
 
     def __init__(self, config_path: Path | None) -> None:
+        from fedlearn.config_a import load_config
         from fedlearn.proto.v1 import control_pb2_grpc
         from fedlearn.transport import build_channel
-        from party_a.config import load_config
 
         path = config_path or Path(os.environ.get("FEDLEARN_CONFIG", DEFAULT_CONFIG))
         if not path.exists():

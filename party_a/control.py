@@ -20,9 +20,9 @@ import grpc
 
 from fedlearn.errors import FedlearnError, InvalidPeerData, PolicyViolation
 from fedlearn.job import parse_job
+from fedlearn.progress import ProgressEvent
 from fedlearn.proto.v1 import control_pb2 as pb
 from fedlearn.proto.v1 import control_pb2_grpc
-from fedlearn.protocol.progress import ProgressEvent
 from fedlearn.transport import peer_identity
 from party_a.node import NodeA
 

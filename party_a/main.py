@@ -7,9 +7,9 @@ import logging
 import signal
 import sys
 
+from fedlearn.config_a import load_config
 from fedlearn.nodecli import node_main
 from fedlearn.transport import build_server, serve_until_signal
-from party_a.config import load_config
 from party_a.control import ControlServicer, add_to_server
 from party_a.node import NodeA
 

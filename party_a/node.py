@@ -7,18 +7,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from fedlearn.config_a import NodeAConfig
 from fedlearn.crypto.executor import Executor, make_executor
 from fedlearn.errors import ConfigError, NotFound
 from fedlearn.job import JobSpec
+from fedlearn.progress import ProgressCallback
 from fedlearn.protocol import messages as m
-from fedlearn.protocol.align import Alignment, close_quietly, open_and_align
-from fedlearn.protocol.progress import ProgressCallback
-from fedlearn.protocol.train_a import train
 from fedlearn.store import ModelStore
 from fedlearn.tables import TableCache
 from fedlearn.transport import build_channel
-from party_a.config import NodeAConfig
+from party_a.align import Alignment, close_quietly, open_and_align
 from party_a.peer_client import GrpcPeer
+from party_a.train import train
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class NodeA:
     def score(
         self, model_id: str, input_path: Path, output_path: Path, progress: ProgressCallback
     ) -> Any:
-        from fedlearn.protocol.score_a import score
+        from party_a.score import score
 
         model = self.store.load(model_id)
         with self.job_lock:

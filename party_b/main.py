@@ -7,10 +7,10 @@ import logging
 import signal
 import sys
 
+from fedlearn.config_b import load_config
 from fedlearn.nodecli import node_main
-from fedlearn.protocol.role_b import RoleB
 from fedlearn.transport import build_server, serve_until_signal
-from party_b.config import load_config
+from party_b.node import NodeB
 from party_b.servicer import PeerServicer, add_to_server
 
 log = logging.getLogger("party_b")
@@ -18,7 +18,7 @@ log = logging.getLogger("party_b")
 
 def serve(args: argparse.Namespace) -> signal.Signals | None:
     config = load_config(args.config)
-    role = RoleB(
+    role = NodeB(
         name=config.name,
         datasets=config.datasets,
         policy=config.policy,

@@ -1,4 +1,4 @@
-"""B's gRPC servicer: adapts PeerService streams to ``RoleB`` methods; no protocol logic here.
+"""B's gRPC servicer: adapts PeerService streams to ``NodeB`` methods; no protocol logic here.
 
 Each handler parses (and for streamed requests, joins) the request, takes the caller's identity from
 its client certificate, calls the role, and splits a large response into a stream. Exceptions are
@@ -15,17 +15,17 @@ import grpc
 
 from fedlearn.proto.v1 import peer_pb2_grpc
 from fedlearn.protocol import chunking, wire
-from fedlearn.protocol.role_b import RoleB
 from fedlearn.protocol.rpcs import RPCS, Rpc
 from fedlearn.transport import CHUNK_BYTES, peer_identity
+from party_b.node import NodeB
 
 log = logging.getLogger(__name__)
 
 
 class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
-    """PeerService over a RoleB. ``insecure_identity`` names the partner on a plaintext loopback."""
+    """PeerService over a NodeB. ``insecure_identity`` names the partner on a plaintext loopback."""
 
-    def __init__(self, role: RoleB, *, insecure_identity: str | None = None) -> None:
+    def __init__(self, role: NodeB, *, insecure_identity: str | None = None) -> None:
         self.role = role
         self.insecure_identity = insecure_identity
 

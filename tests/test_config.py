@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from fedlearn.certs import make_dev_certs
+from fedlearn.config_a import load_config as load_a
+from fedlearn.config_b import load_config as load_b
 from fedlearn.errors import ConfigError
 from fedlearn.job import parse_job
-from party_a.config import load_config as load_a
-from party_b.config import load_config as load_b
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from fedlearn.protocol import messages as m
 @dataclass(frozen=True)
 class Rpc:
     name: str  # the gRPC method name in peer.proto
-    method: str  # the RoleB method and the PeerApi method
+    method: str  # the NodeB method and the PeerApi method
     request: type
     response: type
     request_streamed: bool = False

@@ -15,7 +15,7 @@ order (``check_step`` refuses anything else):
 Between epochs A may ask B to decrypt its masked loss sum (under B's key, once per epoch) and for the
 validation rows' partial scores; at the end B's weights become its model shard.
 
-``RoleB`` finds the session, checks the partner and holds the session's lock; these functions and
+``NodeB`` finds the session, checks the partner and holds the session's lock; these functions and
 methods check everything A sent: counts, ranges, step order and the policy's limits.
 """
 

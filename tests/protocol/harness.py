@@ -16,11 +16,12 @@ from fedlearn.job import JobSpec, parse_job
 from fedlearn.model import split_train_validation
 from fedlearn.preprocess import PreprocessConfig, Preprocessor
 from fedlearn.protocol import messages as m
-from fedlearn.protocol.peer_api import InMemoryPeer, RecordedMessage
-from fedlearn.protocol.role_b import PeerPolicy, RoleB
+from fedlearn.protocol.in_memory import InMemoryPeer, RecordedMessage
+from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.protocol.steps import preprocess_dict
-from fedlearn.protocol.train_a import train
 from fedlearn.store import ModelStore
+from party_a.train import train
+from party_b.node import NodeB
 
 # FATE's public vertical splits, carried in the repository (data/fate/README.md: source and licence).
 FATE = Path(__file__).resolve().parents[2] / "data" / "fate"
@@ -74,7 +75,7 @@ def run_memory(
     tmp: Path,
     policy: PeerPolicy = TEST_POLICY,
 ) -> MemoryRun:
-    role = RoleB(
+    role = NodeB(
         name="party-b",
         datasets={b_spec.name: b_spec},
         policy=policy,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fedlearn.model import fit_plain_reference
-from fedlearn.protocol.role_b import PeerPolicy
+from fedlearn.protocol.policy import PeerPolicy
 from tests.protocol.harness import fate_specs, job_text, rebuild, run_memory
 
 pytestmark = pytest.mark.fullsize

@@ -26,9 +26,10 @@ import pytest
 from fedlearn.crypto.psi import POINT_BYTES
 from fedlearn.crypto.wire import ciphertext_width
 from fedlearn.model import epoch_batches, max_batch_rows, sigmoid, sigmoid_slope
-from fedlearn.protocol import batch_a, steps, train_b
 from fedlearn.protocol import messages as m
+from fedlearn.protocol import steps, train_b
 from fedlearn.protocol.steps import MASK_BITS, SCORE_CLIP, gradient_layout, loss_bound_bits
+from party_a import batch as batch_a
 from tests.protocol.harness import MemoryRun, fate_specs, job_text, rebuild, run_memory
 
 EPOCHS = 2

@@ -14,18 +14,18 @@ from fedlearn.data import load_party_table
 from fedlearn.errors import InvalidPeerData, PolicyViolation, SessionError
 from fedlearn.model import epoch_batches
 from fedlearn.protocol import messages as m
-from fedlearn.protocol.align import open_and_align
-from fedlearn.protocol.peer_api import InMemoryPeer
-from fedlearn.protocol.role_b import RoleB
+from fedlearn.protocol.in_memory import InMemoryPeer
 from fedlearn.protocol.steps import int_to_bytes
+from party_a.align import open_and_align
+from party_b.node import NodeB
 from tests.protocol.harness import TEST_POLICY, fate_specs
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Iterator[tuple[RoleB, str, int, int]]:
+def session(tmp_path: Path) -> Iterator[tuple[NodeB, str, int, int]]:
     """A training session on breast, aligned; returns (role, session id, A's n, rows per batch)."""
     a_spec, b_spec = fate_specs("breast")
-    role = RoleB(
+    role = NodeB(
         name="party-b",
         datasets={"d": b_spec},
         policy=TEST_POLICY,
@@ -51,7 +51,7 @@ def session(tmp_path: Path) -> Iterator[tuple[RoleB, str, int, int]]:
     role.close()
 
 
-def test_steps_out_of_order_are_refused(session: tuple[RoleB, str, int, int]) -> None:
+def test_steps_out_of_order_are_refused(session: tuple[NodeB, str, int, int]) -> None:
     role, sid, _, _ = session
     with pytest.raises(SessionError, match="out of order"):
         role.batch_gradient(m.BatchGradientRequest(m.BatchHeader(sid, 0, 0), b"", 1), "party-a")
@@ -62,7 +62,7 @@ def test_steps_out_of_order_are_refused(session: tuple[RoleB, str, int, int]) ->
 
 
 def test_unknown_session_and_other_partner_are_refused(
-    session: tuple[RoleB, str, int, int],
+    session: tuple[NodeB, str, int, int],
 ) -> None:
     role, sid, _, _ = session
     with pytest.raises(SessionError, match="unknown or expired session"):
@@ -71,7 +71,7 @@ def test_unknown_session_and_other_partner_are_refused(
         role.batch_forward(m.BatchForwardRequest(m.BatchHeader(sid, 0, 0)), "party-c")
 
 
-def test_malformed_ciphertexts_are_refused(session: tuple[RoleB, str, int, int]) -> None:
+def test_malformed_ciphertexts_are_refused(session: tuple[NodeB, str, int, int]) -> None:
     role, sid, n, count = session
     width = ciphertext_width(n)
     header = m.BatchHeader(sid, 0, 0)
@@ -89,7 +89,7 @@ def test_malformed_ciphertexts_are_refused(session: tuple[RoleB, str, int, int])
             role.batch_forward(m.BatchForwardRequest(header, payload, payload), "party-a")
 
 
-def test_partial_scores_only_between_epochs(session: tuple[RoleB, str, int, int]) -> None:
+def test_partial_scores_only_between_epochs(session: tuple[NodeB, str, int, int]) -> None:
     role, sid, _, _ = session
     # Between epochs (before the first batch) it is answered.
     reply = role.partial_scores(m.PartialScoresRequest(sid, m.RowSubset.VALIDATION), "party-a")
@@ -100,7 +100,7 @@ def test_partial_scores_only_between_epochs(session: tuple[RoleB, str, int, int]
 
 
 def test_gradient_values_must_be_fewer_than_batch_rows(
-    session: tuple[RoleB, str, int, int],
+    session: tuple[NodeB, str, int, int],
 ) -> None:
     """Otherwise A could solve X_A^T d = G_A for d, and learn B's partial scores."""
     role, sid, n, count = session

@@ -1,4 +1,4 @@
-"""Batch scoring in memory (both roles in one process, 512-bit keys): ``score_a.score``."""
+"""Batch scoring in memory (both roles in one process, 512-bit keys): ``party_a.score.score``."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ from fedlearn.datasets import VipPaths, make_vip
 from fedlearn.errors import DataError, InvalidPeerData, NotFound, PolicyViolation
 from fedlearn.model import split_train_validation
 from fedlearn.preprocess import Preprocessor
+from fedlearn.progress import ProgressEvent
 from fedlearn.protocol import messages as m
-from fedlearn.protocol.peer_api import InMemoryPeer
-from fedlearn.protocol.progress import ProgressEvent
-from fedlearn.protocol.role_b import PeerPolicy, RoleB
-from fedlearn.protocol.score_a import ScoreResult, _ranks, score
+from fedlearn.protocol.in_memory import InMemoryPeer
+from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.store import ModelStore
+from party_a.score import ScoreResult, _ranks, score
+from party_b.node import NodeB
 from tests.protocol.harness import TEST_POLICY, MemoryRun, job_text, run_memory
 
 PARTNER = "party-b"
@@ -53,8 +54,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     return Trained(tmp, vip, b_spec, run, model)
 
 
-def _role(trained: Trained, policy: PeerPolicy = TEST_POLICY) -> RoleB:
-    return RoleB(
+def _role(trained: Trained, policy: PeerPolicy = TEST_POLICY) -> NodeB:
+    return NodeB(
         name=PARTNER,
         datasets={trained.b_spec.name: trained.b_spec},
         policy=policy,
@@ -64,14 +65,14 @@ def _role(trained: Trained, policy: PeerPolicy = TEST_POLICY) -> RoleB:
 
 
 @pytest.fixture
-def role(trained: Trained) -> Iterator[RoleB]:
+def role(trained: Trained) -> Iterator[NodeB]:
     b = _role(trained)
     yield b
     b.close()
 
 
 @pytest.fixture
-def peer(role: RoleB) -> InMemoryPeer:
+def peer(role: NodeB) -> InMemoryPeer:
     return InMemoryPeer(role, identity="party-a")
 
 
@@ -312,7 +313,7 @@ BAD_CASES = [
 
 @pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_input_is_refused_and_no_output_is_written(
-    case: str, trained: Trained, peer: InMemoryPeer, role: RoleB, tmp_path: Path
+    case: str, trained: Trained, peer: InMemoryPeer, role: NodeB, tmp_path: Path
 ) -> None:
     input_path, kw, error, message = _bad_inputs(trained, tmp_path)[case]
     fresh = tmp_path / "fresh.csv"
@@ -346,7 +347,7 @@ def test_b_refusing_partial_scores_is_a_clear_error(trained: Trained, tmp_path: 
 class _TamperingPeer(InMemoryPeer):
     """B answering PartialScores with one value too few, or with a NaN."""
 
-    def __init__(self, role: RoleB, mode: str) -> None:
+    def __init__(self, role: NodeB, mode: str) -> None:
         super().__init__(role, identity="party-a")
         self.mode = mode
 
@@ -361,7 +362,7 @@ class _TamperingPeer(InMemoryPeer):
 
 @pytest.mark.parametrize("mode", ["short", "nan"])
 def test_malformed_partial_scores_are_refused(
-    mode: str, trained: Trained, role: RoleB, tmp_path: Path
+    mode: str, trained: Trained, role: NodeB, tmp_path: Path
 ) -> None:
     with pytest.raises(InvalidPeerData, match="finite scores"):
         _score(_TamperingPeer(role, mode), trained, trained.vip.a_new_users_csv, tmp_path / "o.csv")

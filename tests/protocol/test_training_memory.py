@@ -27,10 +27,11 @@ from fedlearn.datasets import make_vip
 from fedlearn.errors import DataError, PolicyViolation
 from fedlearn.job import parse_job
 from fedlearn.model import fit_plain_reference
-from fedlearn.protocol.peer_api import InMemoryPeer
-from fedlearn.protocol.role_b import PeerPolicy, RoleB
-from fedlearn.protocol.train_a import train
+from fedlearn.protocol.in_memory import InMemoryPeer
+from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.store import ModelStore
+from party_a.train import train
+from party_b.node import NodeB
 from tests.protocol.harness import MemoryRun, fate_specs, job_text, rebuild, run_memory
 
 #: The job defaults (fedlearn/job.py): momentum, learning rate 0.02, 10 epochs.
@@ -208,7 +209,7 @@ def test_batches_not_larger_than_features_are_refused(tmp_path: Path) -> None:
 
 def test_partner_not_allowed_is_refused(tmp_path: Path) -> None:
     a_spec, b_spec = fate_specs("breast")
-    role = RoleB(
+    role = NodeB(
         name="party-b",
         datasets={b_spec.name: b_spec},
         policy=PeerPolicy(min_key_bits=512, min_batch_size=16),

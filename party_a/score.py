@@ -16,7 +16,7 @@ The steps, in order, so that a bad request or a bad file fails before B does any
    preprocessing applied (unseen categories fold into ``<other>``, missing values are imputed), and
    ``u_A = x @ w_A + b`` with ``x = quantize(transform(frame)) / scales_``, exactly as in training;
    IDs are normalised and checked for duplicates over the whole file;
-3. alignment: a SCORE session with B and PSI on the IDs (what crosses: ``fedlearn.protocol.align``);
+3. alignment: a SCORE session with B and PSI on the IDs (what crosses: ``party_a.align``);
 4. B's partial scores for the aligned rows (float64, A learns ``X_B w_B`` per matched user, as in
    FATE; B's policy may refuse), checked for count and finiteness; the session is closed;
 5. scores, deciles and ranks, written atomically (temporary file, then rename): a failure never
@@ -43,10 +43,10 @@ from fedlearn.data import (
 from fedlearn.errors import DataError, InvalidPeerData, PolicyViolation
 from fedlearn.model import sigmoid
 from fedlearn.preprocess import Preprocessor
+from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
-from fedlearn.protocol.align import close_quietly, open_and_align
 from fedlearn.protocol.peer_api import PeerApi
-from fedlearn.protocol.progress import ProgressCallback, ProgressEvent, no_progress
+from party_a.align import close_quietly, open_and_align
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 OUTPUT_COLUMNS = ("score", "decile", "rank", "partner_matched")
@@ -100,7 +100,7 @@ def score(
 ) -> ScoreResult:
     """Score every user of ``input_path`` (CSV or Parquet) with A's ``model`` and B's shard of it.
 
-    ``model``: A's model metadata as ``train_a.train`` saved it. ``expected_partner``: the name of
+    ``model``: A's model metadata as ``party_a.train.train`` saved it. ``expected_partner``: the name of
     the B this node is configured with; the model must have been trained with it. ``workers``:
     processes for A's PSI blinding. Writes ``output_path`` (CSV, gzipped CSV or Parquet, by
     extension) with one row per input user in input order: the ID column (under the model's ID

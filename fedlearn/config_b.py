@@ -22,7 +22,7 @@ from fedlearn.config import (
     root_section,
 )
 from fedlearn.errors import ConfigError
-from fedlearn.protocol.role_b import PeerPolicy
+from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.transport.config import TransportConfig
 
 log = logging.getLogger(__name__)

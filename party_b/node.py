@@ -1,16 +1,14 @@
-"""Party B's side of every protocol step, as plain methods over typed messages.
+"""B's node: its sessions, its data, its model store and its worker pools; A's calls arrive here.
 
-B answers; A drives. Each session is bound to the partner (certificate name) that opened it and moves
-through a fixed order of steps; anything out of order, from another partner, or malformed is refused
-with a ``FedlearnError`` that the transport maps to a gRPC status. Everything A sends is checked before
-use: key sizes, ciphertext ranges and counts, point lengths, indices, session ids and step order.
+B answers; A drives. Each session is bound to the partner (certificate name) that opened it; each RPC
+finds the session, checks the partner, holds the session's lock and hands the step to the protocol:
+the PSI steps and partial scores to ``fedlearn.protocol.session_b``, the training steps to
+``fedlearn.protocol.train_b``, the training job's policy check to ``fedlearn.protocol.policy``. Anything
+out of order, from another partner, or malformed is refused with a ``FedlearnError`` that the transport
+maps to a gRPC status. Sessions idle longer than ``session_ttl_s`` are dropped.
 
-This module holds the sessions, PSI and scoring; the training steps themselves are in ``train_b`` and
-the policy check of a training job in ``policy``. Each RPC here finds the session, checks the partner,
-holds the session's lock and hands over.
-
-The servicer in ``party_b`` only adapts gRPC streams to these methods; the in-memory transport calls
-them directly, so tests run both roles in one process.
+The servicer (``party_b.servicer``) only adapts gRPC streams to these methods; the in-memory transport
+(``fedlearn.protocol.in_memory``) calls them directly, so tests run both roles in one process.
 """
 
 from __future__ import annotations
@@ -19,8 +17,7 @@ import logging
 import secrets
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,50 +26,26 @@ import numpy as np
 from fedlearn.config import DatasetSpec
 from fedlearn.crypto.executor import make_executor
 from fedlearn.crypto.keys import key_fingerprint, public_key_to_bytes
-from fedlearn.crypto.psi import PsiKey, common_order, session_salt
+from fedlearn.crypto.psi import PsiKey, session_salt
 from fedlearn.data import PartyTable
 from fedlearn.errors import InvalidPeerData, NotFound, PolicyViolation, SessionError
-from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.policy import PeerPolicy, check_train_job
+from fedlearn.protocol.session_b import SessionB
 from fedlearn.protocol.steps import int_to_bytes
 from fedlearn.protocol.train_b import (
     PendingTraining,
     TrainingB,
     check_step,
     new_training_keys,
-    prepare_training,
 )
 from fedlearn.store import ModelStore, check_model_id
 from fedlearn.tables import TableCache
 
-# PeerPolicy is re-exported: party_b.config and the tests import it from here.
-__all__ = ["PeerPolicy", "RoleB"]
-
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Session:
-    session_id: str
-    partner: str
-    purpose: m.Purpose
-    dataset: DatasetSpec
-    table: PartyTable
-    psi_key: PsiKey
-    salt: bytes
-    # PSI steps done: "blind" (A's points blinded) and "peer_set" (B's points sent), in either order;
-    # then "aligned".
-    stage: set[str] = field(default_factory=set)
-    aligned_rows: np.ndarray | None = None
-    training: TrainingB | PendingTraining | None = None
-    model: dict[str, Any] | None = None
-    blinded_own: Future[bytes] | None = None  # B's own blinded IDs, computed while A blinds its own
-    last_used: float = field(default_factory=time.monotonic)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class RoleB:
+class NodeB:
     """B's node logic. Thread-safe: gRPC calls arrive on a thread pool."""
 
     def __init__(
@@ -95,7 +68,7 @@ class RoleB:
         self.executor = make_executor(workers)
         self.background = background  # where B's obfuscator pools are filled (see OwnKeyEngine)
         self.session_ttl_s = session_ttl_s
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[str, SessionB] = {}
         self._lock = threading.Lock()
         self._tables = TableCache(name)
         self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="b-gradient")
@@ -119,7 +92,7 @@ class RoleB:
             )
         return partner
 
-    def _session(self, session_id: str, partner: str | None) -> _Session:
+    def _session(self, session_id: str, partner: str | None) -> SessionB:
         partner = self._check_partner(partner)
         with self._lock:
             session = self._sessions.get(session_id)
@@ -141,7 +114,7 @@ class RoleB:
             for sid in stale:
                 self._drop(self._sessions.pop(sid))
 
-    def _drop(self, session: _Session) -> None:
+    def _drop(self, session: SessionB) -> None:
         if session.training is not None:
             session.training.own.close()
             session.training = None
@@ -184,7 +157,7 @@ class RoleB:
         table = self._load_table(spec)
         own_salt = secrets.token_bytes(32)
         salt = session_salt(request.psi_salt, own_salt)
-        session = _Session(
+        session = SessionB(
             session_id=secrets.token_hex(16),
             partner=partner,
             purpose=request.purpose,
@@ -240,43 +213,19 @@ class RoleB:
     def psi_blind(self, request: m.PsiBlindRequest, partner: str | None) -> m.PsiBlindResponse:
         session = self._session(request.session_id, partner)
         with session.lock:
-            _require_stage(session, "PsiBlind", done=(), not_done=("blind", "aligned"))
-            points = session.psi_key.blind_points(request.points)
-            session.stage.add("blind")
-        return m.PsiBlindResponse(points=points)
+            return session.psi_blind(request)
 
     def psi_peer_set(
         self, request: m.PsiPeerSetRequest, partner: str | None
     ) -> m.PsiPeerSetResponse:
         session = self._session(request.session_id, partner)
         with session.lock:
-            _require_stage(session, "PsiPeerSet", done=(), not_done=("peer_set", "aligned"))
-            assert session.blinded_own is not None
-            points = session.blinded_own.result()
-            session.stage.add("peer_set")
-        return m.PsiPeerSetResponse(points=points, total=len(session.table.ids))
+            return session.psi_peer_set()
 
     def psi_result(self, request: m.PsiResultRequest, partner: str | None) -> m.PsiResultResponse:
         session = self._session(request.session_id, partner)
         with session.lock:
-            _require_stage(session, "PsiResult", done=("blind", "peer_set"), not_done=("aligned",))
-            rows = _parse_indices(request.peer_indices, len(session.table.ids))
-            seed = session.training.params.seed if session.training is not None else 0
-            rows = rows[common_order([str(session.table.ids[i]) for i in rows], seed)]
-            session.aligned_rows = rows
-            session.stage.add("aligned")
-            if session.purpose == m.Purpose.TRAIN:
-                assert isinstance(session.training, PendingTraining)
-                session.training = prepare_training(
-                    session.training,
-                    name=self.name,
-                    policy=self.policy,
-                    table=session.table,
-                    dataset=session.dataset.name,
-                    aligned_rows=rows,
-                )
-            elif session.purpose == m.Purpose.SCORE:
-                self._prepare_scoring(session)
+            rows = session.psi_result(request, name=self.name, policy=self.policy)
         log.info(
             "session %s aligned: %d of %d rows",
             session.session_id[:8],
@@ -326,22 +275,7 @@ class RoleB:
         if not self.policy.allow_partial_scores:
             raise PolicyViolation(f"{self.name}'s policy does not allow returning partial scores")
         with session.lock:
-            if request.subset == m.RowSubset.VALIDATION:
-                training = session.training
-                if not isinstance(training, TrainingB) or not training.between_epochs:
-                    # Only between epochs: scores after every batch would trace B's weights.
-                    raise SessionError(
-                        "PartialScores(VALIDATION) is answered only between epochs of a training session"
-                    )
-                scores = training.validation_scores()
-            elif request.subset == m.RowSubset.ALIGNED:
-                if session.purpose != m.Purpose.SCORE or "aligned" not in session.stage:
-                    raise SessionError(
-                        "PartialScores(ALIGNED) needs a scoring session after alignment"
-                    )
-                scores = session.model["_scores"]  # type: ignore[index]
-            else:
-                raise InvalidPeerData("PartialScores: subset must be ALIGNED or VALIDATION")
+            scores = session.partial_scores(request.subset)
         return m.PartialScoresResponse(scores=np.asarray(scores, dtype="<f8").tobytes())
 
     def commit_model(
@@ -373,45 +307,6 @@ class RoleB:
         self.store.delete(model_id)
         log.info("model %s deleted at %s's request", model_id, partner)
         return m.DeleteModelResponse()
-
-    # ---- scoring --------------------------------------------------------------------------------
-
-    def _prepare_scoring(self, session: _Session) -> None:
-        assert session.model is not None and session.aligned_rows is not None
-        model = session.model
-        preprocessor = Preprocessor.from_dict(model["preprocessor"])
-        frame = session.table.features.iloc[session.aligned_rows].reset_index(drop=True)
-        matrix = preprocessor.transform(frame)
-        x = preprocessor.quantize(matrix) / np.asarray(preprocessor.scales_, dtype=np.float64)
-        weights = np.asarray(model["weights"], dtype=np.float64)
-        if x.shape[1] != len(weights):
-            raise SessionError(
-                f"model {model['model_id']}: B's data gives {x.shape[1]} columns, but the model "
-                f"was trained with {len(weights)}"
-            )
-        model["_scores"] = x @ weights
-
-
-def _require_stage(
-    session: _Session, step: str, *, done: tuple[str, ...], not_done: tuple[str, ...]
-) -> None:
-    """PSI step order: ``done`` steps must have happened, ``not_done`` ones must not."""
-    missing = [name for name in done if name not in session.stage]
-    repeated = [name for name in not_done if name in session.stage]
-    if missing or repeated:
-        state = ", ".join(sorted(session.stage)) or "opened"
-        raise SessionError(f"{step} is out of order: the session's PSI steps so far: {state}")
-
-
-def _parse_indices(data: bytes, n_rows: int) -> np.ndarray:
-    if len(data) % 4:
-        raise InvalidPeerData("PsiResult: indices must be 4-byte little-endian integers")
-    indices = np.frombuffer(data, dtype="<u4").astype(np.int64)
-    if indices.size and int(indices.max()) >= n_rows:
-        raise InvalidPeerData(f"PsiResult: an index is beyond the {n_rows} rows B sent")
-    if len(np.unique(indices)) != len(indices):
-        raise InvalidPeerData("PsiResult: an index appears twice")
-    return indices
 
 
 def _key_note(training: object) -> str:

@@ -6,7 +6,7 @@ both save their shard under the same model id, B first, and A asks B to delete i
 save its own, so no half model is registered on either side.
 
 This module runs the phases and the epoch loop (loss, early stopping, progress) and writes A's model
-metadata; one batch's exchange with B is in ``batch_a``, the validation metrics in ``evaluate_a``.
+metadata; one batch's exchange with B is in ``party_a.batch``, the validation metrics in ``party_a.evaluate``.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from fedlearn.data import PartyTable
 from fedlearn.errors import DataError, FedlearnError
 from fedlearn.job import JobSpec
 from fedlearn.model import epoch_batches, split_train_validation
+from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
-from fedlearn.protocol.align import close_quietly, open_and_align
-from fedlearn.protocol.batch_a import Timer, TrainingA, peer_engine_for
-from fedlearn.protocol.evaluate_a import evaluate, joint_validation_scores
 from fedlearn.protocol.peer_api import PeerApi
-from fedlearn.protocol.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol.steps import fit_party_features, int_to_bytes, preprocess_dict
 from fedlearn.store import ModelStore, new_model_id
+from party_a.align import close_quietly, open_and_align
+from party_a.batch import Timer, TrainingA, peer_engine_for
+from party_a.evaluate import evaluate, joint_validation_scores
 
 log = logging.getLogger(__name__)
 INTERCEPT = "(intercept)"

@@ -1,0 +1,147 @@
+"""B's protocol state for one session: the PSI step order, the aligned rows, and scoring's partial scores.
+
+B answers; A drives. A session moves through a fixed order of steps: PsiBlind and PsiPeerSet (in either
+order), then PsiResult (the aligned rows), then the training steps (``train_b``) or PartialScores for a
+scoring session. Everything A sends is checked before use: point lengths, indices and step order.
+
+B's node (``party_b.node``) owns the sessions: it opens them, finds them by id, checks the partner,
+expires them and holds each session's lock while a step runs here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedlearn.config import DatasetSpec
+from fedlearn.crypto.psi import PsiKey, common_order
+from fedlearn.data import PartyTable
+from fedlearn.errors import InvalidPeerData, SessionError
+from fedlearn.preprocess import Preprocessor
+from fedlearn.protocol import messages as m
+from fedlearn.protocol.policy import PeerPolicy
+from fedlearn.protocol.train_b import PendingTraining, TrainingB, prepare_training
+
+
+@dataclass
+class SessionB:
+    """One session at B. ``last_used`` and ``lock`` are the node's (expiry, one step at a time)."""
+
+    session_id: str
+    partner: str
+    purpose: m.Purpose
+    dataset: DatasetSpec
+    table: PartyTable
+    psi_key: PsiKey
+    salt: bytes
+    # PSI steps done: "blind" (A's points blinded) and "peer_set" (B's points sent), in either order;
+    # then "aligned".
+    stage: set[str] = field(default_factory=set)
+    aligned_rows: np.ndarray | None = None
+    training: TrainingB | PendingTraining | None = None
+    model: dict[str, Any] | None = None
+    blinded_own: Future[bytes] | None = None  # B's own blinded IDs, computed while A blinds its own
+    last_used: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def psi_blind(self, request: m.PsiBlindRequest) -> m.PsiBlindResponse:
+        """A's blinded points, blinded again with B's PSI key."""
+        _require_stage(self, "PsiBlind", done=(), not_done=("blind", "aligned"))
+        points = self.psi_key.blind_points(request.points)
+        self.stage.add("blind")
+        return m.PsiBlindResponse(points=points)
+
+    def psi_peer_set(self) -> m.PsiPeerSetResponse:
+        """B's own IDs, blinded with B's PSI key (computed in the background since OpenSession)."""
+        _require_stage(self, "PsiPeerSet", done=(), not_done=("peer_set", "aligned"))
+        assert self.blinded_own is not None
+        points = self.blinded_own.result()
+        self.stage.add("peer_set")
+        return m.PsiPeerSetResponse(points=points, total=len(self.table.ids))
+
+    def psi_result(
+        self, request: m.PsiResultRequest, *, name: str, policy: PeerPolicy
+    ) -> np.ndarray:
+        """Take the intersection A found (indices into B's IDs) in the common order; returns the rows.
+
+        A training session's state is prepared here (``train_b.prepare_training``), a scoring
+        session's partial scores too. ``name`` is B's name, for refusals.
+        """
+        _require_stage(self, "PsiResult", done=("blind", "peer_set"), not_done=("aligned",))
+        rows = _parse_indices(request.peer_indices, len(self.table.ids))
+        seed = self.training.params.seed if self.training is not None else 0
+        rows = rows[common_order([str(self.table.ids[i]) for i in rows], seed)]
+        self.aligned_rows = rows
+        self.stage.add("aligned")
+        if self.purpose == m.Purpose.TRAIN:
+            assert isinstance(self.training, PendingTraining)
+            self.training = prepare_training(
+                self.training,
+                name=name,
+                policy=policy,
+                table=self.table,
+                dataset=self.dataset.name,
+                aligned_rows=rows,
+            )
+        elif self.purpose == m.Purpose.SCORE:
+            self._prepare_scoring()
+        return rows
+
+    def partial_scores(self, subset: m.RowSubset) -> np.ndarray:
+        """B's partial scores X_B w_B (plaintext, shape (rows,)) on the validation or aligned rows."""
+        if subset == m.RowSubset.VALIDATION:
+            training = self.training
+            if not isinstance(training, TrainingB) or not training.between_epochs:
+                # Only between epochs: scores after every batch would trace B's weights.
+                raise SessionError(
+                    "PartialScores(VALIDATION) is answered only between epochs of a training session"
+                )
+            return training.validation_scores()
+        if subset == m.RowSubset.ALIGNED:
+            if self.purpose != m.Purpose.SCORE or "aligned" not in self.stage:
+                raise SessionError("PartialScores(ALIGNED) needs a scoring session after alignment")
+            assert self.model is not None
+            return np.asarray(self.model["_scores"])
+        raise InvalidPeerData("PartialScores: subset must be ALIGNED or VALIDATION")
+
+    def _prepare_scoring(self) -> None:
+        assert self.model is not None and self.aligned_rows is not None
+        model = self.model
+        preprocessor = Preprocessor.from_dict(model["preprocessor"])
+        frame = self.table.features.iloc[self.aligned_rows].reset_index(drop=True)
+        matrix = preprocessor.transform(frame)
+        x = preprocessor.quantize(matrix) / np.asarray(preprocessor.scales_, dtype=np.float64)
+        weights = np.asarray(model["weights"], dtype=np.float64)
+        if x.shape[1] != len(weights):
+            raise SessionError(
+                f"model {model['model_id']}: B's data gives {x.shape[1]} columns, but the model "
+                f"was trained with {len(weights)}"
+            )
+        model["_scores"] = x @ weights
+
+
+def _require_stage(
+    session: SessionB, step: str, *, done: tuple[str, ...], not_done: tuple[str, ...]
+) -> None:
+    """PSI step order: ``done`` steps must have happened, ``not_done`` ones must not."""
+    missing = [name for name in done if name not in session.stage]
+    repeated = [name for name in not_done if name in session.stage]
+    if missing or repeated:
+        state = ", ".join(sorted(session.stage)) or "opened"
+        raise SessionError(f"{step} is out of order: the session's PSI steps so far: {state}")
+
+
+def _parse_indices(data: bytes, n_rows: int) -> np.ndarray:
+    if len(data) % 4:
+        raise InvalidPeerData("PsiResult: indices must be 4-byte little-endian integers")
+    indices = np.frombuffer(data, dtype="<u4").astype(np.int64)
+    if indices.size and int(indices.max()) >= n_rows:
+        raise InvalidPeerData(f"PsiResult: an index is beyond the {n_rows} rows B sent")
+    if len(np.unique(indices)) != len(indices):
+        raise InvalidPeerData("PsiResult: an index appears twice")
+    return indices
