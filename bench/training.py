@@ -29,7 +29,7 @@ from fedlearn.crypto.psi import common_order
 from fedlearn.crypto.wire import ciphertext_width
 from fedlearn.data import PartyTable, load_party_table
 from fedlearn.model import max_batch_rows, split_train_validation
-from fedlearn.preprocess import PreprocessConfig, Preprocessor
+from fedlearn.preprocess import Preprocessor, PreprocessParams
 from fedlearn.protocol.steps import gradient_layout
 
 #: A's phases inside the training loop, in the order the tables show them.
@@ -206,7 +206,7 @@ def aligned(
     assert a.labels is not None
     y = np.asarray(a.labels)[rows_a].astype(np.float64)
     train_rows, validation_rows = split_train_validation(len(common), validation_fraction, seed)
-    config = PreprocessConfig()
+    config = PreprocessParams()
 
     def quantised(table: PartyTable, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frame = table.features.iloc[rows].reset_index(drop=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedlearn.constraints import Constraint, Interval, Options
 from fedlearn.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -80,6 +81,21 @@ class Section:
             )
         return value
 
+    def get_constrained(
+        self, key: str, constraint: Constraint, default: Any = None, *, required: bool = False
+    ) -> Any:
+        """The value of ``key`` checked against ``constraint`` (a parameter table's entry).
+
+        Returns None when the key is absent and ``default`` is None; ConfigError names the key.
+        """
+        value = self._get(key, default, required)
+        if value is None:
+            return None
+        issue = constraint.problem(value)
+        if issue is not None:
+            raise ConfigError(f"{self.where(key)}: {issue}")
+        return constraint.convert(value)
+
     def get_int(
         self,
         key: str,
@@ -89,16 +105,9 @@ class Section:
         maximum: int | None = None,
         required: bool = False,
     ) -> Any:
-        value = self._get(key, default, required)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{self.where(key)}: expected a whole number, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise ConfigError(f"{self.where(key)}: must be at least {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise ConfigError(f"{self.where(key)}: must be at most {maximum}, got {value}")
-        return value
+        return self.get_constrained(
+            key, Interval(int, minimum, maximum), default, required=required
+        )
 
     def get_float(
         self,
@@ -109,16 +118,8 @@ class Section:
         maximum: float | None = None,
         required: bool = False,
     ) -> Any:
-        value = self._get(key, default, required)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{self.where(key)}: expected a number, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise ConfigError(f"{self.where(key)}: must be at least {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise ConfigError(f"{self.where(key)}: must be at most {maximum}, got {value}")
-        return float(value)
+        interval = Interval(float, minimum, maximum)
+        return self.get_constrained(key, interval, default, required=required)
 
     def get_bool(self, key: str, default: bool = False) -> bool:
         value = self._get(key, default, False)
@@ -127,12 +128,7 @@ class Section:
         return value
 
     def get_choice(self, key: str, choices: tuple[str, ...], default: str) -> Any:
-        value = self.get_str(key, default)
-        if value not in choices:
-            raise ConfigError(
-                f"{self.where(key)}: expected one of {', '.join(choices)}, got {value!r}"
-            )
-        return value
+        return self.get_constrained(key, Options(tuple(choices)), default)
 
     def get_str_list(self, key: str, default: list[str] | None = None) -> list[str]:
         value = self._get(key, default if default is not None else [], False)

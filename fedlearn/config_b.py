@@ -61,10 +61,11 @@ def load_config(path: Path | str) -> NodeBConfig:
         raise ConfigError(f"{source.name}: [partners] allowed: list at least one partner name")
 
     section = root.get_table("policy")
+    limits, defaults = PeerPolicy._parameter_constraints, PeerPolicy()
     policy = PeerPolicy(
-        min_key_bits=section.get_int("min_key_bits", 2048, minimum=256),
-        min_batch_size=section.get_int("min_batch_size", 256, minimum=1),
-        max_epochs=section.get_int("max_epochs", 100, minimum=1),
+        **{
+            key: section.get_constrained(key, limits[key], getattr(defaults, key)) for key in limits
+        },
         allow_partial_scores=section.get_bool("allow_partial_scores", True),
     )
     section.finish()

@@ -43,15 +43,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
-from fedlearn.config import parse_toml, root_section
-from fedlearn.crypto.engines import ENGINES
-from fedlearn.model import OPTIMIZERS
+from fedlearn.config import Section, parse_toml, root_section
+from fedlearn.constraints import Constraints, Interval, Options
 from fedlearn.protocol.messages import PreprocessParams, TrainParams
+
+#: The ranges of the job's training and preprocessing parameters are their types' own tables,
+#: the same ones B's policy check reads (fedlearn.constraints).
+TRAIN = TrainParams._parameter_constraints
+PREPROCESS = PreprocessParams._parameter_constraints
 
 
 @dataclass(frozen=True)
 class JobSpec:
+    """A training job: what A sends B (``params``) and A's own settings (checked by the table)."""
+
+    _parameter_constraints: ClassVar[Constraints] = {
+        "monitor": Options(("loss", "weights", "none")),
+        "tolerance": Interval(float, 0.0, None),
+        "patience": Interval(int, 1, None),
+        "obfuscation": Options(("djn", "standard")),
+        "eval_every": Interval(int, 0, None),
+        "gradient_noise": Interval(float, 0.0, 10.0),
+    }
+
     dataset: str
     peer_dataset: str
     label_column: str | None
@@ -66,6 +82,13 @@ class JobSpec:
     gradient_noise: float = 0.0
 
 
+JOB = JobSpec._parameter_constraints
+
+
+def _read(section: Section, table: Constraints, key: str, default: Any) -> Any:
+    return section.get_constrained(key, table[key], default)
+
+
 def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
     """Parse and check a job file's text; ConfigError names the key and what was expected."""
     path = Path(source)
@@ -75,46 +98,42 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
     peer_dataset = data.get_name_value("peer_dataset", dataset)
     label_column = data.get_str("label_column")
     target_description = data.get_str("target_description")
-    validation_fraction = data.get_float("validation_fraction", 0.2, minimum=0.0, maximum=0.9)
-    seed = data.get_int("seed", 42, minimum=0, maximum=2**63 - 1)
+    validation_fraction = _read(data, TRAIN, "validation_fraction", 0.2)
+    seed = _read(data, TRAIN, "seed", 42)
     data.finish()
 
     train = root.get_table("train")
-    epochs = train.get_int("epochs", 10, minimum=1, maximum=10_000)
-    batch_size = train.get_int("batch_size", 1024, minimum=1)
-    learning_rate = train.get_float("learning_rate", 0.02, minimum=1e-12)
-    optimizer = train.get_choice("optimizer", OPTIMIZERS, "momentum")
-    l2 = train.get_float("l2", 0.0, minimum=0.0)
-    l1 = train.get_float("l1", 0.0, minimum=0.0)
-    eval_every = train.get_int("eval_every", 0, minimum=0)
+    epochs = _read(train, TRAIN, "epochs", 10)
+    batch_size = _read(train, TRAIN, "batch_size", 1024)
+    learning_rate = _read(train, TRAIN, "learning_rate", 0.02)
+    optimizer = _read(train, TRAIN, "optimizer", "momentum")
+    l2 = _read(train, TRAIN, "l2", 0.0)
+    l1 = _read(train, TRAIN, "l1", 0.0)
+    eval_every = _read(train, JOB, "eval_every", 0)
     train.finish()
 
     stopping = root.get_table("early_stopping")
-    monitor = stopping.get_choice("monitor", ("loss", "weights", "none"), "loss")
-    tolerance = stopping.get_float("tolerance", 1e-4, minimum=0.0)
-    patience = stopping.get_int("patience", 2, minimum=1)
+    monitor = _read(stopping, JOB, "monitor", "loss")
+    tolerance = _read(stopping, JOB, "tolerance", 1e-4)
+    patience = _read(stopping, JOB, "patience", 2)
     stopping.finish()
 
     crypto = root.get_table("crypto")
-    key_bits = crypto.get_int("key_bits", 2048, minimum=256, maximum=8192)
-    obfuscation = crypto.get_choice("obfuscation", ("djn", "standard"), "djn")
-    score_frac_bits = crypto.get_int("score_frac_bits", 12, minimum=6, maximum=24)
-    engine = crypto.get_choice("engine", ENGINES, "fast")
+    key_bits = _read(crypto, TRAIN, "key_bits", 2048)
+    obfuscation = _read(crypto, JOB, "obfuscation", "djn")
+    score_frac_bits = _read(crypto, TRAIN, "score_frac_bits", 12)
+    engine = _read(crypto, TRAIN, "engine", "fast")
     crypto.finish()
 
     pre = root.get_table("preprocess")
+    defaults = PreprocessParams()
     preprocess = PreprocessParams(
-        clip=pre.get_float("clip", 4.0, minimum=0.5, maximum=100.0),
-        rare_min_fraction=pre.get_float("rare_min_fraction", 0.01, minimum=0.0, maximum=0.5),
-        max_categories=pre.get_int("max_categories", 50, minimum=1, maximum=10_000),
-        binning=pre.get_choice("binning", ("none", "quantile"), "none"),
-        bins=pre.get_int("bins", 10, minimum=2, maximum=1000),
-        feature_bits=pre.get_int("feature_bits", 8, minimum=2, maximum=16),
+        **{key: _read(pre, PREPROCESS, key, getattr(defaults, key)) for key in PREPROCESS}
     )
     pre.finish()
 
     privacy = root.get_table("privacy")
-    gradient_noise = privacy.get_float("gradient_noise", 0.0, minimum=0.0, maximum=10.0)
+    gradient_noise = _read(privacy, JOB, "gradient_noise", 0.0)
     privacy.finish()
     root.finish()
 

@@ -42,11 +42,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from fedlearn.constraints import Constraints, Interval, Options, violations
 from fedlearn.errors import ConfigError, DataError, EncodingOverflow
 
 FORMAT = "fedlearn.preprocessor/1"
@@ -55,54 +56,48 @@ OTHER_LABEL = "<other>"
 BINNING_MODES = ("none", "quantile")
 
 
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
-class PreprocessConfig:
-    """How a party preprocesses its columns. Validated on construction (raises ConfigError)."""
+class PreprocessParams:
+    """How a party preprocesses its columns: the job's ``[preprocess]`` table, sent to B in the job.
 
-    clip: float = 4.0  # standardised values clipped to [-clip, clip]
-    rare_min_fraction: float = 0.01  # categories rarer than this in training rows fold into <other>
-    max_categories: int = 50  # keep at most this many (most frequent) categories per column
-    binning: str = "none"  # "none" | "quantile": numeric columns -> quantile bins, one-hot
+    Also the wire message of that name (``fedlearn.protocol.messages``). Not checked on construction
+    (a message decoded from the wire may hold anything); ``check()`` checks it against
+    ``_parameter_constraints``, and ``from_dict`` and ``Preprocessor.fit`` call it.
+    """
+
+    _parameter_constraints: ClassVar[Constraints] = {
+        "clip": Interval(float, 0.5, 100.0),  # standardised values clipped to [-clip, clip]
+        "rare_min_fraction": Interval(float, 0.0, 0.5),  # rarer categories fold into <other>
+        "max_categories": Interval(int, 1, 10_000),  # at most this many categories per column
+        "binning": Options(BINNING_MODES),  # "quantile": numeric columns -> quantile bins, one-hot
+        "bins": Interval(int, 2, 1000),
+        "feature_bits": Interval(int, 2, 16),  # signed fixed-point width of dense columns
+    }
+
+    clip: float = 4.0
+    rare_min_fraction: float = 0.01
+    max_categories: int = 50
+    binning: str = "none"
     bins: int = 10
-    feature_bits: int = 8  # signed fixed-point width of dense columns for the encrypted math
+    feature_bits: int = 8
 
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        if not _is_real(self.clip) or not (0 < self.clip < math.inf):
-            problems.append(f"clip must be a positive finite number, got {self.clip!r}")
-        if not _is_real(self.rare_min_fraction) or not (0 <= self.rare_min_fraction < 1):
-            problems.append(f"rare_min_fraction must be in [0, 1), got {self.rare_min_fraction!r}")
-        if not _is_int(self.max_categories) or self.max_categories < 1:
-            problems.append(f"max_categories must be an integer >= 1, got {self.max_categories!r}")
-        if self.binning not in BINNING_MODES:
-            problems.append(f"binning must be one of {BINNING_MODES}, got {self.binning!r}")
-        if not _is_int(self.bins) or self.bins < 2:
-            problems.append(f"bins must be an integer >= 2, got {self.bins!r}")
-        if not _is_int(self.feature_bits) or not (2 <= self.feature_bits <= 32):
-            problems.append(
-                f"feature_bits must be an integer in [2, 32], got {self.feature_bits!r}"
-            )
+    def check(self) -> PreprocessParams:
+        """Self, when every value is within its constraint; ConfigError naming each problem."""
+        problems = violations(self._parameter_constraints, self.to_dict())
         if problems:
             raise ConfigError("preprocess config: " + "; ".join(problems))
+        return self
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PreprocessConfig:
-        """Build from a job file's ``[preprocess]`` table; ConfigError names unknown keys."""
+    def from_dict(cls, d: Mapping[str, Any]) -> PreprocessParams:
+        """Build and check from a ``[preprocess]``-like mapping; ConfigError names unknown keys."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(
                 f"preprocess config: unknown key(s) {unknown}; allowed keys are {sorted(known)}"
             )
-        return cls(**dict(d))
+        return cls(**dict(d)).check()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,7 +108,7 @@ class PreprocessConfig:
         return float((2 ** (self.feature_bits - 1) - 1) / self.clip)
 
 
-DEFAULT_CONFIG = PreprocessConfig()
+DEFAULT_CONFIG = PreprocessParams()
 
 
 @dataclass(frozen=True)
@@ -145,7 +140,7 @@ class Preprocessor:
         *,
         numeric: Sequence[str],
         categorical: Sequence[str],
-        config: PreprocessConfig = DEFAULT_CONFIG,
+        config: PreprocessParams = DEFAULT_CONFIG,
     ) -> None:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
@@ -179,10 +174,11 @@ class Preprocessor:
         return self
 
     def _check_columns_config(self) -> None:
-        if not isinstance(self.config, PreprocessConfig):
+        if not isinstance(self.config, PreprocessParams):
             raise ConfigError(
-                f"config must be a PreprocessConfig, got {type(self.config).__name__}"
+                f"config must be a PreprocessParams, got {type(self.config).__name__}"
             )
+        self.config.check()
         all_columns = self.numeric + self.categorical
         if not all_columns:
             raise ConfigError("no feature columns: give at least one numeric or categorical column")
@@ -369,7 +365,7 @@ class Preprocessor:
             pre = cls(
                 numeric=[str(n) for n in d["numeric"]],
                 categorical=[str(c) for c in d["categorical"]],
-                config=PreprocessConfig.from_dict(d["config"]),
+                config=PreprocessParams.from_dict(d["config"]),
             )
             pre._numeric_states = [
                 _NumericState(

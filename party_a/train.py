@@ -31,7 +31,7 @@ from fedlearn.model import epoch_batches, split_train_validation
 from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.peer_api import PeerApi
-from fedlearn.protocol.steps import fit_party_features, int_to_bytes, preprocess_dict
+from fedlearn.protocol.steps import fit_party_features, int_to_bytes
 from fedlearn.store import ModelStore, new_model_id
 from party_a.align import close_quietly, open_and_align
 from party_a.batch import Timer, TrainingA, peer_engine_for
@@ -347,6 +347,6 @@ def _job_dict(job: JobSpec) -> dict[str, Any]:
             "tolerance": job.tolerance,
             "patience": job.patience,
         },
-        "preprocess": preprocess_dict(params.preprocess),
+        "preprocess": params.preprocess.to_dict(),
         "privacy": {"gradient_noise": job.gradient_noise},
     }

@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fedlearn.errors import ConfigError, DataError, EncodingOverflow
-from fedlearn.preprocess import PreprocessConfig, Preprocessor
+from fedlearn.preprocess import Preprocessor, PreprocessParams
 
 
 def _frame(rows: int = 200, seed: int = 7) -> pd.DataFrame:
@@ -36,11 +36,11 @@ def _frame(rows: int = 200, seed: int = 7) -> pd.DataFrame:
     )
 
 
-def _fitted(config: PreprocessConfig | None = None, rows: int = 200) -> Preprocessor:
+def _fitted(config: PreprocessParams | None = None, rows: int = 200) -> Preprocessor:
     pre = Preprocessor(
         numeric=["income", "age"],
         categorical=["channel", "device"],
-        config=config or PreprocessConfig(),
+        config=config or PreprocessParams(),
     )
     return pre.fit(_frame(rows))
 
@@ -48,7 +48,7 @@ def _fitted(config: PreprocessConfig | None = None, rows: int = 200) -> Preproce
 # ------------------------------------------------------------------------------------- config
 def test_config_from_dict_names_unknown_keys() -> None:
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['bogus', 'clipp'\]"):
-        PreprocessConfig.from_dict({"clip": 3.0, "clipp": 3.0, "bogus": 1})
+        PreprocessParams.from_dict({"clip": 3.0, "clipp": 3.0, "bogus": 1})
 
 
 @pytest.mark.parametrize(
@@ -70,19 +70,21 @@ def test_config_from_dict_names_unknown_keys() -> None:
 )
 def test_config_rejects_bad_values(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=key):
-        PreprocessConfig.from_dict({key: value})
+        PreprocessParams.from_dict({key: value})
 
 
 def test_config_from_dict_roundtrip() -> None:
-    config = PreprocessConfig.from_dict({"clip": 3.0, "binning": "quantile", "bins": 5})
-    assert config == PreprocessConfig(clip=3.0, binning="quantile", bins=5)
-    assert PreprocessConfig.from_dict(config.to_dict()) == config
+    config = PreprocessParams.from_dict({"clip": 3.0, "binning": "quantile", "bins": 5})
+    assert config == PreprocessParams(clip=3.0, binning="quantile", bins=5)
+    assert PreprocessParams.from_dict(config.to_dict()) == config
 
 
 # ------------------------------------------------------------------------------------- numeric
 def test_numeric_matches_sklearn_impute_then_scale() -> None:
     frame = _frame()
-    pre = Preprocessor(numeric=["income", "age"], categorical=[], config=PreprocessConfig(clip=1e9))
+    pre = Preprocessor(
+        numeric=["income", "age"], categorical=[], config=PreprocessParams(clip=100.0)
+    )
     out = pre.fit(frame).transform(frame)
     assert pre.output_names_ == ["income", "income=<missing>", "age"]
     reference = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
@@ -93,7 +95,7 @@ def test_numeric_matches_sklearn_impute_then_scale() -> None:
 
 def test_numeric_clipped_to_clip() -> None:
     frame = pd.DataFrame({"x": np.r_[np.zeros(99), 1000.0]})
-    pre = Preprocessor(numeric=["x"], categorical=[], config=PreprocessConfig(clip=2.5))
+    pre = Preprocessor(numeric=["x"], categorical=[], config=PreprocessParams(clip=2.5))
     out = pre.fit(frame).transform(frame)
     assert out.max() == 2.5
     assert out.min() > -2.5
@@ -161,7 +163,7 @@ def test_categorical_rare_unseen_and_missing() -> None:
 
 def test_max_categories_keeps_most_frequent_with_name_tiebreak() -> None:
     frame = pd.DataFrame({"c": ["b", "b", "a", "a", "c", "c", "d", "d", "d", "e"]})
-    config = PreprocessConfig(max_categories=3, rare_min_fraction=0.0)
+    config = PreprocessParams(max_categories=3, rare_min_fraction=0.0)
     pre = Preprocessor(numeric=[], categorical=["c"], config=config).fit(frame)
     assert pre.output_names_ == ["c=d", "c=a", "c=b", "c=<other>"]
 
@@ -190,7 +192,7 @@ def test_output_name_collision_is_an_error() -> None:
 # ------------------------------------------------------------------------------------ binning
 def test_quantile_binning_one_hot() -> None:
     frame = pd.DataFrame({"x": np.arange(1.0, 11.0), "y": [0.0] * 6 + [1.0] * 4})
-    config = PreprocessConfig(binning="quantile", bins=4)
+    config = PreprocessParams(binning="quantile", bins=4)
     # Cut points are training values (quantile method "lower"): 3, 5 and 7 for x.
     pre = Preprocessor(numeric=["x", "y"], categorical=[], config=config).fit(frame)
     x_bins = [n for n in pre.output_names_ if n.startswith("x:")]
@@ -209,7 +211,7 @@ def test_quantile_binning_one_hot() -> None:
 
 # ----------------------------------------------------------------------------------- quantize
 def test_scales_and_binary_columns() -> None:
-    pre = _fitted(PreprocessConfig(clip=4.0, feature_bits=8))
+    pre = _fitted(PreprocessParams(clip=4.0, feature_bits=8))
     dense = ~pre.binary_columns_
     assert [n for n, d in zip(pre.output_names_, dense, strict=True) if d] == ["income", "age"]
     np.testing.assert_array_equal(pre.scales_[dense], 127 / 4.0)
@@ -227,7 +229,7 @@ def test_quantize_error_bound(seed: int, clip: float, bits: int) -> None:
     frame = pd.DataFrame(
         {"x": rng.standard_cauchy(50), "y": rng.normal(size=50), "c": rng.choice(["p", "q"], 50)}
     )
-    config = PreprocessConfig(clip=clip, feature_bits=bits)
+    config = PreprocessParams(clip=clip, feature_bits=bits)
     pre = Preprocessor(numeric=["x", "y"], categorical=["c"], config=config).fit(frame)
     matrix = pre.transform(frame)
     quantized = pre.quantize(matrix)
@@ -277,7 +279,7 @@ def test_transform_before_fit_raises() -> None:
 
 @pytest.mark.parametrize("binning", ["none", "quantile"])
 def test_json_roundtrip_is_exact(binning: str) -> None:
-    pre = _fitted(PreprocessConfig(binning=binning, bins=7, clip=3.0))
+    pre = _fitted(PreprocessParams(binning=binning, bins=7, clip=3.0))
     saved = json.loads(json.dumps(pre.to_dict()))
     loaded = Preprocessor.from_dict(saved)
     assert loaded.to_dict() == pre.to_dict()

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from fedlearn.constraints import Constraints, Interval, Options
+from fedlearn.crypto.engines import ENGINES
+from fedlearn.model import OPTIMIZERS
+from fedlearn.preprocess import PreprocessParams
 
 
 class Purpose(enum.IntEnum):
@@ -30,18 +36,29 @@ class PaillierKey:
     djn_base: bytes = b""
 
 
-@dataclass(frozen=True)
-class PreprocessParams:
-    clip: float = 4.0
-    rare_min_fraction: float = 0.01
-    max_categories: int = 50
-    binning: str = "none"
-    bins: int = 10
-    feature_bits: int = 8
+# PreprocessParams is one type with the preprocessing's own parameters (fedlearn.preprocess).
+__all__ = ["PreprocessParams"]
 
 
 @dataclass(frozen=True)
 class TrainParams:
+    """The training job as A sends it to B; A's job parser and B's policy check it against
+    ``_parameter_constraints`` (B's own limits, ``PeerPolicy``, come on top)."""
+
+    _parameter_constraints: ClassVar[Constraints] = {
+        "epochs": Interval(int, 1, 10_000),
+        "batch_size": Interval(int, 1, None),
+        "validation_fraction": Interval(float, 0.0, 0.9),
+        "seed": Interval(int, 0, 2**63 - 1),
+        "optimizer": Options(OPTIMIZERS),
+        "learning_rate": Interval(float, 0.0, None, closed="neither"),
+        "l2": Interval(float, 0.0, None),
+        "l1": Interval(float, 0.0, None),
+        "key_bits": Interval(int, 256, 8192),
+        "score_frac_bits": Interval(int, 6, 24),  # fixed-point bits of u_B in the residual
+        "engine": Options(ENGINES),
+    }
+
     epochs: int = 10
     batch_size: int = 1024
     validation_fraction: float = 0.2

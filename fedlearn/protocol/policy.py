@@ -7,17 +7,23 @@ batches larger than B's feature count) come after PSI, in ``train_b.prepare_trai
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import ClassVar
 
-from fedlearn.crypto.engines import ENGINES
+from fedlearn.constraints import Constraints, Interval, violations
 from fedlearn.errors import PolicyViolation
-from fedlearn.model import OPTIMIZERS
 from fedlearn.protocol import messages as m
 
 
 @dataclass(frozen=True)
 class PeerPolicy:
-    """What B accepts (b.toml [policy])."""
+    """What B accepts (b.toml [policy]); b.toml is read against ``_parameter_constraints``."""
+
+    _parameter_constraints: ClassVar[Constraints] = {
+        "min_key_bits": Interval(int, 256, None),
+        "min_batch_size": Interval(int, 1, None),
+        "max_epochs": Interval(int, 1, None),
+    }
 
     min_key_bits: int = 2048
     min_batch_size: int = 256
@@ -26,9 +32,11 @@ class PeerPolicy:
 
 
 def check_train_job(name: str, policy: PeerPolicy, params: m.TrainParams) -> None:
-    """Refuse a training job that ``policy`` does not allow.
+    """Refuse a training job that ``policy`` does not allow, or whose parameters are out of range.
 
-    ``name`` is B's name, for the message. Raises ``PolicyViolation`` listing every reason at once.
+    The ranges are the parameter types' own tables (``TrainParams``, ``PreprocessParams``), the same
+    ones A's job parser reads. ``name`` is B's name, for the message. Raises ``PolicyViolation``
+    listing every reason at once.
     """
     reasons = []
     if params.key_bits < policy.min_key_bits:
@@ -39,19 +47,9 @@ def check_train_job(name: str, policy: PeerPolicy, params: m.TrainParams) -> Non
         )
     if params.epochs > policy.max_epochs:
         reasons.append(f"epochs {params.epochs} is above the maximum {policy.max_epochs}")
-    if params.epochs < 1:
-        reasons.append("epochs must be at least 1")
-    if (params.engine or "fast") not in ENGINES:
-        reasons.append(f"unknown engine {params.engine!r}")
-    if params.optimizer not in OPTIMIZERS:
-        reasons.append(f"unknown optimizer {params.optimizer!r}")
-    if not 0.0 <= params.validation_fraction < 1.0:
-        reasons.append("validation_fraction must be in [0, 1)")
-    if not 6 <= params.score_frac_bits <= 24:
-        reasons.append("score_frac_bits must be in [6, 24]")
-    if not 2 <= params.preprocess.feature_bits <= 16:
-        reasons.append("feature_bits must be in [2, 16]")
-    if not params.learning_rate > 0:
-        reasons.append("learning_rate must be positive")
+    values = {spec.name: getattr(params, spec.name) for spec in fields(params)}
+    values["engine"] = params.engine or "fast"  # a job from before the engine was sent
+    reasons += violations(m.TrainParams._parameter_constraints, values)
+    reasons += violations(m.PreprocessParams._parameter_constraints, params.preprocess.to_dict())
     if reasons:
         raise PolicyViolation(f"{name} refuses the training job: " + "; ".join(reasons))

@@ -34,8 +34,7 @@ from fedlearn.crypto.peer import PeerKeyEngine
 from fedlearn.data import PartyTable
 from fedlearn.errors import EncodingOverflow, InvalidPeerData
 from fedlearn.model import sigmoid, sigmoid_slope
-from fedlearn.preprocess import PreprocessConfig, Preprocessor
-from fedlearn.protocol.messages import PreprocessParams
+from fedlearn.preprocess import Preprocessor, PreprocessParams
 
 #: |u_B| is clipped to SCORE_CLIP before encoding; v = u_B + SCORE_CLIP is then in [0, 2 K].
 SCORE_CLIP = 64
@@ -195,18 +194,6 @@ def unmask_loss(residue: int, mask: int, bound_bits: int) -> int:
     return value
 
 
-def preprocess_dict(params: PreprocessParams) -> dict[str, Any]:
-    """The job's preprocessing parameters as ``PreprocessConfig.from_dict`` takes them."""
-    return {
-        "clip": params.clip,
-        "rare_min_fraction": params.rare_min_fraction,
-        "max_categories": params.max_categories,
-        "binning": params.binning,
-        "bins": params.bins,
-        "feature_bits": params.feature_bits,
-    }
-
-
 def int_to_bytes(value: int | None) -> bytes:
     """A non-negative integer as minimal big-endian bytes (empty for None)."""
     if value is None:
@@ -245,7 +232,7 @@ def fit_party_features(
     preprocessor = Preprocessor(
         numeric=table.numeric_columns,
         categorical=table.categorical_columns,
-        config=PreprocessConfig.from_dict(preprocess_dict(params)),
+        config=params,
     )
     preprocessor.fit(frame.iloc[train_rows])
     quantized = preprocessor.quantize(preprocessor.transform(frame)).astype(np.int32)

@@ -14,11 +14,10 @@ from fedlearn.crypto.psi import common_order
 from fedlearn.data import PartyTable, load_party_table
 from fedlearn.job import JobSpec, parse_job
 from fedlearn.model import split_train_validation
-from fedlearn.preprocess import PreprocessConfig, Preprocessor
+from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.in_memory import InMemoryPeer, RecordedMessage
 from fedlearn.protocol.policy import PeerPolicy
-from fedlearn.protocol.steps import preprocess_dict
 from fedlearn.store import ModelStore
 from party_a.train import train
 from party_b.node import NodeB
@@ -127,7 +126,7 @@ def rebuild(run: MemoryRun) -> dict[str, np.ndarray]:
     train_rows, validation_rows = split_train_validation(
         len(run.common_ids), params.validation_fraction, params.seed
     )
-    config = PreprocessConfig.from_dict(preprocess_dict(params.preprocess))
+    config = params.preprocess
 
     def matrix(table: PartyTable, rows: np.ndarray) -> np.ndarray:
         frame = table.features.iloc[rows].reset_index(drop=True)
