@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -31,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from fedlearn.atomic import write_atomic
 from fedlearn.errors import ConfigError
 
 KeyType = Literal["ec", "rsa"]
@@ -83,8 +82,8 @@ def make_dev_certs(
     ca_key = _new_key(key_type)
     ca_cert = _ca_certificate(ca_key, not_before, not_after)
     written = {
-        "ca.key": _write_atomic(out_dir / "ca.key", _key_pem(ca_key), mode=0o600),
-        "ca.pem": _write_atomic(out_dir / "ca.pem", _cert_pem(ca_cert), mode=0o644),
+        "ca.key": write_atomic(out_dir / "ca.key", _key_pem(ca_key), mode=0o600),
+        "ca.pem": write_atomic(out_dir / "ca.pem", _cert_pem(ca_cert), mode=0o644),
     }
     written.update(_issue(out_dir, names, hosts, key_type, ca_key, ca_cert, not_before, not_after))
     return written
@@ -225,22 +224,6 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _write_atomic(path: Path, data: bytes, *, mode: int) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)  # mkstemp creates 0600; set the final mode before any byte is written
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def add_party_certs(
     out_dir: Path,
     parties: Sequence[str],
@@ -291,6 +274,6 @@ def _issue(
     for name in names:
         key = _new_key(key_type)
         cert = _party_certificate(name, key, san, ca_key, ca_cert, not_before, not_after)
-        written[f"{name}.key"] = _write_atomic(out_dir / f"{name}.key", _key_pem(key), mode=0o600)
-        written[f"{name}.pem"] = _write_atomic(out_dir / f"{name}.pem", _cert_pem(cert), mode=0o644)
+        written[f"{name}.key"] = write_atomic(out_dir / f"{name}.key", _key_pem(key), mode=0o600)
+        written[f"{name}.pem"] = write_atomic(out_dir / f"{name}.pem", _cert_pem(cert), mode=0o644)
     return written

@@ -20,8 +20,6 @@ Missing values:
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fedlearn.atomic import atomic_file
 from fedlearn.errors import DataError
 
 NUMERIC_MISSING = frozenset({"", "na", "nan", "null", "none", "?"})
@@ -240,26 +239,12 @@ def write_table_atomic(frame: pd.DataFrame, path: Path | str) -> None:
     """
     path = Path(path)
     fmt = _format_of(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_file(path) as temp:
         if fmt == "csv":
             compression = "gzip" if path.name.lower().endswith(".gz") else None
-            frame.to_csv(temp_name, index=False, compression=compression)
+            frame.to_csv(temp, index=False, compression=compression)
         else:
-            frame.to_parquet(temp_name, index=False)
-        with open(temp_name, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    directory_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(directory_fd)
-    finally:
-        os.close(directory_fd)
+            frame.to_parquet(temp, index=False)
 
 
 # ---- values ------------------------------------------------------------------------------------

@@ -23,8 +23,6 @@ import html
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fedlearn import metrics
+from fedlearn.atomic import publish, staging_directory
 from fedlearn.errors import ConfigError, DataError
 
 REPORT_NAME = "report.html"
@@ -70,21 +69,16 @@ def write_report(
     out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"report output {out_dir} exists and is not a directory")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with staging_directory(out_dir) as staging:
         charts = _build(model_meta, validation, staging)
         os.chmod(staging, 0o755)
         if not out_dir.exists():
-            os.replace(staging, out_dir)
+            publish(staging, out_dir)
         else:
-            for name in charts:
-                os.replace(staging / name, out_dir / name)
-            os.replace(staging / REPORT_NAME, out_dir / REPORT_NAME)
+            for name in [*charts, REPORT_NAME]:
+                publish(staging / name, out_dir / name)
             for stale in set(CHART_FILES) - set(charts):
                 (out_dir / stale).unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir / REPORT_NAME
 
 

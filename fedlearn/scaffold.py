@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedlearn.atomic import write_atomic
 from fedlearn.certs import make_dev_certs
 from fedlearn.datasets import VipPaths, make_vip
 
@@ -49,14 +49,6 @@ def free_port() -> int:
 def _toml_list(values: tuple[str, ...] | list[str] | None) -> str:
     values = values or ()
     return "[" + ", ".join(f'"{v}"' for v in values) + "]"
-
-
-def _write(path: Path, text: str) -> None:
-    """Write a small text file atomically (temp file in the same folder, then rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -107,7 +99,7 @@ def write_node_configs(
     while peer_port == control_port:
         peer_port = free_port()
     a_config = root / "a.toml"
-    _write(
+    write_atomic(
         a_config,
         f"""# Party A's node: the label party. Paths are relative to this file.
 [node]
@@ -131,7 +123,7 @@ name = "party-b"                    # the name B's certificate must carry
 {_dataset_table(dataset, a, root)}""",
     )
     b_config = root / "b.toml"
-    _write(
+    write_atomic(
         b_config,
         f"""# Party B's node: the feature party. Paths are relative to this file.
 [node]
@@ -185,7 +177,7 @@ def write_vip_demo(
         workers=workers,
     )
     job = root / "job.toml"
-    _write(
+    write_atomic(
         job,
         f"""# Joint training of the 30-day VIP model (see fedlearn/job.py for every key).
 [data]

@@ -13,11 +13,11 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from fedlearn.atomic import publish, staging_directory
 from fedlearn.errors import AlreadyExists, InvalidPeerData, NotFound
 
 MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -54,18 +54,10 @@ class ModelStore:
         final = self.path(model_id)
         if final.exists():
             raise AlreadyExists(f"model {model_id} already exists in {self.root}")
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{model_id}-", dir=self.root))
-        try:
-            target = staging / SHARD_FILE
-            with open(target, "w", encoding="utf-8") as handle:
-                json.dump(shard, handle, indent=1, sort_keys=True, allow_nan=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.rename(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        with staging_directory(final) as staging:
+            text = json.dumps(shard, indent=1, sort_keys=True, allow_nan=True)
+            (staging / SHARD_FILE).write_text(text, encoding="utf-8")
+            publish(staging, final)
         return final
 
     def load(self, model_id: str) -> dict[str, Any]:

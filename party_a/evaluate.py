@@ -15,9 +15,10 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from fedlearn import metrics
-from fedlearn.errors import InvalidPeerData, PolicyViolation
+from fedlearn.errors import PolicyViolation
 from fedlearn.model import sigmoid
 from fedlearn.protocol import messages as m
+from fedlearn.protocol.payloads import scores_from_bytes
 from fedlearn.protocol.peer_api import PeerApi
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,7 @@ def joint_validation_scores(
     Raises ``InvalidPeerData`` when B does not send one finite score per row.
     """
     reply = peer.partial_scores(m.PartialScoresRequest(session_id, m.RowSubset.VALIDATION))
-    peer_scores = np.frombuffer(reply.scores, dtype="<f8")
-    if len(peer_scores) != len(rows) or not np.all(np.isfinite(peer_scores)):
-        raise InvalidPeerData(
-            f"PartialScores: expected {len(rows)} finite scores, got {len(peer_scores)}"
-        )
+    peer_scores = scores_from_bytes(reply.scores, len(rows), per="validation row")
     return sigmoid(x[rows] @ weights + peer_scores)
 
 

@@ -40,12 +40,14 @@ from fedlearn.data import (
     normalise_ids,
     write_table_atomic,
 )
-from fedlearn.errors import DataError, InvalidPeerData, PolicyViolation
+from fedlearn.errors import DataError, PolicyViolation
 from fedlearn.model import sigmoid
 from fedlearn.preprocess import Preprocessor
 from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
+from fedlearn.protocol.payloads import scores_from_bytes
 from fedlearn.protocol.peer_api import PeerApi
+from fedlearn.protocol.steps import fixed_point_features
 from party_a.align import close_quietly, open_and_align
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
@@ -250,7 +252,6 @@ def _own_part(
     features = numeric + categorical
     preprocessor = Preprocessor.from_dict(model["preprocessor"])
     weights = _weights_with_intercept(model, preprocessor)
-    scales = np.asarray(preprocessor.scales_, dtype=np.float64)
     label = model.get("label_column")
     source = f"{input_path}"
 
@@ -271,11 +272,10 @@ def _own_part(
             source=source,
             first_row=int(chunk.index[0]) + 1,
         )
-        matrix = preprocessor.quantize(preprocessor.transform(table.features)) / scales
-        # The intercept as a column of ones, as in training, so u_A is computed the same way.
-        with_ones = np.hstack([matrix, np.ones((len(matrix), 1))])
+        # With the intercept as a column of ones, as in training, so u_A is computed the same way.
+        x = fixed_point_features(preprocessor, table.features, intercept=True).x
         id_chunks.append(table.ids)
-        score_chunks.append(with_ones @ weights)
+        score_chunks.append(x @ weights)
         done += len(chunk)
         progress(
             ProgressEvent(
@@ -347,20 +347,9 @@ def _peer_part(
         )
     finally:
         close_quietly(peer, alignment.session.session_id)
-    expected = len(alignment.own_rows)
-    if len(reply.scores) % 8:
-        raise InvalidPeerData(
-            f"PartialScores: {len(reply.scores)} bytes is not a whole number of float64 values"
-        )
-    peer_scores = np.frombuffer(reply.scores, dtype="<f8")
-    if len(peer_scores) != expected or not np.all(np.isfinite(peer_scores)):
-        raise InvalidPeerData(
-            f"PartialScores: expected {expected} finite scores (one per matched user), got "
-            f"{len(peer_scores)}"
-            + ("" if np.all(np.isfinite(peer_scores)) else " with non-finite values")
-        )
+    peer_scores = scores_from_bytes(reply.scores, len(alignment.own_rows), per="matched user")
     mark = _lap(timings, "partial_scores", mark)
-    return peer_scores.astype(np.float64), alignment.own_rows, mark
+    return peer_scores, alignment.own_rows, mark
 
 
 # ---- helpers -------------------------------------------------------------------------------------

@@ -21,8 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fedlearn.config import DatasetSpec
 from fedlearn.crypto.executor import make_executor
 from fedlearn.crypto.keys import key_fingerprint, public_key_to_bytes
@@ -30,6 +28,7 @@ from fedlearn.crypto.psi import PsiKey, session_salt
 from fedlearn.data import PartyTable
 from fedlearn.errors import InvalidPeerData, NotFound, PolicyViolation, SessionError
 from fedlearn.protocol import messages as m
+from fedlearn.protocol.payloads import scores_to_bytes
 from fedlearn.protocol.policy import PeerPolicy, check_train_job
 from fedlearn.protocol.session_b import SessionB
 from fedlearn.protocol.steps import int_to_bytes
@@ -276,7 +275,7 @@ class NodeB:
             raise PolicyViolation(f"{self.name}'s policy does not allow returning partial scores")
         with session.lock:
             scores = session.partial_scores(request.subset)
-        return m.PartialScoresResponse(scores=np.asarray(scores, dtype="<f8").tobytes())
+        return m.PartialScoresResponse(scores=scores_to_bytes(scores))
 
     def commit_model(
         self, request: m.CommitModelRequest, partner: str | None

@@ -5,6 +5,10 @@ as a stream: the first message carries every scalar field and the first slice of
 field; later messages carry only further slices, bulk field after bulk field, in order. The receiver
 concatenates each bulk field and takes scalar fields from the first message only, and refuses a
 stream whose total size passes ``max_total_bytes`` before buffering it.
+
+This is the one chunker: the gRPC client (``party_a.peer_client``) and servicer (``party_b.servicer``)
+stream every large message through ``split`` and ``join``; ``tests/protocol/test_chunking.py`` checks
+the round trip property-based.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from fedlearn.errors import InvalidPeerData
-from fedlearn.transport.chunks import chunk_payload
+from fedlearn.transport.options import MAX_MESSAGE_BYTES
 
 T = TypeVar("T")
 
@@ -29,13 +33,29 @@ def bulk_fields(message_type: type) -> tuple[str, ...]:
     )
 
 
+def slices(payload: bytes, chunk_bytes: int) -> Iterator[bytes]:
+    """Consecutive slices of ``payload`` of at most ``chunk_bytes`` bytes; none for empty bytes."""
+    view = memoryview(payload)
+    for start in range(0, len(payload), chunk_bytes):
+        yield bytes(view[start : start + chunk_bytes])
+
+
 def split(message: Any, *, chunk_bytes: int) -> Iterator[Any]:
-    """Yield the stream of messages that carries ``message`` (at least one message)."""
+    """Yield the stream of messages that carries ``message`` (at least one message).
+
+    Each message of the stream carries at most ``chunk_bytes`` bytes of bulk fields. Raises
+    ``ValueError`` (a caller's bug) when ``chunk_bytes`` is not in [1, MAX_MESSAGE_BYTES].
+    """
+    if not 1 <= chunk_bytes <= MAX_MESSAGE_BYTES:
+        raise ValueError(
+            f"chunk_bytes must lie between 1 and MAX_MESSAGE_BYTES ({MAX_MESSAGE_BYTES}), "
+            f"got {chunk_bytes}"
+        )
     fields = bulk_fields(type(message))
     empty = {name: b"" for name in fields}
     first = True
     for name in fields:
-        for piece in chunk_payload(getattr(message, name), chunk_bytes=chunk_bytes):
+        for piece in slices(getattr(message, name), chunk_bytes):
             if first:
                 yield dataclasses.replace(message, **{**empty, name: piece})
                 first = False

@@ -25,6 +25,7 @@ from fedlearn.errors import InvalidPeerData, SessionError
 from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.policy import PeerPolicy
+from fedlearn.protocol.steps import fixed_point_features
 from fedlearn.protocol.train_b import PendingTraining, TrainingB, prepare_training
 
 
@@ -114,8 +115,7 @@ class SessionB:
         model = self.model
         preprocessor = Preprocessor.from_dict(model["preprocessor"])
         frame = self.table.features.iloc[self.aligned_rows].reset_index(drop=True)
-        matrix = preprocessor.transform(frame)
-        x = preprocessor.quantize(matrix) / np.asarray(preprocessor.scales_, dtype=np.float64)
+        x = fixed_point_features(preprocessor, frame).x
         weights = np.asarray(model["weights"], dtype=np.float64)
         if x.shape[1] != len(weights):
             raise SessionError(

@@ -28,6 +28,7 @@ from typing import Any
 
 import gmpy2
 import numpy as np
+import pandas as pd
 
 from fedlearn.crypto.packing import PackingLayout, packing_layout, unmask
 from fedlearn.crypto.peer import PeerKeyEngine
@@ -235,9 +236,22 @@ def fit_party_features(
         config=params,
     )
     preprocessor.fit(frame.iloc[train_rows])
+    return preprocessor, fixed_point_features(preprocessor, frame, intercept=intercept)
+
+
+def fixed_point_features(
+    preprocessor: Preprocessor, frame: pd.DataFrame, *, intercept: bool = False
+) -> FixedPointFeatures:
+    """A party's features for the encrypted math: preprocess, quantise, and the scales to divide by.
+
+    ``preprocessor`` is fitted; ``frame`` holds its raw columns, one row per user. The result's
+    ``x_q`` (rows, f) int32 multiplies ciphertexts; ``x = x_q / scales`` is what the model's
+    weights apply to, in training and in scoring alike. With ``intercept`` a last column of ones
+    (scale 1) is added (A's intercept). Raises ``DataError`` for bad values in ``frame``.
+    """
     quantized = preprocessor.quantize(preprocessor.transform(frame)).astype(np.int32)
     scales = np.asarray(preprocessor.scales_, dtype=np.float64)
     if intercept:
-        quantized = np.hstack([quantized, np.ones((len(aligned_rows), 1), dtype=np.int32)])
+        quantized = np.hstack([quantized, np.ones((len(frame), 1), dtype=np.int32)])
         scales = np.append(scales, 1.0)
-    return preprocessor, FixedPointFeatures(quantized, scales)
+    return FixedPointFeatures(quantized, scales)

@@ -1,12 +1,12 @@
-"""gRPC transport between the party nodes: mutual TLS, options, deadlines, retries, errors, chunks.
+"""gRPC transport between the party nodes: mutual TLS, options, deadlines, retries, errors.
 
 Nothing outside this package builds gRPC servers or channels or sets gRPC options. Modules:
 ``options`` (every option, message limits), ``config`` (``TransportConfig``, its start-up checks),
 ``tls`` (credentials, peer identity), ``server`` (build, health, graceful shutdown), ``client``
-(channels, calls), ``errors`` (status codes and exit codes), ``chunks`` (streaming large payloads).
+(channels, calls), ``errors`` (status codes and exit codes). Large messages are streamed in chunks
+of ``CHUNK_BYTES`` by ``fedlearn.protocol.chunking``.
 """
 
-from fedlearn.transport.chunks import chunk_payload, join_chunks
 from fedlearn.transport.client import (
     build_channel,
     call_stream,
@@ -57,12 +57,10 @@ __all__ = [
     "certificate_name",
     "channel_credentials",
     "channel_options",
-    "chunk_payload",
     "error_from_rpc",
     "exit_code_for",
     "health_state",
     "is_loopback_address",
-    "join_chunks",
     "peer_identity",
     "peer_label",
     "serve_until_signal",
