@@ -20,16 +20,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import gmpy2
 import numpy as np
 
 from fedlearn.crypto.codec import FixedPointCodec
-from fedlearn.crypto.engines import peer_key_engine
+from fedlearn.crypto.engines import OwnKeyOps, PeerKeyOps, peer_key_engine
 from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import public_key_from_bytes
 from fedlearn.crypto.packing import PackingLayout, unpack
-from fedlearn.crypto.paillier import OwnKeyEngine
-from fedlearn.crypto.peer import PeerKeyEngine
 from fedlearn.crypto.wire import (
     ciphertexts_from_bytes,
     ciphertexts_to_bytes,
@@ -47,11 +44,11 @@ from fedlearn.protocol.steps import (
     gradient_layout,
     int_from_bytes,
     label_party_loss,
+    label_party_residual,
     label_party_terms,
     loss_bound_bits,
     loss_mask,
     masked_gradient,
-    power_each,
     residual_frac_bits,
     unmask_loss,
 )
@@ -78,7 +75,7 @@ class Timer:
 
 def peer_engine_for(
     key: m.PaillierKey, params: m.TrainParams, executor: Executor | None
-) -> PeerKeyEngine:
+) -> PeerKeyOps:
     """B's public key from its OpenSession answer, checked against the job's key size."""
     peer_key = public_key_from_bytes(key.n, min_bits=params.key_bits)
     return peer_key_engine(
@@ -100,8 +97,8 @@ class TrainingA:
     peer: PeerApi
     session_id: str
     params: m.TrainParams
-    own: OwnKeyEngine
-    peer_engine: PeerKeyEngine
+    own: OwnKeyOps
+    peer_engine: PeerKeyOps
     features: FixedPointFeatures
     labels: np.ndarray
     n_train: int
@@ -124,8 +121,8 @@ class TrainingA:
         peer: PeerApi,
         session_id: str,
         params: m.TrainParams,
-        own: OwnKeyEngine,
-        peer_engine: PeerKeyEngine,
+        own: OwnKeyOps,
+        peer_engine: PeerKeyOps,
         features: FixedPointFeatures,
         labels: np.ndarray,
         n_train: int,
@@ -178,7 +175,6 @@ class TrainingA:
         timer, peer, own, peer_engine = self.timer, self.peer, self.own, self.peer_engine
         frac, features = self.params.score_frac_bits, self.features
         own_n, peer_n = int(own.public_key.n), int(peer_engine.public_key.n)
-        nsquare = peer_engine.public_key.nsquare
         own_codec, peer_codec = self.own_codec, self.peer_codec
         header = m.BatchHeader(self.session_id, epoch, batch)
         s = len(rows)
@@ -198,9 +194,7 @@ class TrainingA:
         timer.lap("network")
         encrypted_scores = ciphertexts_from_bytes(forward.ciphertexts, peer_n, expected_count=s)
         (loss_term,) = ciphertexts_from_bytes(forward.loss_term, peer_n, expected_count=1)
-        residual = peer_engine.add_plain(
-            power_each(encrypted_scores, beta, nsquare), peer_codec.encode_int(alpha)
-        )
+        residual = label_party_residual(peer_engine, encrypted_scores, alpha, beta, peer_codec)
         packed, masks = masked_gradient(peer_engine, features.x_q[rows], residual, self.own_layout)
         # The loss terms in u_B: (sigmoid(u_A) - y) u_B + u_B^2 / 8, under B's key.
         plain, coefficients, coefficient_sum = label_party_loss(u_a, y)
@@ -209,11 +203,11 @@ class TrainingA:
             [peer_engine.dot(coefficients, encrypted_scores)],
             peer_codec.encode_int([-(SCORE_CLIP << frac) * coefficient_sum]),
         )[0]
-        batch_loss = gmpy2.mpz(cross) * loss_term % nsquare
+        (batch_loss,) = peer_engine.add([cross], [loss_term])
         self.encrypted_loss = (
             batch_loss
             if self.encrypted_loss is None
-            else self.encrypted_loss * batch_loss % nsquare
+            else peer_engine.add([self.encrypted_loss], [batch_loss])[0]
         )
         timer.lap("matvec")
         reply = peer.batch_gradient(

@@ -20,10 +20,9 @@ import numpy as np
 
 from fedlearn import metrics
 from fedlearn.config import DatasetSpec
-from fedlearn.crypto.engines import own_key_engine
+from fedlearn.crypto.engines import OwnKeyOps, own_key_engine
 from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import generate_keypair, key_fingerprint, public_key_to_bytes
-from fedlearn.crypto.paillier import OwnKeyEngine
 from fedlearn.data import PartyTable
 from fedlearn.errors import DataError, FedlearnError
 from fedlearn.job import JobSpec
@@ -121,7 +120,7 @@ def train(
 
 def _train_session(
     peer: PeerApi,
-    own: OwnKeyEngine,
+    own: OwnKeyOps,
     alignment: Any,
     table: PartyTable,
     spec: DatasetSpec,

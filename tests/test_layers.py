@@ -3,7 +3,10 @@
 Layers, bottom to top: ``fedlearn.crypto`` and ``fedlearn.transport`` (and the small library modules
 beside them); ``fedlearn.protocol`` (messages, wire, step math, each role's step order); the
 application modules (job files, node configs, report, CLI); the nodes ``party_a`` and ``party_b``.
-A and B never import each other: A-side code must not load B's implementation.
+A and B never import each other: A-side code must not load B's implementation. And no modular
+arithmetic outside the crypto engines: the protocol and the nodes never import gmpy2 or phe, so
+``engine = "phe"`` is a pure baseline (every operation on ciphertexts goes through ``PeerKeyOps`` /
+``OwnKeyOps``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ FORBIDDEN: list[tuple[str, tuple[str, ...]]] = [
     ("fedlearn.transport", ("fedlearn.protocol", "fedlearn.crypto", *APPLICATION)),
     ("party_a", ("party_b",)),
     ("party_b", ("party_a",)),
+    ("fedlearn.protocol", ("gmpy2", "phe")),
+    ("party_a", ("gmpy2", "phe")),
+    ("party_b", ("gmpy2", "phe")),
 ]
 
 
@@ -97,6 +103,7 @@ def test_no_import_points_up_a_layer() -> None:
         ("fedlearn/bad.py", "import party_b.node\n"),
         ("party_a/bad.py", "from party_b.node import NodeB\n"),
         ("fedlearn/crypto/bad.py", "from fedlearn.protocol import steps\n"),
+        ("fedlearn/protocol/bad.py", "import gmpy2\n"),
     ],
 )
 def test_the_rule_catches_an_upward_import(

@@ -117,6 +117,22 @@ class PeerKeyEngine:
         tasks = [(x_q[:, block.start : block.stop], values, self.n_square) for block in blocks]
         return [c for chunk in self.executor.map(matvec_block_task, tasks) for c in chunk]
 
+    def scale(self, ciphertexts: Sequence[object], factors: Sequence[int]) -> list[mpz]:
+        """``[[k_i m_i]] = [[m_i]]**k_i`` per row; each k_i >= 0 (a few dozen bits: one powmod)."""
+        values = self._check(ciphertexts)
+        if len(values) != len(factors):
+            raise ValueError(f"{len(values)} ciphertexts but {len(factors)} factors")
+        n_square = self.n_square
+        return [gmpy2.powmod(c, int(k), n_square) for c, k in zip(values, factors, strict=True)]
+
+    def add(self, left: Sequence[object], right: Sequence[object]) -> list[mpz]:
+        """``[[a_i + b_i]] = [[a_i]] [[b_i]]`` per row."""
+        lefts, rights = self._check(left), self._check(right)
+        if len(lefts) != len(rights):
+            raise ValueError(f"{len(lefts)} and {len(rights)} ciphertexts")
+        n_square = self.n_square
+        return [a * b % n_square for a, b in zip(lefts, rights, strict=True)]
+
     def dot(self, coeffs: Sequence[int], ciphertexts: Sequence[object]) -> mpz:
         """One ciphertext of ``sum_i coeffs[i] * m_i``, coefficients signed ints of any size."""
         values = self._check(ciphertexts)

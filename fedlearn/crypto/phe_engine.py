@@ -144,6 +144,20 @@ class PhePeerKeyEngine:
             results.append(self._raw_add(ciphertext, encrypted))
         return results
 
+    def scale(self, ciphertexts: Sequence[object], factors: Sequence[int]) -> list[int]:
+        """``[[k_i m_i]]`` per row as phe's ``_raw_mul`` (one powmod each); k_i >= 0."""
+        values = _checked(ciphertexts, self.n_square)
+        if len(values) != len(factors):
+            raise ValueError(f"{len(values)} ciphertexts but {len(factors)} factors")
+        return [self._raw_mul(c, int(k)) for c, k in zip(values, factors, strict=True)]
+
+    def add(self, left: Sequence[object], right: Sequence[object]) -> list[int]:
+        """``[[a_i + b_i]]`` per row as phe's ``_raw_add``."""
+        lefts, rights = _checked(left, self.n_square), _checked(right, self.n_square)
+        if len(lefts) != len(rights):
+            raise ValueError(f"{len(lefts)} and {len(rights)} ciphertexts")
+        return [self._raw_add(a, b) for a, b in zip(lefts, rights, strict=True)]
+
     def matvec_t(self, x_q: np.ndarray, ciphertexts: Sequence[object]) -> list[int]:
         """``X^T [[d]]``: f ciphertexts, each a sum of s phe ``_raw_mul`` terms (zeros included).
 

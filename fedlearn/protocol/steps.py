@@ -24,14 +24,13 @@ import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import gmpy2
 import numpy as np
 import pandas as pd
 
+from fedlearn.crypto.codec import FixedPointCodec
+from fedlearn.crypto.engines import PeerKeyOps
 from fedlearn.crypto.packing import PackingLayout, packing_layout, unmask
-from fedlearn.crypto.peer import PeerKeyEngine
 from fedlearn.data import PartyTable
 from fedlearn.errors import EncodingOverflow, InvalidPeerData
 from fedlearn.model import sigmoid, sigmoid_slope
@@ -124,26 +123,40 @@ def label_party_loss(u_a: np.ndarray, y: np.ndarray) -> tuple[float, list[int], 
     return plain, coefficients, sum(coefficients)
 
 
-def power_each(ciphertexts: Sequence[Any], exponents: Sequence[int], nsquare: Any) -> list[Any]:
-    """[[m_i]]^e_i per row (each e_i >= 0, a few dozen bits): [[e_i m_i]] under the same key."""
-    modulus = gmpy2.mpz(nsquare)
-    return [
-        gmpy2.powmod(gmpy2.mpz(c), e, modulus) for c, e in zip(ciphertexts, exponents, strict=True)
-    ]
+def feature_party_residual(
+    peer_engine: PeerKeyOps,
+    alpha: Sequence[int],
+    beta: Sequence[int],
+    scores_fixed: Sequence[int],
+) -> list[int]:
+    """B: [[d]]_A = [[alpha]]_A [[beta]]_A^v per row, under A's key.
+
+    ``alpha`` and ``beta`` are A's ciphertexts (s,); ``scores_fixed`` B's v (s,) non-negative ints.
+    """
+    return peer_engine.add(alpha, peer_engine.scale(beta, scores_fixed))
 
 
-def multiply_each(left: Sequence[Any], right: Sequence[Any], nsquare: Any) -> list[Any]:
-    """[[a_i]] * [[b_i]] = [[a_i + b_i]] per row."""
-    modulus = gmpy2.mpz(nsquare)
-    return [gmpy2.mpz(a) * gmpy2.mpz(b) % modulus for a, b in zip(left, right, strict=True)]
+def label_party_residual(
+    peer_engine: PeerKeyOps,
+    encrypted_scores: Sequence[int],
+    alpha: Sequence[int],
+    beta: Sequence[int],
+    codec: FixedPointCodec,
+) -> list[int]:
+    """A: [[d]]_B = [[v]]_B^beta + alpha per row, under B's key.
+
+    ``encrypted_scores`` are B's [[v]]_B (s,); ``alpha`` (signed) and ``beta`` (>= 0) A's fixed-point
+    terms; ``codec`` encodes signed ints as residues mod B's n.
+    """
+    return peer_engine.add_plain(peer_engine.scale(encrypted_scores, beta), codec.encode_int(alpha))
 
 
 def masked_gradient(
-    peer_engine: PeerKeyEngine,
+    peer_engine: PeerKeyOps,
     x_q_batch: np.ndarray,
-    encrypted_residual: Sequence[object],
+    encrypted_residual: Sequence[int],
     layout: PackingLayout,
-) -> tuple[list[object], list[int]]:
+) -> tuple[list[int], list[int]]:
     """[[X^T d + R]]_peer, packed and re-randomised, and the masks R (kept by the party).
 
     ``encrypted_residual`` is [[d]] under the peer's key, one per batch row (s,); ``x_q_batch`` is

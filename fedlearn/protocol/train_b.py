@@ -29,12 +29,10 @@ from typing import Any
 import numpy as np
 
 from fedlearn.crypto.codec import FixedPointCodec
-from fedlearn.crypto.engines import own_key_engine, peer_key_engine
+from fedlearn.crypto.engines import OwnKeyOps, PeerKeyOps, own_key_engine, peer_key_engine
 from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import generate_keypair, public_key_from_bytes
 from fedlearn.crypto.packing import PackingLayout, unpack
-from fedlearn.crypto.paillier import OwnKeyEngine
-from fedlearn.crypto.peer import PeerKeyEngine
 from fedlearn.crypto.wire import (
     ciphertexts_from_bytes,
     ciphertexts_to_bytes,
@@ -56,6 +54,7 @@ from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.protocol.steps import (
     FixedPointFeatures,
     feature_party_loss_term,
+    feature_party_residual,
     feature_party_scores,
     fit_party_features,
     gradient_from_masked,
@@ -63,8 +62,6 @@ from fedlearn.protocol.steps import (
     int_from_bytes,
     int_to_bytes,
     masked_gradient,
-    multiply_each,
-    power_each,
 )
 
 #: Most gradient values A may ask B to decrypt per batch (bounds B's role as a decryption service).
@@ -76,8 +73,8 @@ class PendingTraining:
     """B's keys between OpenSession and PsiResult, before the aligned rows are known."""
 
     params: m.TrainParams
-    own: OwnKeyEngine
-    peer: PeerKeyEngine
+    own: OwnKeyOps
+    peer: PeerKeyOps
 
 
 @dataclass
@@ -85,8 +82,8 @@ class TrainingB:
     """B's state for one training session past alignment; ``expect`` is the next step A may take."""
 
     params: m.TrainParams
-    own: OwnKeyEngine
-    peer: PeerKeyEngine
+    own: OwnKeyOps
+    peer: PeerKeyOps
     own_codec: FixedPointCodec
     preprocessor: Preprocessor
     features: FixedPointFeatures
@@ -100,7 +97,7 @@ class TrainingB:
     expect: tuple[str, int, int] = ("forward", 0, 0)
     epoch_start_weights: np.ndarray | None = None
     batches: dict[int, list[np.ndarray]] = field(default_factory=dict)
-    pending: Future[tuple[list[object], list[int]]] | None = None
+    pending: Future[tuple[list[int], list[int]]] | None = None
     batch_rows: np.ndarray | None = None
     peer_value_count: int = 0
     own_masks: list[int] = field(default_factory=list)
@@ -138,10 +135,9 @@ class TrainingB:
         loss_fixed = feature_party_loss_term(scores, frac)
         encrypted_loss = self.own.encrypt(self.own_codec.encode_int([loss_fixed]))
         x_q_batch = self.features.x_q[rows]
-        nsquare = self.peer.public_key.nsquare
 
-        def gradient() -> tuple[list[object], list[int]]:
-            residual = multiply_each(alpha, power_each(beta, scores, nsquare), nsquare)
+        def gradient() -> tuple[list[int], list[int]]:
+            residual = feature_party_residual(self.peer, alpha, beta, scores)
             return masked_gradient(self.peer, x_q_batch, residual, self.own_layout)
 
         self.pending = background.submit(gradient)

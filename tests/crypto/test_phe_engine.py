@@ -152,3 +152,21 @@ def test_training_on_phe_gives_the_same_model_as_fast(tmp_path: Path) -> None:
     np.testing.assert_allclose(phe.b_shard["weights"], fast.b_shard["weights"], atol=1e-6, rtol=0)
     losses = [[r["loss"] for r in run.meta["loss_history"]] for run in (fast, phe)]
     np.testing.assert_allclose(losses[1], losses[0], atol=1e-6, rtol=0)
+
+
+def test_scale_and_add_agree_across_engines(keys: KeyPair) -> None:
+    """The residual's operations ([[m]]^k and [[a]][[b]]) give the same plaintexts on both engines."""
+    with OwnKeyEngine(keys) as fast:
+        fast_peer = PeerKeyEngine(keys.public_key, djn_base=None)
+        phe_peer = PhePeerKeyEngine(keys.public_key)
+        a, b = fast.encrypt([5, 7, 0]), fast.encrypt([11, 13, 17])
+        factors = [3, 0, (1 << 20) - 1]
+        for peer in (fast_peer, phe_peer):
+            assert fast.decrypt(peer.scale(a, factors)) == [15, 0, 0]
+            assert fast.decrypt(peer.add(a, b)) == [16, 20, 17]
+        with pytest.raises(InvalidPeerData):
+            phe_peer.add(a, [0, 1, 2])
+        with pytest.raises(InvalidPeerData):
+            fast_peer.scale([keys.public_key.nsquare, 1, 1], factors)
+        with pytest.raises(ValueError, match="factors"):
+            phe_peer.scale(a, factors[:2])
