@@ -119,8 +119,8 @@ def bench_engine(keypair: Any, residual: np.ndarray, blocks: dict[str, np.ndarra
     start = time.perf_counter()
     own = OwnKeyEngine(keypair)
     results["setup_seconds"] = time.perf_counter() - start
-    codec = FixedPointCodec(n, frac_bits=16)
-    plaintexts = codec.encode(residual)
+    codec = FixedPointCodec(n)
+    plaintexts = codec.encode_int(np.rint(residual * 2.0**16).astype(np.int64))
     results["encrypt"] = median_rate(lambda: len(own.encrypt(plaintexts[:300])), repeats)
 
     def online() -> int:

@@ -36,13 +36,13 @@ from fedlearn.crypto.wire import (
 from fedlearn.errors import EncodingOverflow, InvalidPeerData
 from fedlearn.model import Optimizer, max_batch_rows
 from fedlearn.protocol import messages as m
+from fedlearn.protocol.payloads import int_from_bytes
 from fedlearn.protocol.peer_api import PeerApi
 from fedlearn.protocol.steps import (
     SCORE_CLIP,
     FixedPointFeatures,
     gradient_from_masked,
     gradient_layout,
-    int_from_bytes,
     label_party_loss,
     label_party_residual,
     label_party_terms,
@@ -119,6 +119,7 @@ class TrainingA:
     def start(
         cls,
         peer: PeerApi,
+        *,
         session_id: str,
         params: m.TrainParams,
         own: OwnKeyOps,
@@ -154,8 +155,8 @@ class TrainingA:
             peer_layout=gradient_layout(
                 own_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=frac
             ),
-            own_codec=FixedPointCodec(own_n, frac_bits=0),
-            peer_codec=FixedPointCodec(peer_n, frac_bits=0),
+            own_codec=FixedPointCodec(own_n),
+            peer_codec=FixedPointCodec(peer_n),
             timer=timer,
         )
         # Keep two batches of obfuscators ready (alpha and beta per row): the pool refills in the
@@ -219,7 +220,14 @@ class TrainingA:
         masked_own, masked_peer = self._gradient_reply(reply)
         timer.lap("decryption")
         try:
-            gradient = gradient_from_masked(masked_own, masks, self.own_layout, features, frac, s)
+            gradient = gradient_from_masked(
+                masked_own,
+                masks,
+                layout=self.own_layout,
+                features=features,
+                score_frac_bits=frac,
+                batch_rows=s,
+            )
         except EncodingOverflow as exc:
             raise InvalidPeerData(
                 f"BatchGradient: the returned gradient values are wrong: {exc}"

@@ -29,10 +29,11 @@ from fedlearn.job import JobSpec
 from fedlearn.model import epoch_batches, split_train_validation
 from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
+from fedlearn.protocol.payloads import int_to_bytes
 from fedlearn.protocol.peer_api import PeerApi
-from fedlearn.protocol.steps import fit_party_features, int_to_bytes
+from fedlearn.protocol.steps import fit_party_features
 from fedlearn.store import ModelStore, new_model_id
-from party_a.align import close_quietly, open_and_align
+from party_a.align import Alignment, close_quietly, open_and_align
 from party_a.batch import Timer, TrainingA, peer_engine_for
 from party_a.evaluate import evaluate, joint_validation_scores
 
@@ -99,17 +100,17 @@ def train(
         try:
             meta = _train_session(
                 peer,
-                own,
-                alignment,
-                table,
-                spec,
-                job,
-                own_name,
-                store,
-                executor,
-                timer,
-                started,
-                progress,
+                own=own,
+                alignment=alignment,
+                table=table,
+                spec=spec,
+                job=job,
+                own_name=own_name,
+                store=store,
+                executor=executor,
+                timer=timer,
+                started=started,
+                progress=progress,
             )
         finally:
             close_quietly(peer, session_id)
@@ -120,8 +121,9 @@ def train(
 
 def _train_session(
     peer: PeerApi,
+    *,
     own: OwnKeyOps,
-    alignment: Any,
+    alignment: Alignment,
     table: PartyTable,
     spec: DatasetSpec,
     job: JobSpec,
@@ -154,7 +156,15 @@ def _train_session(
         table, alignment.own_rows, train_rows, params.preprocess, intercept=True
     )
     training = TrainingA.start(
-        peer, session_id, params, own, peer_engine, features, labels, len(train_rows), timer
+        peer,
+        session_id=session_id,
+        params=params,
+        own=own,
+        peer_engine=peer_engine,
+        features=features,
+        labels=labels,
+        n_train=len(train_rows),
+        timer=timer,
     )
     training.gradient_noise = job.gradient_noise
     timer.lap("preprocessing")

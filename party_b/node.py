@@ -28,10 +28,9 @@ from fedlearn.crypto.psi import PsiKey, session_salt
 from fedlearn.data import PartyTable
 from fedlearn.errors import InvalidPeerData, NotFound, PolicyViolation, SessionError
 from fedlearn.protocol import messages as m
-from fedlearn.protocol.payloads import scores_to_bytes
+from fedlearn.protocol.payloads import int_to_bytes, scores_to_bytes
 from fedlearn.protocol.policy import PeerPolicy, check_train_job
 from fedlearn.protocol.session_b import SessionB
-from fedlearn.protocol.steps import int_to_bytes
 from fedlearn.protocol.train_b import (
     PendingTraining,
     TrainingB,

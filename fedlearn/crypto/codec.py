@@ -1,6 +1,7 @@
-"""Fixed-point codec: signed numbers <-> Paillier plaintext residues in [0, n).
+"""Fixed-point codec: signed integers <-> Paillier plaintext residues in [0, n).
 
-A value v is carried as the integer ``round(v * 2**frac_bits)``; a negative integer -a is the
+The protocol scales each value to a fixed-point integer itself (``fedlearn.protocol.steps`` says with
+how many fractional bits); this codec carries a signed integer v as a residue: a negative -a is the
 residue ``n - a``. Residues above n // 2 therefore decode as negative. Homomorphic sums and products
 keep this form as long as the true integer result stays inside (-n/2, n/2); the caller states a
 tighter ``bound`` on decode, and a result outside it raises :class:`EncodingOverflow` instead of
@@ -17,31 +18,14 @@ from fedlearn.errors import EncodingOverflow
 
 
 class FixedPointCodec:
-    """Encode floats and signed ints as residues mod ``n`` with ``frac_bits`` fractional bits."""
+    """Encode signed (fixed-point) integers as residues mod ``n``, and decode them with a bound."""
 
-    def __init__(self, n: int, *, frac_bits: int) -> None:
+    def __init__(self, n: int) -> None:
         if n < 3:
             raise ValueError(f"modulus must be at least 3, got {n}")
-        if frac_bits < 0:
-            raise ValueError(f"frac_bits must be >= 0, got {frac_bits}")
         self.n = int(n)
-        self.frac_bits = frac_bits
-        self.scale = float(2**frac_bits)
         #: Largest magnitude an encoded integer may have: residues above it are negative.
         self.max_int = (self.n - 1) // 2
-
-    def encode(self, values: np.ndarray) -> list[int]:
-        """Floats (any shape, flattened in C order) -> residues of ``round(v * 2**frac_bits)``.
-
-        Raises:
-            EncodingOverflow: a value is NaN or infinite, or too large for the modulus.
-        """
-        array = np.asarray(values, dtype=np.float64).ravel()
-        if not np.all(np.isfinite(array)):
-            bad = int(np.flatnonzero(~np.isfinite(array))[0])
-            raise EncodingOverflow(f"cannot encode non-finite value {array[bad]} at index {bad}")
-        scaled = np.rint(array * self.scale)
-        return self.encode_int(int(v) for v in scaled.tolist())
 
     def encode_int(self, values: Iterable[int] | np.ndarray) -> list[int]:
         """Signed integers -> residues in [0, n).
@@ -67,6 +51,9 @@ class FixedPointCodec:
     def decode_int(self, residues: Sequence[int], *, bound: int) -> list[int]:
         """Residues in [0, n) -> signed ints, each checked to satisfy ``|v| < bound``.
 
+        The inverse of ``encode_int`` for decrypted values whose bound is known: a result outside
+        the bound means the computation overflowed and is never decoded to a wrong number.
+
         Raises:
             ValueError: ``bound`` is not in [1, (n - 1) // 2], or a residue is outside [0, n).
             EncodingOverflow: a decoded value has ``|v| >= bound``.
@@ -90,12 +77,3 @@ class FixedPointCodec:
                 )
             values.append(value)
         return values
-
-    def decode(self, residues: Sequence[int], *, scale: float, bound: int) -> np.ndarray:
-        """Residues -> ``decode_int(residues, bound=bound) / scale`` as float64.
-
-        ``scale`` is the product of the scales that went into the value, e.g. ``2**(fx + fd)`` for a
-        sum of products of an ``fx``-bit feature with an ``fd``-bit residual.
-        """
-        integers = self.decode_int(residues, bound=bound)
-        return np.array([value / scale for value in integers], dtype=np.float64)

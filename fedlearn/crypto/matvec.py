@@ -54,14 +54,6 @@ class FixedBaseTable:
             row_base = row[-1] * row_base % self.modulus
         self.table = table
 
-    def pow(self, exponent: int) -> mpz:
-        """``base**exponent mod modulus`` for ``0 <= exponent < 2**exponent_bits``."""
-        if not 0 <= exponent < (1 << self.exponent_bits):
-            raise ValueError("exponent outside the table's range")
-        mask = (1 << self.window) - 1
-        digits = [(exponent >> (self.window * i)) & mask for i in range(self.rows)]
-        return self.pow_digits(digits)
-
     def pow_digits(self, digits: Sequence[int]) -> mpz:
         """The product of ``table[i][digits[i]]``: ``base**sum(d_i * 2**(window * i))``."""
         modulus = self.modulus

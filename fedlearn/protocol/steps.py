@@ -32,7 +32,7 @@ from fedlearn.crypto.codec import FixedPointCodec
 from fedlearn.crypto.engines import PeerKeyOps
 from fedlearn.crypto.packing import PackingLayout, packing_layout, unmask
 from fedlearn.data import PartyTable
-from fedlearn.errors import EncodingOverflow, InvalidPeerData
+from fedlearn.errors import EncodingOverflow
 from fedlearn.model import sigmoid, sigmoid_slope
 from fedlearn.preprocess import Preprocessor, PreprocessParams
 
@@ -170,6 +170,7 @@ def masked_gradient(
 def gradient_from_masked(
     masked_values: Sequence[int],
     masks: Sequence[int],
+    *,
     layout: PackingLayout,
     features: FixedPointFeatures,
     score_frac_bits: int,
@@ -205,26 +206,6 @@ def unmask_loss(residue: int, mask: int, bound_bits: int) -> int:
     value = int(residue) - mask
     if abs(value) >= 1 << bound_bits:
         raise EncodingOverflow("the decrypted epoch loss is outside its bound")
-    return value
-
-
-def int_to_bytes(value: int | None) -> bytes:
-    """A non-negative integer as minimal big-endian bytes (empty for None)."""
-    if value is None:
-        return b""
-    value = int(value)
-    return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
-
-
-def int_from_bytes(data: bytes, bound: int, *, what: str = "value") -> int | None:
-    """A big-endian integer the peer sent, checked to lie in [1, bound); None for empty bytes."""
-    if not data:
-        return None
-    if len(data) > (int(bound).bit_length() + 7) // 8 + 1:
-        raise InvalidPeerData(f"{what}: {len(data)} bytes is longer than its bound allows")
-    value = int.from_bytes(data, "big")
-    if not 1 <= value < int(bound):
-        raise InvalidPeerData(f"{what}: out of range")
     return value
 
 

@@ -50,6 +50,7 @@ from fedlearn.errors import (
 from fedlearn.model import Optimizer, epoch_batches, max_batch_rows, split_train_validation
 from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol import messages as m
+from fedlearn.protocol.payloads import int_from_bytes, int_to_bytes
 from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.protocol.steps import (
     FixedPointFeatures,
@@ -59,8 +60,6 @@ from fedlearn.protocol.steps import (
     fit_party_features,
     gradient_from_masked,
     gradient_layout,
-    int_from_bytes,
-    int_to_bytes,
     masked_gradient,
 )
 
@@ -205,10 +204,10 @@ class TrainingB:
             gradient = gradient_from_masked(
                 masked,
                 self.own_masks,
-                layout,
-                self.features,
-                self.params.score_frac_bits,
-                len(rows),
+                layout=layout,
+                features=self.features,
+                score_frac_bits=self.params.score_frac_bits,
+                batch_rows=len(rows),
             )
         except EncodingOverflow as exc:
             raise InvalidPeerData(
@@ -333,7 +332,7 @@ def prepare_training(
         params=params,
         own=pending.own,
         peer=pending.peer,
-        own_codec=FixedPointCodec(own_n, frac_bits=0),
+        own_codec=FixedPointCodec(own_n),
         preprocessor=preprocessor,
         features=features,
         train_rows=train_rows,

@@ -24,7 +24,7 @@ LIMIT = 2**15 - 1  # quantisation bound of features: |x| < 2**15
 
 @pytest.fixture(scope="module")
 def codec(keypair) -> FixedPointCodec:
-    return FixedPointCodec(keypair.public_key.n, frac_bits=0)
+    return FixedPointCodec(keypair.public_key.n)
 
 
 @pytest.fixture(scope="module")

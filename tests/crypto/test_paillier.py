@@ -51,9 +51,10 @@ def test_fixed_base_table_matches_powmod() -> None:
     table = FixedBaseTable(123456789, modulus, exponent_bits=100, window=7)
     rng = random.Random(4)
     for exponent in [0, 1, 2**100 - 1] + [rng.getrandbits(100) for _ in range(20)]:
-        assert table.pow(exponent) == gmpy2.powmod(123456789, exponent, modulus)
-    with pytest.raises(ValueError):
-        table.pow(2**100)
+        digits = [(exponent >> (7 * i)) & 127 for i in range(table.rows)]
+        assert table.pow_digits(digits) == gmpy2.powmod(123456789, exponent, modulus)
+    with pytest.raises(ValueError, match="window"):
+        FixedBaseTable(3, modulus, exponent_bits=100, window=17)
 
 
 def test_random_digits_cover_exactly_the_exponent_bits() -> None:

@@ -42,7 +42,7 @@ def peer(keys: KeyPair) -> PhePeerKeyEngine:
 
 @pytest.fixture(scope="module")
 def codec(keys: KeyPair) -> FixedPointCodec:
-    return FixedPointCodec(keys.public_key.n, frac_bits=0)
+    return FixedPointCodec(keys.public_key.n)
 
 
 def _signed(codec: FixedPointCodec, residues: list[int]) -> list[int]:

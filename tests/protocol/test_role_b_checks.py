@@ -15,7 +15,7 @@ from fedlearn.errors import InvalidPeerData, PolicyViolation, SessionError
 from fedlearn.model import epoch_batches
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.in_memory import InMemoryPeer
-from fedlearn.protocol.steps import int_to_bytes
+from fedlearn.protocol.payloads import int_to_bytes
 from party_a.align import open_and_align
 from party_b.node import NodeB
 from tests.protocol.harness import TEST_POLICY, fate_specs
