@@ -11,14 +11,14 @@ import grpc
 import pytest
 
 from fedlearn.errors import InvalidPeerData, PeerUnavailable, PolicyViolation
+from fedlearn.protocol.chunking import slices
 from fedlearn.transport import (
+    CHUNK_BYTES,
     MAX_MESSAGE_BYTES,
     TransportConfig,
     build_channel,
     call_stream,
     call_unary,
-    chunk_payload,
-    join_chunks,
     stream_responses,
     wait_ready,
 )
@@ -171,7 +171,7 @@ def test_stream_responses_maps_an_error_mid_stream(serve) -> None:
 
 def test_payload_over_the_message_limit_is_refused_and_chunks_pass(serve) -> None:
     def total(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-        payload = join_chunks(requests, max_total_bytes=4 * MAX_MESSAGE_BYTES, item_width=256)
+        payload = b"".join(requests)
         return len(payload).to_bytes(8, "big")
 
     handlers = {
@@ -184,7 +184,7 @@ def test_payload_over_the_message_limit_is_refused_and_chunks_pass(serve) -> Non
         call_unary(method(channel, "Echo"), payload, deadline_s=10, peer="p")
     answer = call_stream(
         method(channel, "Total", "stream_unary"),
-        lambda: chunk_payload(payload, item_width=256),
+        lambda: slices(payload, CHUNK_BYTES),
         deadline_s=10,
         peer="p",
     )
