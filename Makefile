@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo
 DEMO_ROWS ?= 20000
 
-.PHONY: demo test test-fast test-full lint typecheck protos bench bench-crypto bench-psi clean setup
+.PHONY: demo test test-fast test-full check lint typecheck protos bench bench-crypto bench-psi clean setup
 
 setup: $(STAMP)
 
@@ -23,15 +23,25 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not fullsize"
 
+# The edit-test loop (under a minute): unit and in-memory tests; no node processes, no 2048-bit keys,
+# none of the tests marked slow (whole training runs). `make test` runs everything but fullsize.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not fullsize and not e2e and not slow"
+
 test-full: $(STAMP)
 	$(PY) -m pytest -q
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check fedlearn party_a party_b tests bench protos/generate.py
-	$(VENV)/bin/ruff format --check fedlearn party_a party_b tests bench protos/generate.py
-	$(VENV)/bin/mypy fedlearn party_a party_b
+# Lint, format and types on all our code (generated code under fedlearn/proto excluded); CI runs it
+# before the tests.
+CHECKED := fedlearn party_a party_b tests bench
+check: $(STAMP)
+	$(VENV)/bin/ruff check $(CHECKED) protos/generate.py
+	$(VENV)/bin/ruff format --check $(CHECKED) protos/generate.py
+	$(VENV)/bin/mypy $(CHECKED)
 
-typecheck: lint
+lint: check
+
+typecheck: check
 
 protos: $(STAMP)
 	$(PY) protos/generate.py

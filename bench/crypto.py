@@ -27,6 +27,7 @@ otherwise use a second thread).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -155,7 +156,7 @@ def bench_engine(keypair: Any, residual: np.ndarray, blocks: dict[str, np.ndarra
     )
     for name, block in blocks.items():
         results[f"matvec_{name}"] = median_rate(
-            lambda block=block: _ops(peer.matvec_t(block, encrypted), block.size), repeats
+            functools.partial(lambda b: _ops(peer.matvec_t(b, encrypted), b.size), block), repeats
         )
     nonzero = int(np.count_nonzero(blocks["one-hot"]))
     results["matvec_one-hot_per_nonzero"] = (
@@ -197,7 +198,8 @@ def bench_heu(bits: int, residual: np.ndarray, blocks: dict[str, np.ndarray], re
         x = kit.array(np.ascontiguousarray(blocks[name].T.astype(np.int64)), encoder)
         size = blocks[name].size
         results[f"matvec_{name}"] = median_rate(
-            lambda x=x, size=size: _ops(evaluator.matmul(x, encrypted), size), repeats
+            functools.partial(lambda a, n: _ops(evaluator.matmul(a, encrypted), n), x, size),
+            repeats,
         )
     one_hot = blocks["one-hot"]
     selections = [np.flatnonzero(column).tolist() for column in one_hot.T]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -65,7 +66,7 @@ def _cases() -> list[tuple[str, object]]:
 
 
 @pytest.mark.parametrize(("key", "value"), _cases())
-def test_job_parser_and_peer_policy_refuse_the_same_values(key: str, value: object) -> None:
+def test_job_parser_and_peer_policy_refuse_the_same_values(key: str, value: Any) -> None:
     section = SECTION[key]
     text = '[data]\ndataset = "d"\n'
     if section == "data":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import gmpy2
 import pytest
@@ -34,7 +35,7 @@ def small_keypair() -> KeyPair:
 
 
 @pytest.fixture(scope="session")
-def engine(keypair: KeyPair) -> OwnKeyEngine:
+def engine(keypair: KeyPair) -> Iterator[OwnKeyEngine]:
     own = OwnKeyEngine(keypair)
     yield own
     own.close()

@@ -137,6 +137,7 @@ def _subsample(tmp: Path, rows: int) -> tuple[DatasetSpec, DatasetSpec]:
     )
 
 
+@pytest.mark.slow
 def test_training_on_phe_gives_the_same_model_as_fast(tmp_path: Path) -> None:
     a_spec, b_spec = _subsample(tmp_path, 240)
     runs = {}

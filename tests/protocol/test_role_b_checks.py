@@ -16,6 +16,7 @@ from fedlearn.model import epoch_batches
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.in_memory import InMemoryPeer
 from fedlearn.protocol.payloads import int_to_bytes
+from fedlearn.protocol.train_b import TrainingB
 from party_a.align import open_and_align
 from party_b.node import NodeB
 from tests.protocol.harness import TEST_POLICY, fate_specs
@@ -45,6 +46,7 @@ def session(tmp_path: Path) -> Iterator[tuple[NodeB, str, int, int]]:
     ids = [str(i) for i in load_party_table(a_spec.path, id_column="id", label_column="y").ids]
     alignment = open_and_align(InMemoryPeer(role, identity="party-a"), request, ids)
     training = role._sessions[alignment.session.session_id].training
+    assert isinstance(training, TrainingB)
     first_batch = epoch_batches(training.train_rows, params.batch_size, params.seed, 0)[0]
     yield role, alignment.session.session_id, int(own.public_key.n), len(first_batch)
     own.close()
@@ -93,7 +95,9 @@ def test_partial_scores_only_between_epochs(session: tuple[NodeB, str, int, int]
     role, sid, _, _ = session
     # Between epochs (before the first batch) it is answered.
     reply = role.partial_scores(m.PartialScoresRequest(sid, m.RowSubset.VALIDATION), "party-a")
-    assert len(reply.scores) == 8 * len(role._sessions[sid].training.validation_rows)
+    training = role._sessions[sid].training
+    assert isinstance(training, TrainingB)
+    assert len(reply.scores) == 8 * len(training.validation_rows)
     # The scoring subset is not for training sessions.
     with pytest.raises(SessionError):
         role.partial_scores(m.PartialScoresRequest(sid, m.RowSubset.ALIGNED), "party-a")

@@ -1,0 +1,23 @@
+"""Test tiers. ``make test-fast`` skips tests marked ``slow``, ``e2e`` or ``fullsize``.
+
+Modules whose tests run the whole protocol in memory (key generation, PSI and training on FATE's data)
+are marked ``slow`` here, in one list, rather than test by test; a single slow test elsewhere carries
+``@pytest.mark.slow`` itself.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+SLOW_MODULES = (
+    "tests/protocol/test_training_memory.py",
+    "tests/protocol/test_privacy.py",
+    "tests/protocol/test_scoring.py",
+    "tests/protocol/test_label_dp.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.split("::")[0] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
