@@ -9,18 +9,20 @@ validation_fraction = 0.2
 seed = 42
 
 [train]
-epochs = 10
+epochs = "auto"                 # "auto": until converged, at most max_epochs; or a whole number
+max_epochs = 100                # the "auto" budget (B's default policy allows 100)
 batch_size = 1024
-learning_rate = 0.02
-optimizer = "momentum"          # sgd | momentum | adam (each party keeps its own state)
+learning_rate = 0.1             # adam's first step size; it decays as 1 / (1 + step / 20)
+optimizer = "adam"              # sgd | momentum | adam (each party keeps its own state)
 l2 = 0.0
 l1 = 0.0
 eval_every = 0                  # validation metrics every k epochs (costs a partial-score exchange)
 
 [early_stopping]
-monitor = "loss"                # loss | weights | none
-tolerance = 1e-4                # stop when the improvement is below this ...
-patience = 2                    # ... for this many epochs in a row
+monitor = "score_change"        # score_change | loss | none
+tolerance = 0.02                # converged when the joint score moves less than this (logits, RMS) ...
+patience = 2                    # ... per epoch, this many epochs in a row
+
 
 [crypto]
 key_bits = 2048
@@ -37,6 +39,12 @@ feature_bits = 8
 
 [privacy]
 gradient_noise = 0.0            # label DP: std of Gaussian noise A adds to B's mean gradient per batch
+
+The intercept starts at the training rows' log-odds; each party's model is the average of its
+weights over the last epoch. The run records why it stopped (``stopped`` in A's model metadata):
+converged (with the tolerance), the epoch budget used up (not converged), or cancelled.
+"loss" watches the quadratic bound of the loss that the protocol evaluates under encryption; it can
+rise while the model still improves, so it is not the default.
 """
 
 from __future__ import annotations
@@ -47,7 +55,13 @@ from typing import Any, ClassVar
 
 from fedlearn.config import Section, parse_toml, root_section
 from fedlearn.constraints import Constraints, Interval, Options
+from fedlearn.errors import ConfigError
 from fedlearn.protocol.messages import PreprocessParams, TrainParams
+
+#: Early-stopping monitors: the joint score's change per epoch, the loss bound, or none.
+MONITORS = ("score_change", "loss", "none")
+#: The "auto" epoch budget: B's default policy (``max_epochs = 100``) accepts it.
+DEFAULT_MAX_EPOCHS = 100
 
 #: The ranges of the job's training and preprocessing parameters are their types' own tables,
 #: the same ones B's policy check reads (fedlearn.constraints).
@@ -60,7 +74,8 @@ class JobSpec:
     """A training job: what A sends B (``params``) and A's own settings (checked by the table)."""
 
     _parameter_constraints: ClassVar[Constraints] = {
-        "monitor": Options(("loss", "weights", "none")),
+        "monitor": Options(MONITORS),
+        "max_epochs": Interval(int, 1, 10_000),
         "tolerance": Interval(float, 0.0, None),
         "patience": Interval(int, 1, None),
         "obfuscation": Options(("djn", "standard")),
@@ -80,6 +95,7 @@ class JobSpec:
     source: str
     target_description: str | None = None
     gradient_noise: float = 0.0
+    epochs_auto: bool = False  # True: ``params.epochs`` is a budget, the run stops when converged
 
 
 JOB = JobSpec._parameter_constraints
@@ -103,18 +119,18 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
     data.finish()
 
     train = root.get_table("train")
-    epochs = _read(train, TRAIN, "epochs", 10)
+    epochs, epochs_auto = _epochs(train)
     batch_size = _read(train, TRAIN, "batch_size", 1024)
-    learning_rate = _read(train, TRAIN, "learning_rate", 0.02)
-    optimizer = _read(train, TRAIN, "optimizer", "momentum")
+    learning_rate = _read(train, TRAIN, "learning_rate", 0.1)
+    optimizer = _read(train, TRAIN, "optimizer", "adam")
     l2 = _read(train, TRAIN, "l2", 0.0)
     l1 = _read(train, TRAIN, "l1", 0.0)
     eval_every = _read(train, JOB, "eval_every", 0)
     train.finish()
 
     stopping = root.get_table("early_stopping")
-    monitor = _read(stopping, JOB, "monitor", "loss")
-    tolerance = _read(stopping, JOB, "tolerance", 1e-4)
+    monitor = _read(stopping, JOB, "monitor", "score_change")
+    tolerance = _read(stopping, JOB, "tolerance", 0.02 if monitor == "score_change" else 1e-4)
     patience = _read(stopping, JOB, "patience", 2)
     stopping.finish()
 
@@ -164,4 +180,27 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
         str(source),
         target_description,
         gradient_noise,
+        epochs_auto,
     )
+
+
+def _epochs(train: Section) -> tuple[int, bool]:
+    """([train] epochs as the budget B checks, whether it is "auto"); ``max_epochs`` is the budget.
+
+    ``epochs = "auto"`` (the default) trains until converged, at most ``max_epochs``; a whole number
+    is the budget itself (``max_epochs`` is then refused as contradictory).
+    """
+    value = train.data.get("epochs", "auto")
+    if isinstance(value, str):
+        train.get_str("epochs")  # mark the key as read
+        if value != "auto":
+            raise ConfigError(
+                f'{train.where("epochs")}: expected "auto" or a whole number, got {value!r}'
+            )
+        return _read(train, JOB, "max_epochs", DEFAULT_MAX_EPOCHS), True
+    if "max_epochs" in train.data:
+        raise ConfigError(
+            f'{train.where("max_epochs")}: only used with epochs = "auto"; with a whole number '
+            "of epochs that number is the budget"
+        )
+    return _read(train, TRAIN, "epochs", None), False

@@ -106,11 +106,19 @@ def max_batch_rows(n_train: int, batch_size: int) -> int:
     return -(-n_train // n_batches)
 
 
+#: The step size decays as ``learning_rate / (1 + (t - 1) / DECAY_STEPS)`` over the optimizer's steps t:
+#: large early steps, then small ones that let mini-batch noise average out (both parties use it).
+DECAY_STEPS = 20.0
+
+
 @dataclass
 class Optimizer:
     """One party's optimizer over its own parameter vector (state never leaves the party).
 
-    ``penalty_mask`` is 1.0 for penalised weights and 0.0 for the intercept.
+    ``penalty_mask`` is 1.0 for penalised weights and 0.0 for the intercept. The step size follows
+    ``learning_rate_at`` (a decay both parties compute from their own step count). ``average`` is
+    the mean of the iterates since ``start_epoch``: each party's model is the average of its
+    weights over the last epoch (Polyak averaging), which removes most of the mini-batch noise.
     """
 
     name: str
@@ -121,9 +129,12 @@ class Optimizer:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    decay_steps: float = DECAY_STEPS
     steps: int = 0
     _first: np.ndarray = field(init=False, repr=False)
     _second: np.ndarray = field(init=False, repr=False)
+    _sum: np.ndarray = field(init=False, repr=False)
+    _count: int = field(init=False, default=0, repr=False)
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
@@ -136,6 +147,24 @@ class Optimizer:
             raise ConfigError("l1 and l2 penalties must be >= 0")
         self._first = np.zeros_like(self.penalty_mask, dtype=np.float64)
         self._second = np.zeros_like(self.penalty_mask, dtype=np.float64)
+        self._sum = np.zeros_like(self.penalty_mask, dtype=np.float64)
+
+    def learning_rate_at(self, step: int) -> float:
+        """The step size of step ``step`` (1-based): ``learning_rate / (1 + (step - 1) / decay)``."""
+        if self.decay_steps <= 0:
+            return self.learning_rate
+        return self.learning_rate / (1.0 + (step - 1) / self.decay_steps)
+
+    def start_epoch(self) -> None:
+        """Forget the iterates of the previous epoch (``average`` restarts)."""
+        self._sum = np.zeros_like(self._sum)
+        self._count = 0
+
+    def average(self, weights: np.ndarray) -> np.ndarray:
+        """The mean of the iterates since ``start_epoch`` (``weights`` when there was no step)."""
+        if self._count == 0:
+            return np.asarray(weights, dtype=np.float64).copy()
+        return np.asarray(self._sum / self._count, dtype=np.float64)
 
     def step(self, weights: np.ndarray, data_gradient: np.ndarray) -> np.ndarray:
         """New weights from the mean data gradient of one batch (shape (f,)); adds the L2 term."""
@@ -152,11 +181,49 @@ class Optimizer:
             first_hat = self._first / (1 - self.beta1**self.steps)
             second_hat = self._second / (1 - self.beta2**self.steps)
             update = first_hat / (np.sqrt(second_hat) + self.eps)
-        new_weights = weights - self.learning_rate * update
+        rate = self.learning_rate_at(self.steps)
+        new_weights = weights - rate * update
         if self.l1 > 0:
-            shrink = self.learning_rate * self.l1 * self.penalty_mask
+            shrink = rate * self.l1 * self.penalty_mask
             new_weights = np.sign(new_weights) * np.maximum(np.abs(new_weights) - shrink, 0.0)
-        return np.asarray(new_weights, dtype=np.float64)
+        new_weights = np.asarray(new_weights, dtype=np.float64)
+        self._sum = self._sum + new_weights
+        self._count += 1
+        return new_weights
+
+
+def log_odds(labels: np.ndarray) -> float:
+    """log(r / (1 - r)) of the positive rate r of 0/1 ``labels``: the intercept A starts from.
+
+    With the other weights at zero this is the best constant model, so training starts calibrated.
+    Raises ``ConfigError`` when the labels hold one class only.
+    """
+    rate = float(np.mean(np.asarray(labels, dtype=np.float64)))
+    if not 0.0 < rate < 1.0:
+        raise ConfigError("the training labels hold one class only; nothing to learn")
+    return math.log(rate / (1.0 - rate))
+
+
+def score_change(x: np.ndarray, before: np.ndarray, after: np.ndarray) -> float:
+    """RMS change of a party's partial score ``x @ w`` over the rows of ``x`` when w moves (logits).
+
+    Each party computes it for its own columns after every epoch, between its epoch-averaged
+    weights of this epoch and the last; early stopping watches the two combined (docs/protocol.md).
+    """
+    if not len(x):
+        return 0.0
+    delta = np.asarray(x, dtype=np.float64) @ (np.asarray(after) - np.asarray(before))
+    return float(np.sqrt(np.mean(delta * delta)))
+
+
+@dataclass
+class PlainRun:
+    """What ``fit_plain_reference`` returns: the model (epoch-averaged weights) and per-epoch trace."""
+
+    w_a: np.ndarray
+    w_b: np.ndarray
+    losses: list[float]
+    changes: list[float]  # combined score change per epoch (what early stopping watches)
 
 
 def fit_plain_reference(
@@ -168,25 +235,35 @@ def fit_plain_reference(
     batch_size: int,
     seed: int,
     optimizer: str = "adam",
-    learning_rate: float = 0.05,
+    learning_rate: float = 0.1,
     l2: float = 0.0,
     l1: float = 0.0,
     score_clip: float = 64.0,
-) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    tolerance: float = 0.0,
+    patience: int = 2,
+) -> PlainRun:
     """The plaintext reference: the protocol's schedule and residual math without encryption.
 
-    ``x_a`` must already carry A's intercept column last. Returns (w_a, w_b, loss per epoch).
+    ``x_a`` must already carry A's intercept column last; ``y`` are the training labels. The
+    intercept starts at their log-odds, the other weights at zero; each epoch's model is the
+    average of the epoch's iterates. With ``tolerance`` > 0 it stops, as the protocol does, once
+    the combined score change stayed below ``tolerance`` for ``patience`` epochs in a row.
     """
     w_a = np.zeros(x_a.shape[1])
+    w_a[-1] = log_odds(y)
     w_b = np.zeros(x_b.shape[1])
     mask_a = np.ones_like(w_a)
     mask_a[-1] = 0.0
     opt_a = Optimizer(optimizer, learning_rate, mask_a, l2=l2, l1=l1)
     opt_b = Optimizer(optimizer, learning_rate, np.ones_like(w_b), l2=l2, l1=l1)
     rows = np.arange(len(y))
-    losses = []
+    model_a, model_b = w_a.copy(), w_b.copy()
+    losses: list[float] = []
+    changes: list[float] = []
     for epoch in range(epochs):
         epoch_loss = 0.0
+        opt_a.start_epoch()
+        opt_b.start_epoch()
         for batch in epoch_batches(rows, batch_size, seed, epoch):
             u_a = x_a[batch] @ w_a
             u_b = np.clip(x_b[batch] @ w_b, -score_clip, score_clip)
@@ -194,5 +271,19 @@ def fit_plain_reference(
             epoch_loss += majorized_loss(u_a, u_b, y[batch]) * len(batch)
             w_a = opt_a.step(w_a, x_a[batch].T @ d / len(batch))
             w_b = opt_b.step(w_b, x_b[batch].T @ d / len(batch))
+        new_a, new_b = opt_a.average(w_a), opt_b.average(w_b)
+        changes.append(
+            math.hypot(score_change(x_a, model_a, new_a), score_change(x_b, model_b, new_b))
+        )
+        model_a, model_b = new_a, new_b
         losses.append(epoch_loss / len(y))
-    return w_a, w_b, losses
+        if converged(changes, tolerance, patience):
+            break
+    return PlainRun(model_a, model_b, losses, changes)
+
+
+def converged(changes: list[float], tolerance: float, patience: int) -> bool:
+    """True when the last ``patience`` score changes are all below ``tolerance`` (> 0)."""
+    if tolerance <= 0 or len(changes) < patience:
+        return False
+    return all(change < tolerance for change in changes[-patience:])

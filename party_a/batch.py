@@ -112,7 +112,9 @@ class TrainingA:
     peer_value_count: int = 0
     plain_loss: float = 0.0  # the epoch's loss terms in u_A only, in plaintext
     encrypted_loss: Any = None  # the epoch's loss terms in u_B, under B's key
-    peer_change: float = 0.0  # B's weight change over the epoch, told after its last batch
+    peer_change: float = 0.0  # B's score change over the epoch, told after its last batch
+    # A's model: its weights averaged over the last epoch (train.py sets it before the first).
+    model_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
     gradient_noise: float = 0.0  # label DP: std of the noise on B's mean gradient (see add_noise)
 
     @classmethod
@@ -167,6 +169,11 @@ class TrainingA:
 
     def start_epoch(self) -> None:
         self.plain_loss, self.encrypted_loss, self.peer_change = 0.0, None, 0.0
+        self.optimizer.start_epoch()
+
+    def end_epoch(self) -> None:
+        """A's model becomes the average of its weights over the epoch just run."""
+        self.model_weights = self.optimizer.average(self.weights)
 
     def run_batch(self, epoch: int, batch: int, rows: np.ndarray) -> None:
         """One batch with B: forward, gradient, update; A's weights take one optimizer step.

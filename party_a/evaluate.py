@@ -1,9 +1,11 @@
-"""A's evaluation of a training run: the joint model on the validation rows, and an A-only baseline.
+"""A's evaluation of a training run: the joint model on the validation rows, its calibration, and
+A's own A-only model (the baseline, and the fallback that scores users B lacks).
 
 The joint scores need B's partial scores on the validation rows (``PartialScores(VALIDATION)``, which B
-answers only between epochs and only when its policy allows partial scores); the baseline is A's own
-plaintext logistic regression on the same split and preprocessing, so the report can show what B's
-features add.
+answers only between epochs and only when its policy allows partial scores). On them A fits the joint
+model's calibration (``fedlearn.calibration``). The A-only model is A's own plaintext logistic
+regression on the same training rows and preprocessing, calibrated on the same validation rows, so
+both models give probabilities on one scale (docs/scoring.md).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from fedlearn import metrics
+from fedlearn.calibration import Calibration, fit_platt
 from fedlearn.errors import PolicyViolation
 from fedlearn.model import sigmoid
 from fedlearn.protocol import messages as m
@@ -27,13 +30,20 @@ log = logging.getLogger(__name__)
 def joint_validation_scores(
     peer: PeerApi, session_id: str, x: np.ndarray, weights: np.ndarray, rows: np.ndarray
 ) -> np.ndarray:
-    """Joint probabilities on the validation ``rows``: A's scores ``x[rows] @ weights`` plus B's.
+    """Joint (uncalibrated) probabilities on the validation ``rows``; see ``joint_validation_logits``."""
+    return sigmoid(joint_validation_logits(peer, session_id, x, weights, rows))
+
+
+def joint_validation_logits(
+    peer: PeerApi, session_id: str, x: np.ndarray, weights: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """Joint logits on the validation ``rows``: A's scores ``x[rows] @ weights`` plus B's.
 
     Raises ``InvalidPeerData`` when B does not send one finite score per row.
     """
     reply = peer.partial_scores(m.PartialScoresRequest(session_id, m.RowSubset.VALIDATION))
     peer_scores = scores_from_bytes(reply.scores, len(rows), per="validation row")
-    return sigmoid(x[rows] @ weights + peer_scores)
+    return np.asarray(x[rows] @ weights + peer_scores, dtype=np.float64)
 
 
 def evaluate(
@@ -44,31 +54,75 @@ def evaluate(
     labels: np.ndarray,
     train_rows: np.ndarray,
     validation_rows: np.ndarray,
+    feature_names: list[str],
 ) -> dict[str, Any]:
-    """Validation metrics of the joint model and of an A-only plaintext baseline on the same split."""
-    if len(validation_rows) == 0:
-        return {"metrics": {}, "curves": {}}
-    y_val = labels[validation_rows]
-    try:
-        joint = joint_validation_scores(peer, session_id, x, weights, validation_rows)
-    except PolicyViolation as exc:
-        log.warning("no joint validation metrics: %s", exc)
-        joint = None
-    a_only = a_only_scores(x[:, :-1], labels, train_rows, validation_rows)
+    """Validation metrics, the joint model's calibration and A's own (A-only) fallback model.
+
+    ``x``: A's features of all aligned rows, intercept column last; ``weights``: A's joint weights.
+    Returns ``metrics`` and ``curves`` (joint and A-only, calibrated probabilities on the validation
+    rows), ``calibration`` (the joint model's Platt map, fitted on those rows; the identity when
+    there are none or B refuses partial scores) and ``a_only_model`` (the fallback for users B
+    lacks: weights by name, intercept and its own calibration).
+    """
+    fallback = fit_a_only(x[:, :-1], labels, train_rows, validation_rows, feature_names)
     result: dict[str, Any] = {
-        "metrics": {"a_only": metrics.summary(y_val, a_only)},
-        "curves": {"a_only": {"y": y_val.astype(int).tolist(), "score": a_only.tolist()}},
+        "metrics": {},
+        "curves": {},
+        "calibration": Calibration().to_dict(),
+        "a_only_model": fallback,
     }
-    if joint is not None:
-        result["metrics"]["joint"] = metrics.summary(y_val, joint)
-        result["curves"]["joint"] = {"y": y_val.astype(int).tolist(), "score": joint.tolist()}
+    if len(validation_rows) == 0:
+        return result
+    y_val = labels[validation_rows]
+    a_only = a_only_probabilities(fallback, x[validation_rows, :-1])
+    result["metrics"]["a_only"] = metrics.summary(y_val, a_only)
+    result["curves"]["a_only"] = {"y": y_val.astype(int).tolist(), "score": a_only.tolist()}
+    try:
+        joint_logits = joint_validation_logits(peer, session_id, x, weights, validation_rows)
+    except PolicyViolation as exc:
+        log.warning("no joint validation metrics and no calibration: %s", exc)
+        return result
+    calibration = fit_platt(joint_logits, y_val)
+    joint = calibration.apply(joint_logits)
+    result["calibration"] = calibration.to_dict()
+    result["metrics"]["joint"] = metrics.summary(y_val, joint)
+    result["metrics"]["joint_uncalibrated"] = metrics.summary(y_val, sigmoid(joint_logits))
+    result["curves"]["joint"] = {"y": y_val.astype(int).tolist(), "score": joint.tolist()}
     return result
 
 
-def a_only_scores(
-    x: np.ndarray, labels: np.ndarray, train_rows: np.ndarray, validation_rows: np.ndarray
-) -> np.ndarray:
-    """A's own plaintext logistic regression on the same split and preprocessing (the baseline)."""
-    baseline = LogisticRegression(max_iter=2000)
-    baseline.fit(x[train_rows], labels[train_rows])
-    return np.asarray(baseline.predict_proba(x[validation_rows])[:, 1])
+def fit_a_only(
+    x: np.ndarray,
+    labels: np.ndarray,
+    train_rows: np.ndarray,
+    validation_rows: np.ndarray,
+    feature_names: list[str],
+) -> dict[str, Any]:
+    """A's own plaintext logistic regression on the same training rows and preprocessing.
+
+    ``x``: A's features without the intercept column, shape (aligned rows, f). scikit-learn's
+    default L2 (C = 1); calibrated with Platt scaling on the validation rows like the joint model,
+    so both give probabilities on the same scale. Returns the JSON-able model for A's shard.
+    """
+    model = LogisticRegression(max_iter=2000)
+    model.fit(x[train_rows], labels[train_rows])
+    weights = np.asarray(model.coef_[0], dtype=np.float64)
+    intercept = float(model.intercept_[0])
+    calibration = Calibration()
+    if len(validation_rows):
+        logits = x[validation_rows] @ weights + intercept
+        calibration = fit_platt(logits, labels[validation_rows])
+    return {
+        "weights": {name: float(w) for name, w in zip(feature_names, weights, strict=True)},
+        "intercept": intercept,
+        "calibration": calibration.to_dict(),
+        "train_rows": len(train_rows),
+    }
+
+
+def a_only_probabilities(model: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Calibrated probabilities of the A-only ``model`` (as ``fit_a_only`` returns it) for rows ``x``
+    (A's features without the intercept column, in the model's column order)."""
+    weights = np.array(list(model["weights"].values()), dtype=np.float64)
+    logits = x @ weights + float(model["intercept"])
+    return Calibration.from_dict(model["calibration"]).apply(logits)

@@ -1,11 +1,15 @@
 """A's driver of batch scoring: new users aligned with B, B's partial scores, A's part, one file.
 
-For each input user A computes its own part of the score and, for the users B knows, adds B's
-partial score ``X_B w_B``; for the others it adds B's average contribution over the training rows
-(``b_mean_partial_score``, recorded at training time) and flags the row ``partner_matched = false``:
+Users B knows are scored by the joint model, users B lacks by A's own A-only model (trained by A in
+plaintext on the same training rows); both are calibrated on the validation rows, so ``score`` is a
+probability on one scale and deciles and ranks over the whole file stay meaningful:
 
-    u = X_A w_A + b + (X_B w_B  if B knows the user  else  mean over training rows of X_B w_B)
-    score = sigmoid(u)        probability of buying VIP within 30 days
+    joint  (B knows the user):  score = calibrate(X_A w_A + b + X_B w_B)
+    a_only (B lacks the user):  score = calibrate_A(X_A v_A + c)
+
+``model`` says which scored each row, ``partner_matched`` whether B knows the user. A model saved
+before the A-only model existed scores users B lacks with B's training mean of ``X_B w_B`` instead
+(``model = joint_b_mean``).
 
 The steps, in order, so that a bad request or a bad file fails before B does any work:
 
@@ -34,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from fedlearn import metrics
+from fedlearn.calibration import Calibration
 from fedlearn.data import (
     iter_table_chunks,
     load_features_frame,
@@ -41,7 +46,6 @@ from fedlearn.data import (
     write_table_atomic,
 )
 from fedlearn.errors import DataError, PolicyViolation
-from fedlearn.model import sigmoid
 from fedlearn.preprocess import Preprocessor
 from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
@@ -51,7 +55,7 @@ from fedlearn.protocol.steps import fixed_point_features
 from party_a.align import close_quietly, open_and_align
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
-OUTPUT_COLUMNS = ("score", "decile", "rank", "partner_matched")
+OUTPUT_COLUMNS = ("score", "decile", "rank", "partner_matched", "model")
 _MODEL_KEYS = (
     "model_id",
     "partner",
@@ -78,6 +82,8 @@ class ScoreResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    by_model: dict[str, int] = field(default_factory=dict)  # users scored by each model
+    validation_auc: dict[str, float] = field(default_factory=dict)  # each model's, at training
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,8 @@ class _OwnPart:
     """A's side of the input, in file order: normalised IDs and u_A = x @ w_A + b."""
 
     ids: np.ndarray  # (n,) object, str
-    own_scores: np.ndarray  # (n,) float64
+    own_scores: np.ndarray  # (n,) float64, A's part of the joint logit (intercept included)
+    a_only_logits: np.ndarray | None  # (n,) float64, the A-only model's logit (None: old model)
     extra_columns: list[str]
 
 
@@ -147,8 +154,8 @@ def score(
     matched[own_rows] = True
     if not matched.any():
         warnings.append(
-            f"{peer.peer_name} knows none of the {n_rows} users; every score uses B's average "
-            "contribution (check that both sides use the same kind of ID)"
+            f"{peer.peer_name} knows none of the {n_rows} users; every user is scored by "
+            "the A-only model (check that both sides use the same kind of ID)"
         )
     progress(
         ProgressEvent(
@@ -158,9 +165,7 @@ def score(
         )
     )
 
-    peer_part = np.full(n_rows, float(model["b_mean_partial_score"]))
-    peer_part[own_rows] = peer_scores
-    scores = sigmoid(own.own_scores + peer_part)
+    scores, used = _scores(model, own, peer_scores, own_rows, matched)
     output = pd.DataFrame(
         {
             model["id_column"]: own.ids,
@@ -168,6 +173,7 @@ def score(
             "decile": metrics.deciles(scores),
             "rank": _ranks(scores),
             "partner_matched": matched,
+            "model": used,
         }
     )
     mark = _lap(timings, "ranking", mark)
@@ -189,7 +195,36 @@ def score(
         seconds=seconds,
         timings=timings,
         warnings=warnings,
+        by_model={name: int(np.sum(used == name)) for name in np.unique(used)},
+        validation_auc={
+            name: float(values["auc"])
+            for name, values in model.get("metrics", {}).items()
+            if name in ("joint", "a_only") and "auc" in values
+        },
     )
+
+
+def _scores(
+    model: dict[str, Any],
+    own: _OwnPart,
+    peer_scores: np.ndarray,
+    own_rows: np.ndarray,
+    matched: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(calibrated probability, model that scored it) per row, in file order."""
+    joint = Calibration.from_dict(model.get("calibration"))
+    scores = np.empty(len(matched))
+    used = np.where(matched, "joint", "a_only").astype(object)
+    scores[own_rows] = joint.apply(own.own_scores[own_rows] + peer_scores)
+    unmatched = ~matched
+    if own.a_only_logits is not None:
+        fallback = Calibration.from_dict(model["a_only_model"].get("calibration"))
+        scores[unmatched] = fallback.apply(own.a_only_logits[unmatched])
+    else:
+        b_mean = float(model["b_mean_partial_score"])
+        scores[unmatched] = joint.apply(own.own_scores[unmatched] + b_mean)
+        used[unmatched] = "joint_b_mean"
+    return scores, used
 
 
 # ---- checks before any work ----------------------------------------------------------------------
@@ -252,11 +287,14 @@ def _own_part(
     features = numeric + categorical
     preprocessor = Preprocessor.from_dict(model["preprocessor"])
     weights = _weights_with_intercept(model, preprocessor)
+    fallback = model.get("a_only_model")
+    a_only = _weights_with_intercept(fallback, preprocessor, model) if fallback else None
     label = model.get("label_column")
     source = f"{input_path}"
 
     id_chunks: list[np.ndarray] = []
     score_chunks: list[np.ndarray] = []
+    a_only_chunks: list[np.ndarray] = []
     extra: list[str] = []
     done = 0
     for chunk in iter_table_chunks(input_path, chunk_rows=chunk_rows):
@@ -276,6 +314,8 @@ def _own_part(
         x = fixed_point_features(preprocessor, table.features, intercept=True).x
         id_chunks.append(table.ids)
         score_chunks.append(x @ weights)
+        if a_only is not None:
+            a_only_chunks.append(x @ a_only)
         done += len(chunk)
         progress(
             ProgressEvent(
@@ -290,18 +330,26 @@ def _own_part(
     if pd.Series(ids, dtype=object).duplicated().any():
         # Raises, naming the first repeated ID and both its rows.
         normalise_ids(ids.tolist(), column=id_column, source=source)
-    return _OwnPart(ids, np.concatenate(score_chunks), extra)
+    a_only_logits = np.concatenate(a_only_chunks) if a_only is not None else None
+    return _OwnPart(ids, np.concatenate(score_chunks), a_only_logits, extra)
 
 
-def _weights_with_intercept(model: dict[str, Any], preprocessor: Preprocessor) -> np.ndarray:
+def _weights_with_intercept(
+    weights: dict[str, Any], preprocessor: Preprocessor, model: dict[str, Any] | None = None
+) -> np.ndarray:
+    """A's weights in the preprocessing's column order, intercept last. ``weights`` is the joint
+    model (``a_weights``, ``intercept``) or the A-only model (``weights``, ``intercept``) of ``model``.
+    """
     names = preprocessor.output_names_
-    saved = model["a_weights"]  # a JSON object: its key order is not the column order
+    model = model or weights
+    saved = weights["a_weights"] if "a_weights" in weights else weights["weights"]
+    # A JSON object: its key order is not the column order.
     if set(saved) != set(names) or len(saved) != len(names):
         raise DataError(
             f"model {model['model_id']}: its weights name {len(saved)} columns, but its "
             f"preprocessing produces {len(names)}; the model metadata is inconsistent"
         )
-    return np.array([*(float(saved[name]) for name in names), float(model["intercept"])])
+    return np.array([*(float(saved[name]) for name in names), float(weights["intercept"])])
 
 
 def _check_columns(

@@ -26,7 +26,13 @@ from fedlearn.crypto.keys import generate_keypair, key_fingerprint, public_key_t
 from fedlearn.data import PartyTable
 from fedlearn.errors import DataError, FedlearnError
 from fedlearn.job import JobSpec
-from fedlearn.model import epoch_batches, split_train_validation
+from fedlearn.model import (
+    converged,
+    epoch_batches,
+    log_odds,
+    score_change,
+    split_train_validation,
+)
 from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.payloads import int_to_bytes
@@ -167,9 +173,12 @@ def _train_session(
         timer=timer,
     )
     training.gradient_noise = job.gradient_noise
+    # Start calibrated: the intercept at the training rows' log-odds (A knows the labels).
+    training.weights[-1] = log_odds(labels[train_rows])
+    training.model_weights = training.weights.copy()
     timer.lap("preprocessing")
 
-    history = _run_epochs(training, job, train_rows, validation_rows, started, progress)
+    history, stopped = _run_epochs(training, job, train_rows, validation_rows, started, progress)
 
     progress(
         ProgressEvent(
@@ -179,9 +188,16 @@ def _train_session(
         )
     )
     timer.restart()
-    weights = training.weights
+    weights = training.model_weights
     evaluation = evaluate(
-        peer, session_id, features.x, weights, labels, train_rows, validation_rows
+        peer,
+        session_id,
+        features.x,
+        weights,
+        labels,
+        train_rows,
+        validation_rows,
+        list(preprocessor.output_names_),
     )
     timer.lap("evaluation")
     model_id = new_model_id(spec.name)
@@ -209,6 +225,7 @@ def _train_session(
         "job": _job_dict(job),
         "loss_history": history,
         "epochs_completed": len(history),
+        "stopped": stopped,
         "rows": {
             "own": alignment.own_size,
             "peer": alignment.peer_size,
@@ -239,15 +256,21 @@ def _run_epochs(
     validation_rows: np.ndarray,
     started: float,
     progress: ProgressCallback,
-) -> list[dict[str, Any]]:
-    """The epochs of batches, until ``job.params.epochs`` or early stopping; returns the loss history."""
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The epochs of batches until early stopping or the budget; (loss history, why it stopped).
+
+    After each epoch A's model is the average of its weights over the epoch; ``score_change`` is
+    the RMS change of the joint score over the training rows since the last epoch, combined from
+    A's part (computed here) and B's (told in B's last BatchUpdate of the epoch).
+    """
     params = job.params
     history: list[dict[str, Any]] = []
     best_loss, stale_epochs = math.inf, 0
     n_batches = max(1, len(train_rows) // params.batch_size)
     train_started = time.perf_counter()
+    x_train = training.features.x[train_rows]
     for epoch in range(params.epochs):
-        epoch_start = training.weights.copy()
+        previous_model = training.model_weights.copy()
         training.start_epoch()
         for batch, rows in enumerate(
             epoch_batches(train_rows, params.batch_size, params.seed, epoch)
@@ -267,13 +290,15 @@ def _run_epochs(
                     eta_s=elapsed / done * (params.epochs * n_batches - done),
                 )
             )
+        training.end_epoch()
         loss = training.epoch_loss(epoch)
-        own_change = float(np.linalg.norm(training.weights - epoch_start))
+        own_change = score_change(x_train, previous_model, training.model_weights)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "loss": loss,
-            "weight_change": own_change,
-            "peer_weight_change": training.peer_change,
+            "score_change": math.hypot(own_change, training.peer_change),
+            "own_score_change": own_change,
+            "peer_score_change": training.peer_change,
         }
         if job.eval_every and (epoch + 1) % job.eval_every == 0 and len(validation_rows):
             record["validation_auc"] = metrics.auc(
@@ -282,7 +307,7 @@ def _run_epochs(
                     training.peer,
                     training.session_id,
                     training.features.x,
-                    training.weights,
+                    training.model_weights,
                     validation_rows,
                 ),
             )
@@ -297,16 +322,53 @@ def _run_epochs(
                 batches=n_batches,
                 loss=loss,
                 elapsed_s=time.perf_counter() - started,
-                message=f"epoch {epoch + 1}: loss {loss:.5f}",
+                message=(
+                    f"epoch {epoch + 1}: loss bound {loss:.5f}, "
+                    f"score change {record['score_change']:.4f}"
+                ),
             )
         )
         if _should_stop(job, history, best_loss, stale_epochs):
-            break
+            return history, stop_reason(job, history, converged=True)
         if loss < best_loss - job.tolerance:
             best_loss, stale_epochs = loss, 0
         else:
             stale_epochs += 1
-    return history
+    return history, stop_reason(job, history, converged=False)
+
+
+def stop_reason(job: JobSpec, history: list[dict[str, Any]], *, converged: bool) -> dict[str, Any]:
+    """Why training ended, for A's model metadata and the CLI: ``reason`` is "converged" or "budget".
+
+    ``message`` says it in words: the tolerance that was met, or that the budget ran out before
+    convergence and what to raise.
+    """
+    epochs = len(history)
+    last = history[-1]["score_change"] if history else math.nan
+    if converged:
+        watched = (
+            "the joint score moved less than"
+            if job.monitor == "score_change"
+            else "the loss bound improved less than"
+        )
+        message = (
+            f"converged after {epochs} epochs: {watched} {job.tolerance:g} for "
+            f"{job.patience} epochs in a row"
+        )
+        return {"reason": "converged", "epochs": epochs, "message": message, **_watch(job, last)}
+    if job.monitor == "none":
+        message = f"ran the {epochs} epochs asked for (early stopping is off)"
+    else:
+        key = "max_epochs" if job.epochs_auto else "epochs"
+        message = (
+            f"not converged: the budget of {epochs} epochs was used up (last score change "
+            f"{last:.4f}, tolerance {job.tolerance:g}); raise [train] {key} or the tolerance"
+        )
+    return {"reason": "budget", "epochs": epochs, "message": message, **_watch(job, last)}
+
+
+def _watch(job: JobSpec, last_change: float) -> dict[str, Any]:
+    return {"monitor": job.monitor, "tolerance": job.tolerance, "last_score_change": last_change}
 
 
 def _save_or_roll_back(
@@ -328,10 +390,9 @@ def _should_stop(
 ) -> bool:
     if job.monitor == "none" or len(history) < 2:
         return False
-    last = history[-1]
-    if job.monitor == "weights":
-        return max(last["weight_change"], last["peer_weight_change"]) < job.tolerance
-    improved = last["loss"] < best_loss - job.tolerance
+    if job.monitor == "score_change":
+        return converged([r["score_change"] for r in history], job.tolerance, job.patience)
+    improved = history[-1]["loss"] < best_loss - job.tolerance
     return not improved and stale_epochs + 1 >= job.patience
 
 
@@ -340,7 +401,8 @@ def _job_dict(job: JobSpec) -> dict[str, Any]:
     return {
         "dataset": job.dataset,
         "peer_dataset": job.peer_dataset,
-        "epochs": params.epochs,
+        "epochs": "auto" if job.epochs_auto else params.epochs,
+        "max_epochs": params.epochs,
         "batch_size": params.batch_size,
         "validation_fraction": params.validation_fraction,
         "seed": params.seed,

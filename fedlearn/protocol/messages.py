@@ -59,12 +59,12 @@ class TrainParams:
         "engine": Options(ENGINES),
     }
 
-    epochs: int = 10
+    epochs: int = 100
     batch_size: int = 1024
     validation_fraction: float = 0.2
     seed: int = 0
-    optimizer: str = "momentum"
-    learning_rate: float = 0.02
+    optimizer: str = "adam"
+    learning_rate: float = 0.1
     l2: float = 0.0
     l1: float = 0.0
     key_bits: int = 2048

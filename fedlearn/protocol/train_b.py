@@ -47,7 +47,13 @@ from fedlearn.errors import (
     PolicyViolation,
     SessionError,
 )
-from fedlearn.model import Optimizer, epoch_batches, max_batch_rows, split_train_validation
+from fedlearn.model import (
+    Optimizer,
+    epoch_batches,
+    max_batch_rows,
+    score_change,
+    split_train_validation,
+)
 from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.payloads import int_from_bytes, int_to_bytes
@@ -89,12 +95,12 @@ class TrainingB:
     train_rows: np.ndarray
     validation_rows: np.ndarray
     weights: np.ndarray
+    model_weights: np.ndarray  # B's model: its weights averaged over the last complete epoch
     optimizer: Optimizer
     own_layout: PackingLayout  # B's gradient, packed under A's key
     peer_layout: PackingLayout  # A's gradient, packed under B's key
     n_batches: int
     expect: tuple[str, int, int] = ("forward", 0, 0)
-    epoch_start_weights: np.ndarray | None = None
     batches: dict[int, list[np.ndarray]] = field(default_factory=dict)
     pending: Future[tuple[list[int], list[int]]] | None = None
     batch_rows: np.ndarray | None = None
@@ -119,7 +125,7 @@ class TrainingB:
         if epoch >= self.params.epochs:
             raise PolicyViolation(f"epoch {epoch + 1} is beyond the job's {self.params.epochs}")
         if batch == 0:
-            self.epoch_start_weights = self.weights.copy()
+            self.optimizer.start_epoch()
         batches = self.batches.setdefault(
             epoch, epoch_batches(self.train_rows, self.params.batch_size, self.params.seed, epoch)
         )
@@ -220,12 +226,14 @@ class TrainingB:
         else:
             self.expect = ("forward", epoch + 1, 0)
             self.completed_epochs = epoch + 1
-        # B's weight change over the epoch, told only when the epoch is complete (a per-batch
-        # norm would tell A the size of each of B's gradients).
+        # After the epoch's last batch B's model becomes its weights averaged over the epoch, and
+        # B tells the RMS change of its partial score over the training rows since the last epoch
+        # (one number per epoch: a per-batch value would tell A the size of each gradient).
         change = 0.0
-        start = self.epoch_start_weights
-        if self.expect == ("forward", epoch + 1, 0) and start is not None:
-            change = float(np.linalg.norm(self.weights - start))
+        if self.expect == ("forward", epoch + 1, 0):
+            model = self.optimizer.average(self.weights)
+            change = score_change(self.features.x[self.train_rows], self.model_weights, model)
+            self.model_weights = model
         return m.BatchUpdateResponse(weight_change_norm=change)
 
     def epoch_loss(self, request: m.EpochLossRequest) -> m.EpochLossResponse:
@@ -243,13 +251,13 @@ class TrainingB:
 
     def validation_scores(self) -> np.ndarray:
         """B's partial scores on the validation rows, shape (validation rows,)."""
-        return self.features.x[self.validation_rows] @ self.weights
+        return self.features.x[self.validation_rows] @ self.model_weights
 
     def model_shard(
         self, model_id: str, *, party: str, partner: str, dataset: str
     ) -> dict[str, Any]:
         """B's model shard as saved in its store; ``mean_partial_score`` is over the training rows."""
-        train_scores = self.features.x[self.train_rows] @ self.weights
+        train_scores = self.features.x[self.train_rows] @ self.model_weights
         mean_partial = float(np.mean(train_scores)) if len(train_scores) else 0.0
         return {
             "model_id": model_id,
@@ -259,7 +267,7 @@ class TrainingB:
             "dataset": dataset,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "feature_names": list(self.preprocessor.output_names_),
-            "weights": [float(w) for w in self.weights],
+            "weights": [float(w) for w in self.model_weights],
             "preprocessor": self.preprocessor.to_dict(),
             "epochs_completed": self.completed_epochs,
             "mean_partial_score": mean_partial,
@@ -338,6 +346,7 @@ def prepare_training(
         train_rows=train_rows,
         validation_rows=validation_rows,
         weights=np.zeros(features.n_features),
+        model_weights=np.zeros(features.n_features),
         optimizer=Optimizer(
             params.optimizer,
             params.learning_rate,

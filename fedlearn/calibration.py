@@ -1,0 +1,79 @@
+"""Platt scaling: a two-parameter map from a model's logit to a calibrated probability.
+
+The encrypted protocol fits a linearised residual (``fedlearn.model.linearized_residual``), whose
+fixed point is not exactly logistic regression's: where B's partial scores are large its scores come
+out too spread or off-centre, so ``sigmoid(u)`` is not a probability to act on. A fits
+``p = sigmoid(slope * u + offset)`` on rows the model was not trained on (the validation rows, whose
+joint scores A receives anyway) and applies it when scoring. The map is increasing, so ranks, deciles
+and AUC do not change; only the probabilities do.
+
+Platt's smoothed targets ((N+ + 1) / (N+ + 2) for positives, 1 / (N- + 2) for negatives) keep the fit
+finite on small or separable validation sets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fedlearn.model import sigmoid
+
+#: Fewer validation rows than this (or a single class) leave the scores as they are.
+MIN_ROWS = 20
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``p = sigmoid(slope * u + offset)`` for a logit u; the identity map is (1, 0)."""
+
+    slope: float = 1.0
+    offset: float = 0.0
+    rows: int = 0  # rows it was fitted on (0: not fitted, the identity)
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for ``logits`` (any shape)."""
+        return sigmoid(self.slope * np.asarray(logits, dtype=np.float64) + self.offset)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slope": self.slope, "offset": self.offset, "rows": self.rows}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Calibration:
+        """The saved map; a model saved before calibration existed gets the identity."""
+        if not data:
+            return cls()
+        slope, offset = float(data["slope"]), float(data["offset"])
+        if not (math.isfinite(slope) and math.isfinite(offset)):
+            raise ValueError("calibration parameters must be finite")
+        return cls(slope, offset, int(data.get("rows", 0)))
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray, *, iterations: int = 50) -> Calibration:
+    """Fit ``slope`` and ``offset`` by Newton's method on the log loss (Platt's smoothed targets).
+
+    ``logits``: shape (n,), the model's uncalibrated scores; ``labels``: 0/1, shape (n,). Returns the
+    identity when there are fewer than ``MIN_ROWS`` rows or one class only.
+    """
+    u = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    positives = float(y.sum())
+    negatives = float(len(y) - positives)
+    if len(y) < MIN_ROWS or positives == 0 or negatives == 0:
+        return Calibration()
+    target = np.where(y > 0.5, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+    design = np.column_stack([u, np.ones_like(u)])
+    params = np.array([1.0, 0.0])
+    for _ in range(iterations):
+        p = sigmoid(design @ params)
+        gradient = design.T @ (p - target)
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        params = params - step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    if not np.all(np.isfinite(params)):
+        return Calibration()
+    return Calibration(float(params[0]), float(params[1]), len(y))
