@@ -232,6 +232,9 @@ def _score(args: argparse.Namespace) -> int:
             if event.progress.phase == "warning":
                 bar.done()
                 print(f"warning: {event.progress.message}", file=sys.stderr)
+            elif event.progress.phase == "summary":
+                bar.done()
+                print(event.progress.message)
             else:
                 bar.show(event.progress)
         else:
@@ -290,6 +293,20 @@ def _fmt(value: Any, digits: int = 3) -> str:
 METRIC_ROWS = [("auc", "AUC"), ("ks", "KS"), ("log_loss", "log loss")] + [
     (f"{kind}@{k}", f"{kind} top {k}%") for kind in ("recall", "lift") for k in (10, 20, 30, 40, 50)
 ]
+#: Metrics where a lower value is better; every other metric in METRIC_ROWS is higher-is-better.
+LOWER_IS_BETTER = frozenset({"log_loss"})
+
+
+def better_model(key: str, joint: Any, a_only: Any) -> str:
+    """Which model is better on metric ``key`` ("joint", "A only", "tie" or "-" when unknown)."""
+    if not isinstance(joint, (int, float)) or not isinstance(a_only, (int, float)):
+        return "-"
+    if math.isnan(joint) or math.isnan(a_only):
+        return "-"
+    if round(joint, 3) == round(a_only, 3):
+        return "tie"
+    lower = key in LOWER_IS_BETTER
+    return "joint" if (joint < a_only) == lower else "A only"
 
 
 def format_training_summary(summary: dict[str, Any]) -> list[str]:
@@ -304,11 +321,14 @@ def format_training_summary(summary: dict[str, Any]) -> list[str]:
     metrics = summary.get("metrics", {})
     joint, a_only = metrics.get("joint", {}), metrics.get("a_only", {})
     if joint or a_only:
-        lines.append(f"{'validation metric':18s} {'joint':>8s} {'A only':>8s} {'gain':>8s}")
+        lines.append(f"{'validation metric':26s} {'joint':>8s} {'A only':>8s} {'better':>8s}")
         for key, name in METRIC_ROWS:
             j, a = joint.get(key), a_only.get(key)
-            gain = j - a if isinstance(j, (int, float)) and isinstance(a, (int, float)) else None
-            lines.append(f"{name:18s} {_fmt(j):>8s} {_fmt(a):>8s} {_fmt(gain):>8s}")
+            label = f"{name} ({'lower' if key in LOWER_IS_BETTER else 'higher'} is better)"
+            lines.append(f"{label:26s} {_fmt(j):>8s} {_fmt(a):>8s} {better_model(key, j, a):>8s}")
+    stopped = summary.get("stopped")
+    if stopped:
+        lines.append(f"training stopped: {stopped.get('message', stopped.get('reason'))}")
     history = summary.get("loss_history", [])
     if history:
         losses = ", ".join(f"{h['loss']:.4f}" for h in history)

@@ -25,6 +25,7 @@ from fedlearn.proto.v1 import control_pb2 as pb
 from fedlearn.proto.v1 import control_pb2_grpc
 from fedlearn.transport import peer_identity
 from party_a.node import NodeA
+from party_a.score import model_summary
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,14 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
                         )
                     )
                 yield pb.ScoreResponse(
+                    progress=pb.Progress(
+                        phase="summary",
+                        message=model_summary(value),
+                        loss=math.nan,
+                        eta_s=math.nan,
+                    )
+                )
+                yield pb.ScoreResponse(
                     result=pb.ScoreResult(
                         rows=value.rows,
                         matched=value.matched,
@@ -208,6 +217,8 @@ def _summary(meta: dict[str, Any]) -> dict[str, Any]:
         "timings",
         "rows",
         "epochs_completed",
+        "stopped",
+        "calibration",
         "job",
     )
     return {key: meta[key] for key in keys if key in meta}

@@ -204,6 +204,21 @@ def score(
     )
 
 
+def model_summary(result: ScoreResult) -> str:
+    """Which model scored how many users, with each model's AUC on the validation rows at training.
+
+    The joint model's AUC is measured on users B knows; the A-only model's on the same rows with
+    A's columns alone: what to expect for the users B lacks (docs/scoring.md).
+    """
+    names = {"joint": "joint model", "a_only": "A-only model", "joint_b_mean": "joint + B's mean"}
+    parts = []
+    for name, count in sorted(result.by_model.items()):
+        auc = result.validation_auc.get("a_only" if name == "joint_b_mean" else name)
+        measured = f", validation AUC {auc:.3f}" if auc is not None else ""
+        parts.append(f"{names.get(name, name)}: {count} users{measured}")
+    return "; ".join(parts)
+
+
 def _scores(
     model: dict[str, Any],
     own: _OwnPart,

@@ -24,7 +24,7 @@ from fedlearn.crypto.engines import OwnKeyOps, own_key_engine
 from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import generate_keypair, key_fingerprint, public_key_to_bytes
 from fedlearn.data import PartyTable
-from fedlearn.errors import DataError, FedlearnError
+from fedlearn.errors import DataError, FedlearnError, PolicyViolation
 from fedlearn.job import JobSpec
 from fedlearn.model import (
     converged,
@@ -90,7 +90,16 @@ def train(
                 n=public_key_to_bytes(own.public_key), djn_base=int_to_bytes(own.djn_base)
             ),
         )
-        alignment = open_and_align(peer, request, [str(i) for i in table.ids], workers=workers)
+        try:
+            alignment = open_and_align(peer, request, [str(i) for i in table.ids], workers=workers)
+        except PolicyViolation as exc:
+            if job.epochs_auto and "epochs" in str(exc):
+                raise PolicyViolation(
+                    f'{exc}. The job\'s epochs = "auto" trains until converged with a budget '
+                    f"of max_epochs = {params.epochs}: set [train] max_epochs to at most "
+                    f"{peer.peer_name}'s maximum"
+                ) from None
+            raise
         timer.lap("alignment")
         session_id = alignment.session.session_id
         progress(
