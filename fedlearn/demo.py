@@ -31,7 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path("demo"))
     parser.add_argument("--rows", type=int, default=20000)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument(
+        "--epochs",
+        type=lambda text: text if text == "auto" else int(text),
+        default="auto",
+        help='"auto" (the job default: until converged) or a number of epochs',
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     started = time.perf_counter()

@@ -86,7 +86,7 @@ def write_node_configs(
     workers: int = 1,
     min_key_bits: int = 2048,
     min_batch_size: int = 256,
-    max_epochs: int = 50,
+    max_epochs: int = 100,
     deadline_s: float = 120.0,
 ) -> tuple[Path, Path, int, int]:
     """a.toml and b.toml in ``root`` for two nodes on loopback with the development certificates in
@@ -157,7 +157,7 @@ def write_vip_demo(
     *,
     rows: int = 50_000,
     seed: int = 7,
-    epochs: int = 10,
+    epochs: int | str = "auto",
     key_bits: int = 2048,
     workers: int = 1,
 ) -> VipDemo:
@@ -188,14 +188,14 @@ validation_fraction = 0.2
 seed = 42
 
 [train]
-epochs = {epochs}
+epochs = {epochs if isinstance(epochs, int) else '"auto"'}    # "auto": until converged, at most max_epochs
 batch_size = 1024
-optimizer = "momentum"
-learning_rate = 0.02
+optimizer = "adam"
+learning_rate = 0.1
 
 [early_stopping]
-monitor = "loss"
-tolerance = 0.0001
+monitor = "score_change"        # the joint score's RMS change per epoch (logits)
+tolerance = 0.02
 patience = 2
 
 [crypto]

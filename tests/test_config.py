@@ -11,6 +11,7 @@ from fedlearn.config_a import load_config as load_a
 from fedlearn.config_b import load_config as load_b
 from fedlearn.errors import ConfigError
 from fedlearn.job import parse_job
+from fedlearn.protocol.policy import PeerPolicy
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,10 @@ label_column = "y"
 def test_job_defaults_and_errors() -> None:
     job = parse_job('[data]\ndataset = "vip"\n')
     assert job.params.key_bits == 2048
-    assert job.params.optimizer == "momentum"
+    assert job.params.optimizer == "adam"
+    # "auto" epochs: the budget B checks is max_epochs, which B's default policy accepts.
+    assert job.epochs_auto and job.params.epochs == PeerPolicy().max_epochs
+    assert job.monitor == "score_change" and job.tolerance == 0.02
     with pytest.raises(
         ConfigError, match=r"\[train\] optimizer: expected one of sgd, momentum, adam"
     ):
@@ -128,3 +132,14 @@ def test_job_defaults_and_errors() -> None:
         parse_job("[train]\nepochs = 3\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         parse_job("[data\n")
+
+
+def test_job_epochs_auto_or_a_number() -> None:
+    fixed = parse_job('[data]\ndataset = "vip"\n[train]\nepochs = 7\n')
+    assert not fixed.epochs_auto and fixed.params.epochs == 7
+    auto = parse_job('[data]\ndataset = "vip"\n[train]\nepochs = "auto"\nmax_epochs = 30\n')
+    assert auto.epochs_auto and auto.params.epochs == 30
+    with pytest.raises(ConfigError, match=r'\[train\] epochs: expected "auto" or a whole number'):
+        parse_job('[data]\ndataset = "vip"\n[train]\nepochs = "many"\n')
+    with pytest.raises(ConfigError, match=r"\[train\] max_epochs: only used with epochs"):
+        parse_job('[data]\ndataset = "vip"\n[train]\nepochs = 5\nmax_epochs = 9\n')

@@ -42,7 +42,7 @@ def test_policy_refusal_reaches_the_operator(nodes: Nodes, tmp_path: Path) -> No
     before = set(ModelStore(nodes.demo.root / "models-b").list_ids())
     result = nodes.cli("train", "--job", str(job))
     assert result.returncode == 5, result.stderr
-    assert "epochs 500 is above the maximum 50" in result.stderr
+    assert "epochs 500 is above the maximum 100" in result.stderr
     assert set(ModelStore(nodes.demo.root / "models-b").list_ids()) == before
 
 
@@ -51,7 +51,7 @@ def test_peer_killed_mid_training(tmp_path: Path) -> None:
     demo.job.write_text(
         demo.job.read_text()
         .replace("epochs = 2", "epochs = 20")
-        .replace('monitor = "loss"', 'monitor = "none"')
+        .replace('monitor = "score_change"', 'monitor = "none"')
     )
     b = NodeProcess("b", demo.b_config, demo.root / "b.log")
     a = NodeProcess("a", demo.a_config, demo.root / "a.log")
