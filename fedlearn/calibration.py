@@ -52,7 +52,7 @@ class Calibration:
 
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray, *, iterations: int = 50) -> Calibration:
-    """Fit ``slope`` and ``offset`` by Newton's method on the log loss (Platt's smoothed targets).
+    """Fit ``slope`` and ``offset`` by damped Newton steps on the log loss (Platt's smoothed targets).
 
     ``logits``: shape (n,), the model's uncalibrated scores; ``labels``: 0/1, shape (n,). Returns the
     identity when there are fewer than ``MIN_ROWS`` rows or one class only.
@@ -65,14 +65,25 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, *, iterations: int = 50) -
         return Calibration()
     target = np.where(y > 0.5, (positives + 1) / (positives + 2), 1 / (negatives + 2))
     design = np.column_stack([u, np.ones_like(u)])
+
+    def loss(params: np.ndarray) -> float:
+        z = design @ params
+        return float(np.sum(np.logaddexp(0.0, z) - target * z))
+
     params = np.array([1.0, 0.0])
+    current = loss(params)
     for _ in range(iterations):
         p = sigmoid(design @ params)
         gradient = design.T @ (p - target)
         hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
-        params = params - step
-        if np.max(np.abs(step)) < 1e-10:
+        # Newton's step, halved until the loss goes down (a full step can overshoot far away).
+        scale = 1.0
+        while scale > 1e-6 and loss(params - scale * step) > current:
+            scale /= 2
+        params = params - scale * step
+        previous, current = current, loss(params)
+        if previous - current < 1e-12 * max(1.0, abs(current)):
             break
     if not np.all(np.isfinite(params)):
         return Calibration()

@@ -1,0 +1,52 @@
+"""Platt scaling (fedlearn.calibration): it moves the mean prediction to the observed rate on rows it
+was not fitted on, keeps the order of the scores, and stays the identity where it cannot be fitted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedlearn.calibration import Calibration, fit_platt
+from fedlearn.model import sigmoid
+
+
+def _miscalibrated(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits u whose true probability is sigmoid(0.5 u - 1.5): too spread and off-centre."""
+    rng = np.random.default_rng(seed)
+    u = rng.normal(0.0, 2.5, rows)
+    y = (rng.random(rows) < sigmoid(0.5 * u - 1.5)).astype(float)
+    return u, y
+
+
+def test_calibration_moves_the_mean_to_the_observed_rate_on_held_out_rows() -> None:
+    u_fit, y_fit = _miscalibrated(2000, seed=1)
+    u_new, y_new = _miscalibrated(5000, seed=2)
+    observed = y_new.mean()
+    before = sigmoid(u_new).mean()
+    assert abs(before / observed - 1) > 0.5  # the raw scores are far off
+    calibration = fit_platt(u_fit, y_fit)
+    after = calibration.apply(u_new).mean()
+    assert abs(after / observed - 1) < 0.05
+    assert calibration.slope == pytest.approx(0.5, abs=0.1)
+    assert calibration.offset == pytest.approx(-1.5, abs=0.2)
+
+
+def test_calibration_keeps_the_order_of_the_scores() -> None:
+    u, y = _miscalibrated(500, seed=3)
+    p = fit_platt(u, y).apply(u)
+    assert np.array_equal(np.argsort(u, kind="stable"), np.argsort(p, kind="stable"))
+
+
+def test_calibration_is_the_identity_without_enough_rows_or_both_classes() -> None:
+    u = np.linspace(-2, 2, 100)
+    assert fit_platt(u[:10], np.r_[np.zeros(5), np.ones(5)]) == Calibration()
+    assert fit_platt(u, np.zeros(100)) == Calibration()
+    np.testing.assert_allclose(Calibration().apply(u), sigmoid(u))
+
+
+def test_calibration_round_trips_and_refuses_non_finite_values() -> None:
+    calibration = Calibration(0.7, -0.2, 300)
+    assert Calibration.from_dict(calibration.to_dict()) == calibration
+    assert Calibration.from_dict(None) == Calibration()
+    with pytest.raises(ValueError, match="finite"):
+        Calibration.from_dict({"slope": float("nan"), "offset": 0.0})

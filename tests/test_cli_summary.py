@@ -1,0 +1,32 @@
+"""The training summary the CLI prints: each metric with its direction, and why training stopped."""
+
+from __future__ import annotations
+
+from fedlearn.cli import better_model, format_training_summary
+
+
+def test_lower_log_loss_is_better_and_higher_auc_is_better() -> None:
+    assert better_model("log_loss", 0.353, 0.375) == "joint"
+    assert better_model("log_loss", 0.375, 0.353) == "A only"
+    assert better_model("auc", 0.80, 0.70) == "joint"
+    assert better_model("auc", 0.70, 0.80) == "A only"
+    assert better_model("auc", 0.8001, 0.8002) == "tie"
+    assert better_model("auc", None, 0.8) == "-"
+
+
+def test_summary_never_calls_a_worse_log_loss_a_gain() -> None:
+    summary = {
+        "model_id": "m",
+        "metrics": {
+            "joint": {"auc": 0.81, "log_loss": 0.375},
+            "a_only": {"auc": 0.70, "log_loss": 0.353},
+        },
+        "stopped": {"reason": "budget", "message": "not converged: the budget of 10 epochs ..."},
+    }
+    lines = format_training_summary(summary)
+    assert not any("gain" in line for line in lines)
+    (log_loss,) = [line for line in lines if line.startswith("log loss")]
+    assert "(lower is better)" in log_loss and log_loss.split()[-1] == "only"  # "A only"
+    (auc,) = [line for line in lines if line.startswith("AUC")]
+    assert "(higher is better)" in auc and auc.split()[-1] == "joint"
+    assert "training stopped: not converged" in lines[-1]
