@@ -28,16 +28,17 @@ def test_breast_with_2048_bit_keys_matches_the_plaintext_reference(tmp_path: Pat
     data = rebuild(run)
     x_a = np.hstack([data["x_a"], np.ones((len(data["y"]), 1))])
     train = data["train"]
-    w_a, w_b, _ = fit_plain_reference(
+    reference = fit_plain_reference(
         x_a[train],
         data["x_b"][train],
         data["y"][train],
         epochs=1,
         batch_size=128,
         seed=42,
-        optimizer="momentum",
+        optimizer=run.job.params.optimizer,
         learning_rate=0.02,
     )
+    w_a, w_b = reference.w_a, reference.w_b
     got_a = np.array([*run.meta["a_weights"].values(), run.meta["intercept"]])
     np.testing.assert_allclose(got_a, w_a, atol=1e-4)
     np.testing.assert_allclose(np.asarray(run.b_shard["weights"]), w_b, atol=1e-4)

@@ -105,6 +105,23 @@ def _own_logits(model: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
     return np.asarray(x @ weights + model["intercept"])
 
 
+def _a_only_probabilities(model: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
+    """The A-only model's calibrated probabilities, recomputed from the model metadata."""
+    table = load_features_frame(
+        frame,
+        id_column=model["id_column"],
+        features=model["numeric_columns"] + model["categorical_columns"],
+        categorical=model["categorical_columns"],
+    )
+    prep = Preprocessor.from_dict(model["preprocessor"])
+    x = prep.quantize(prep.transform(table.features)) / prep.scales_
+    fallback = model["a_only_model"]
+    weights = np.array([fallback["weights"][name] for name in prep.output_names_])
+    logits = x @ weights + fallback["intercept"]
+    calibration = fallback["calibration"]
+    return np.asarray(1 / (1 + np.exp(-(calibration["slope"] * logits + calibration["offset"]))))
+
+
 def _peer_logits(trained: Trained, ids: np.ndarray) -> np.ndarray:
     """X_B w_B for ``ids`` (all known to B), recomputed from B's shard and B's file."""
     shard = trained.run.b_shard
@@ -176,19 +193,27 @@ def test_new_users_matched_and_unmatched(
     b_ids = set(_raw(trained.vip.b_features_csv)["user_id"])
     known = frame["user_id"].isin(b_ids).to_numpy()
 
-    assert list(out.columns) == ["user_id", "score", "decile", "rank", "partner_matched"]
+    assert list(out.columns) == ["user_id", "score", "decile", "rank", "partner_matched", "model"]
     assert out["user_id"].tolist() == frame["user_id"].tolist()  # input order
     assert result.rows == len(frame) and result.matched == int(known.sum())
     assert 0 < known.sum() < len(frame)
     assert out["partner_matched"].to_numpy().tolist() == known.tolist()
+    assert out["model"].tolist() == ["joint" if k else "a_only" for k in known]
+    assert result.by_model == {"joint": int(known.sum()), "a_only": int((~known).sum())}
+    assert set(result.validation_auc) == {"joint", "a_only"}
 
-    # Unmatched: A's part plus B's average contribution; matched: A's part plus B's partial score.
-    peer_part = _logit(out["score"].to_numpy()) - _own_logits(trained.model, frame)
-    b_mean = trained.model["b_mean_partial_score"]
-    np.testing.assert_allclose(peer_part[~known], b_mean, atol=1e-8)
+    # Matched: the joint model, calibrated: sigmoid(slope (u_A + u_B) + offset).
+    calibration = trained.model["calibration"]
+    assert calibration["rows"] > 0 and calibration["slope"] != 1.0
+    joint_logit = (_logit(out["score"].to_numpy()) - calibration["offset"]) / calibration["slope"]
+    peer_part = joint_logit - _own_logits(trained.model, frame)
     expected_b = _peer_logits(trained, frame["user_id"].to_numpy()[known])
-    np.testing.assert_allclose(peer_part[known], expected_b, atol=1e-8)
-    assert not np.allclose(expected_b, b_mean)
+    np.testing.assert_allclose(peer_part[known], expected_b, atol=1e-7)
+    # Unmatched: exactly what the A-only model gives them, on its own calibrated scale.
+    expected_a_only = _a_only_probabilities(trained.model, frame[~known])
+    np.testing.assert_allclose(out["score"].to_numpy()[~known], expected_a_only, atol=1e-12)
+    b_mean = trained.model["b_mean_partial_score"]
+    assert not np.allclose(peer_part[~known], b_mean, atol=1e-3)  # not the old B-mean fallback
 
     assert set(out["decile"]) == set(range(1, 11))
     np.testing.assert_array_equal(out["decile"], metrics.deciles(out["score"].to_numpy()))
@@ -240,7 +265,8 @@ def test_parquet_round_trip_unseen_category_missing_values_and_extra_column(
     own = _own_logits(trained.model, frame.head(4))
     other = frame.head(1).copy()
     other.loc[0, "signup_channel"] = "smoke_signal"
-    assert _own_logits(trained.model, other)[0] == own[0]
+    # (to rounding: a 1-row and a 4-row matrix product may sum in another order)
+    assert _own_logits(trained.model, other)[0] == pytest.approx(own[0], abs=1e-12)
 
 
 # ---- bad input: a clear error, and no output file ------------------------------------------------
