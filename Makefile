@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo
 DEMO_ROWS ?= 20000
 
-.PHONY: demo test test-fast test-full check lint typecheck protos bench bench-crypto bench-psi clean setup
+.PHONY: demo test test-fast test-full check lint typecheck protos bench bench-crypto bench-psi bench-quality clean setup
 
 setup: $(STAMP)
 
@@ -54,6 +54,10 @@ bench-crypto: $(STAMP)
 
 bench-psi: $(STAMP)
 	$(PY) bench/psi.py
+
+# Model quality of the job defaults against scikit-learn (docs/quality.md); ~1 hour on 2 cores.
+bench-quality: $(STAMP)
+	$(PY) -m bench.quality
 
 clean:
 	rm -rf $(DEMO_DIR) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -339,6 +339,23 @@ def _reading(meta: Mapping[str, Any], summaries: Mapping[str, Mapping[str, Any]]
     auc, a_auc = _finite(joint, "auc"), _finite(a_only, "auc")
     if auc is not None and a_auc is not None:
         text += f" AUC is {auc:.3f} for the joint model and {a_auc:.3f} for A alone."
+    return text + _training_note(meta, a_auc)
+
+
+def _training_note(meta: Mapping[str, Any], a_auc: float | None) -> str:
+    """Why training stopped, and how users B lacks are scored (issue 10's fields, if present)."""
+    text = ""
+    stopped = meta.get("stopped")
+    if isinstance(stopped, Mapping) and stopped.get("message"):
+        text += f" Training {stopped['message']}."
+    if "a_only_model" in meta:
+        text += " When scoring, users B does not know are scored by A's own A-only model"
+        text += f" (validation AUC {a_auc:.3f})." if a_auc is not None else "."
+    calibration = meta.get("calibration")
+    if isinstance(calibration, Mapping) and calibration.get("rows"):
+        text += (
+            f" Scores are probabilities calibrated on {int(calibration['rows']):,} validation rows."
+        )
     return text
 
 
