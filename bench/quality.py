@@ -47,10 +47,9 @@ from fedlearn.data import PartyTable, load_party_table, read_table, write_table_
 from fedlearn.datasets import make_vip
 from fedlearn.job import parse_job
 from fedlearn.model import fit_plain_reference, split_train_validation
-from fedlearn.preprocess import PreprocessConfig, Preprocessor
+from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol.in_memory import InMemoryPeer
 from fedlearn.protocol.policy import PeerPolicy
-from fedlearn.protocol.steps import preprocess_dict
 from fedlearn.store import ModelStore
 from party_a.evaluate import a_only_probabilities, fit_a_only
 from party_a.score import score
@@ -170,8 +169,7 @@ def plain_view(qs: QualitySet, seed: int = 42) -> Plain:
     ia = pd.Index([str(i) for i in a.ids]).get_indexer(common)
     ib = b_index.get_indexer(common)
     train_rows, validation_rows = split_train_validation(len(common), 0.2, seed)
-    job = parse_job(_job(512))
-    config = PreprocessConfig.from_dict(preprocess_dict(job.params.preprocess))
+    config = parse_job(_job(512)).params.preprocess
 
     def fit(table: PartyTable, rows: np.ndarray) -> tuple[Preprocessor, np.ndarray]:
         frame = table.features.iloc[rows].reset_index(drop=True)
