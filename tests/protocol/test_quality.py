@@ -19,6 +19,9 @@ from fedlearn.errors import PolicyViolation
 from fedlearn.protocol.policy import PeerPolicy
 from tests.protocol.harness import fate_specs, rebuild, run_memory
 
+# Whole training runs (breast, 512-bit keys, 5-20 s each): not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def _job(train: str, stopping: str = "") -> str:
     return f"""
