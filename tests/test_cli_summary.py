@@ -30,3 +30,21 @@ def test_summary_never_calls_a_worse_log_loss_a_gain() -> None:
     (auc,) = [line for line in lines if line.startswith("AUC")]
     assert "(higher is better)" in auc and auc.split()[-1] == "joint"
     assert "training stopped: not converged" in lines[-1]
+
+
+def test_scoring_summary_names_each_model_with_its_validation_auc() -> None:
+    from pathlib import Path
+
+    from party_a.score import ScoreResult, model_summary
+
+    result = ScoreResult(
+        rows=1000,
+        matched=750,
+        output_path=Path("scores.csv"),
+        seconds=1.0,
+        by_model={"joint": 750, "a_only": 250},
+        validation_auc={"joint": 0.812, "a_only": 0.701},
+    )
+    text = model_summary(result)
+    assert "A-only model: 250 users, validation AUC 0.701" in text
+    assert "joint model: 750 users, validation AUC 0.812" in text
