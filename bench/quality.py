@@ -286,6 +286,8 @@ def replay_run(qs: QualitySet, plain: Plain) -> dict[str, Any]:
         seed=params.seed,
         optimizer=params.optimizer,
         learning_rate=params.learning_rate,
+        l2=params.l2,
+        l1=params.l1,
         tolerance=job.tolerance,
         patience=job.patience,
     )

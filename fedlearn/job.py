@@ -14,7 +14,7 @@ max_epochs = 100                # the "auto" budget (B's default policy allows 1
 batch_size = 1024
 learning_rate = 0.1             # adam's first step size; it decays as 1 / (1 + step / 20)
 optimizer = "adam"              # sgd | momentum | adam (each party keeps its own state)
-l2 = 0.0
+l2 = 1.0                        # L2 in scikit-learn's units (1/C on the summed loss; 1.0 = its default)
 l1 = 0.0
 eval_every = 0                  # validation metrics every k epochs (costs a partial-score exchange)
 
@@ -123,7 +123,7 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
     batch_size = _read(train, TRAIN, "batch_size", 1024)
     learning_rate = _read(train, TRAIN, "learning_rate", 0.1)
     optimizer = _read(train, TRAIN, "optimizer", "adam")
-    l2 = _read(train, TRAIN, "l2", 0.0)
+    l2 = _read(train, TRAIN, "l2", 1.0)
     l1 = _read(train, TRAIN, "l1", 0.0)
     eval_every = _read(train, JOB, "eval_every", 0)
     train.finish()

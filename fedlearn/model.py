@@ -226,6 +226,12 @@ class PlainRun:
     changes: list[float]  # combined score change per epoch (what early stopping watches)
 
 
+def l2_per_row(l2: float, train_rows: int) -> float:
+    """The job's ``l2`` (scikit-learn's units, 1/C, on the *summed* loss) as the coefficient on the
+    mean loss each optimizer uses: ``l2 / train_rows``. Both parties know the training row count."""
+    return l2 / max(1, train_rows)
+
+
 def fit_plain_reference(
     x_a: np.ndarray,
     x_b: np.ndarray,
@@ -244,7 +250,8 @@ def fit_plain_reference(
 ) -> PlainRun:
     """The plaintext reference: the protocol's schedule and residual math without encryption.
 
-    ``x_a`` must already carry A's intercept column last; ``y`` are the training labels. The
+    ``x_a`` must already carry A's intercept column last; ``y`` are the training labels; ``l2`` is
+    the job's (scikit-learn's units, see ``l2_per_row``). The
     intercept starts at their log-odds, the other weights at zero; each epoch's model is the
     average of the epoch's iterates. With ``tolerance`` > 0 it stops, as the protocol does, once
     the combined score change stayed below ``tolerance`` for ``patience`` epochs in a row.
@@ -254,8 +261,9 @@ def fit_plain_reference(
     w_b = np.zeros(x_b.shape[1])
     mask_a = np.ones_like(w_a)
     mask_a[-1] = 0.0
-    opt_a = Optimizer(optimizer, learning_rate, mask_a, l2=l2, l1=l1)
-    opt_b = Optimizer(optimizer, learning_rate, np.ones_like(w_b), l2=l2, l1=l1)
+    penalty = l2_per_row(l2, len(y))
+    opt_a = Optimizer(optimizer, learning_rate, mask_a, l2=penalty, l1=l1)
+    opt_b = Optimizer(optimizer, learning_rate, np.ones_like(w_b), l2=penalty, l1=l1)
     rows = np.arange(len(y))
     model_a, model_b = w_a.copy(), w_b.copy()
     losses: list[float] = []

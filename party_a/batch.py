@@ -34,7 +34,7 @@ from fedlearn.crypto.wire import (
     ints_to_bytes,
 )
 from fedlearn.errors import EncodingOverflow, InvalidPeerData
-from fedlearn.model import Optimizer, max_batch_rows
+from fedlearn.model import Optimizer, l2_per_row, max_batch_rows
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.payloads import int_from_bytes
 from fedlearn.protocol.peer_api import PeerApi
@@ -149,7 +149,11 @@ class TrainingA:
             n_train=n_train,
             weights=np.zeros(features.n_features),
             optimizer=Optimizer(
-                params.optimizer, params.learning_rate, penalty_mask, l2=params.l2, l1=params.l1
+                params.optimizer,
+                params.learning_rate,
+                penalty_mask,
+                l2=l2_per_row(params.l2, n_train),
+                l1=params.l1,
             ),
             own_layout=gradient_layout(
                 peer_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=frac

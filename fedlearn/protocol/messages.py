@@ -65,7 +65,7 @@ class TrainParams:
     seed: int = 0
     optimizer: str = "adam"
     learning_rate: float = 0.1
-    l2: float = 0.0
+    l2: float = 1.0
     l1: float = 0.0
     key_bits: int = 2048
     score_frac_bits: int = 12

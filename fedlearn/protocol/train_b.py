@@ -50,6 +50,7 @@ from fedlearn.errors import (
 from fedlearn.model import (
     Optimizer,
     epoch_batches,
+    l2_per_row,
     max_batch_rows,
     score_change,
     split_train_validation,
@@ -351,7 +352,7 @@ def prepare_training(
             params.optimizer,
             params.learning_rate,
             np.ones(features.n_features),
-            l2=params.l2,
+            l2=l2_per_row(params.l2, len(train_rows)),
             l1=params.l1,
         ),
         own_layout=gradient_layout(

@@ -37,6 +37,7 @@ def test_breast_with_2048_bit_keys_matches_the_plaintext_reference(tmp_path: Pat
         seed=42,
         optimizer=run.job.params.optimizer,
         learning_rate=0.02,
+        l2=run.job.params.l2,
     )
     w_a, w_b = reference.w_a, reference.w_b
     got_a = np.array([*run.meta["a_weights"].values(), run.meta["intercept"]])
