@@ -124,6 +124,7 @@ def test_job_defaults_and_errors() -> None:
     # "auto" epochs: the budget B checks is max_epochs, which B's default policy accepts.
     assert job.epochs_auto and job.params.epochs == PeerPolicy().max_epochs
     assert job.monitor == "score_change" and job.tolerance == 0.02
+    assert job.params.l2 == 1.0  # scikit-learn's default strength (C = 1)
     with pytest.raises(
         ConfigError, match=r"\[train\] optimizer: expected one of sgd, momentum, adam"
     ):
