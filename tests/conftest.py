@@ -1,8 +1,8 @@
 """Test tiers. ``make test-fast`` skips tests marked ``slow``, ``e2e`` or ``fullsize``.
 
-Modules whose tests run the whole protocol in memory (key generation, PSI and training on FATE's data)
-are marked ``slow`` here, in one list, rather than test by test; a single slow test elsewhere carries
-``@pytest.mark.slow`` itself.
+Modules whose tests run the whole protocol in memory (key generation, PSI and training on FATE's data),
+or render many charts (the report), are marked ``slow`` here, in one list, rather than test by test;
+a single slow test elsewhere carries ``@pytest.mark.slow`` itself.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ SLOW_MODULES = (
     "tests/protocol/test_privacy.py",
     "tests/protocol/test_scoring.py",
     "tests/protocol/test_label_dp.py",
+    "tests/test_report.py",
 )
 
 
