@@ -66,3 +66,9 @@ class PeerUnavailable(FedlearnError):
     """The peer node cannot be reached (down, wrong address, or TLS refused)."""
 
     grpc_code = "UNAVAILABLE"
+
+
+class JobCancelled(FedlearnError):
+    """A job was cancelled (by the operator, or because its client went away); nothing was saved."""
+
+    grpc_code = "CANCELLED"

@@ -101,12 +101,14 @@ def call_unary(
     retries: int = 3,
     backoff_s: float = 0.2,
     metadata: Metadata | None = None,
+    own_node: bool = False,
 ) -> Any:
     """Call a unary-unary ``method`` (a stub attribute) and return its response.
 
     ``deadline_s`` bounds the whole call, retries included. UNAVAILABLE is retried up to ``retries``
     times after ``backoff_s``, ``2 * backoff_s``, ... seconds, unless the TLS handshake failed or
-    the deadline would pass. Raises the ``FedlearnError`` from ``error_from_rpc``.
+    the deadline would pass. Raises the ``FedlearnError`` from ``error_from_rpc`` (``own_node``:
+    see there).
     """
     return _with_retries(
         lambda timeout: method(request, timeout=timeout, metadata=metadata),
@@ -114,6 +116,7 @@ def call_unary(
         peer=peer,
         retries=retries,
         backoff_s=backoff_s,
+        own_node=own_node,
     )
 
 
@@ -169,6 +172,7 @@ def stream_responses(
     deadline_s: float,
     peer: str,
     metadata: Metadata | None = None,
+    own_node: bool = False,
 ) -> Iterator[Any]:
     """Iterate the responses of a server-streaming ``method`` (e.g. training progress) as they come.
 
@@ -180,7 +184,7 @@ def stream_responses(
     try:
         yield from call
     except grpc.RpcError as exc:
-        raise error_from_rpc(exc, peer=peer, deadline_s=deadline_s) from exc
+        raise error_from_rpc(exc, peer=peer, deadline_s=deadline_s, own_node=own_node) from exc
     finally:
         if isinstance(call, grpc.Future):
             call.cancel()  # a no-op once the call has finished
@@ -194,6 +198,7 @@ def _with_retries(
     retries: int,
     backoff_s: float,
     retryable: Callable[[], bool] = lambda: True,
+    own_node: bool = False,
 ) -> T:
     if not deadline_s > 0:
         raise ValueError(f"deadline_s must be positive, got {deadline_s!r}")
@@ -211,6 +216,8 @@ def _with_retries(
                 or not retryable()
                 or time.monotonic() + pause >= end
             ):
-                raise error_from_rpc(exc, peer=peer, deadline_s=deadline_s) from exc
+                raise error_from_rpc(
+                    exc, peer=peer, deadline_s=deadline_s, own_node=own_node
+                ) from exc
             time.sleep(pause)
     raise AssertionError("unreachable")  # the loop returns or raises

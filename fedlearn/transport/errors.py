@@ -212,7 +212,7 @@ def _tls_advice(exc: grpc.RpcError) -> str | None:
 
 
 def error_from_rpc(
-    exc: grpc.RpcError, *, peer: str, deadline_s: float | None = None
+    exc: grpc.RpcError, *, peer: str, deadline_s: float | None = None, own_node: bool = False
 ) -> FedlearnError:
     """The ``FedlearnError`` to raise for a failed call to ``peer`` ("party-b at 127.0.0.1:50052").
 
@@ -224,8 +224,15 @@ def error_from_rpc(
     InvalidPeerData (a protocol mismatch); anything else -> FedlearnError. When the
     peer is a fedlearn node, the class it raised (sent as trailing metadata) is used instead of the
     code's default, as long as it maps to the same code.
+
+    ``own_node``: the peer is the caller's own node (the CLI talking to A's node). An error that
+    node raised already names the node at fault and carries its hint (say, "party-b at ... is not
+    reachable"), so it is passed through unchanged instead of being blamed on ``peer`` a second time.
     """
     code, details = status_code_of(exc), _details(exc)
+    sent = _sent_class(exc, code)
+    if own_node and sent is not None:
+        return sent(details)
     if code is grpc.StatusCode.UNAVAILABLE:
         advice = _tls_advice(exc)
         if advice is not None:
@@ -241,7 +248,6 @@ def error_from_rpc(
         )
     if code is grpc.StatusCode.CANCELLED:
         return PeerUnavailable(f"the call to {peer} was cancelled: {details}")
-    sent = _sent_class(exc, code)
     if sent is not None:
         prefix = f"{peer} refused the request" if issubclass(sent, PolicyViolation) else peer
         return sent(f"{prefix}: {details}")

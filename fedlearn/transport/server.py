@@ -12,8 +12,10 @@ mapping interceptor (``fedlearn.transport.errors``) in front of every handler.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -116,6 +118,8 @@ def build_server(
     cfg.validate(address, source=source)
     if max_workers < 1:
         raise ConfigError(f"max_workers must be at least 1, got {max_workers}")
+    if _port_in_use(address):
+        raise _bind_error(address, source)  # before gRPC, which would log a raw line about it
     chain = [ErrorMappingInterceptor(), *interceptors] if map_errors else list(interceptors)
     pool = HandlerPool(max_workers)
     server = grpc.server(
@@ -136,6 +140,28 @@ def build_server(
         raise _bind_error(address, source)
     _PARTS[server] = _ServerParts(state, pool)
     return server, port
+
+
+def _port_in_use(address: str) -> bool:
+    """True when another socket already listens on ``address`` ("host:port"; port 0 never is)."""
+    host_text, _, port_text = address.rpartition(":")
+    host = host_text.strip("[]") or None
+    if not port_text.isdigit() or int(port_text) == 0:
+        return False
+    try:
+        infos = socket.getaddrinfo(
+            host, int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return False  # not resolvable: gRPC's own bind reports it
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 def _bind_error(address: str, source: str) -> ConfigError:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x65\x64learn/v1/control.proto\x12\x0b\x66\x65\x64learn.v1\"\x99\x01\n\x08Progress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\r\x12\x0e\n\x06\x65pochs\x18\x03 \x01(\r\x12\r\n\x05\x62\x61tch\x18\x04 \x01(\r\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\r\x12\x0c\n\x04loss\x18\x06 \x01(\x01\x12\x11\n\telapsed_s\x18\x07 \x01(\x01\x12\r\n\x05\x65ta_s\x18\x08 \x01(\x01\x12\x0f\n\x07message\x18\t \x01(\t\"5\n\x0c\x41lignRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x14\n\x0cpeer_dataset\x18\x02 \x01(\t\"^\n\x0b\x41lignResult\x12\x10\n\x08own_size\x18\x01 \x01(\x04\x12\x11\n\tpeer_size\x18\x02 \x01(\x04\x12\x19\n\x11intersection_size\x18\x03 \x01(\x04\x12\x0f\n\x07seconds\x18\x04 \x01(\x01\"o\n\rAlignResponse\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.fedlearn.v1.ProgressH\x00\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.fedlearn.v1.AlignResultH\x00\x42\x07\n\x05\x65vent\"2\n\x0cTrainRequest\x12\x10\n\x08job_toml\x18\x01 \x01(\t\x12\x10\n\x08job_path\x18\x02 \x01(\t\"5\n\x0bTrainResult\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x14\n\x0csummary_json\x18\x02 \x01(\t\"o\n\rTrainResponse\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.fedlearn.v1.ProgressH\x00\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.fedlearn.v1.TrainResultH\x00\x42\x07\n\x05\x65vent\"I\n\x0cScoreRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\ninput_path\x18\x02 \x01(\t\x12\x13\n\x0boutput_path\x18\x03 \x01(\t\"R\n\x0bScoreResult\x12\x0c\n\x04rows\x18\x01 \x01(\x04\x12\x0f\n\x07matched\x18\x02 \x01(\x04\x12\x13\n\x0boutput_path\x18\x03 \x01(\t\x12\x0f\n\x07seconds\x18\x04 \x01(\x01\"o\n\rScoreResponse\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.fedlearn.v1.ProgressH\x00\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.fedlearn.v1.ScoreResultH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"J\n\x0cModelSummary\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x14\n\x0csummary_json\x18\x03 \x01(\t\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.fedlearn.v1.ModelSummary\"2\n\rReportRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07out_dir\x18\x02 \x01(\t\"\x1e\n\x0eReportResponse\x12\x0c\n\x04path\x18\x01 \x01(\t2\xe8\x02\n\x0e\x43ontrolService\x12@\n\x05\x41lign\x12\x19.fedlearn.v1.AlignRequest\x1a\x1a.fedlearn.v1.AlignResponse0\x01\x12@\n\x05Train\x12\x19.fedlearn.v1.TrainRequest\x1a\x1a.fedlearn.v1.TrainResponse0\x01\x12@\n\x05Score\x12\x19.fedlearn.v1.ScoreRequest\x1a\x1a.fedlearn.v1.ScoreResponse0\x01\x12M\n\nListModels\x12\x1e.fedlearn.v1.ListModelsRequest\x1a\x1f.fedlearn.v1.ListModelsResponse\x12\x41\n\x06Report\x12\x1a.fedlearn.v1.ReportRequest\x1a\x1b.fedlearn.v1.ReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x65\x64learn/v1/control.proto\x12\x0b\x66\x65\x64learn.v1\"\x99\x01\n\x08Progress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\r\x12\x0e\n\x06\x65pochs\x18\x03 \x01(\r\x12\r\n\x05\x62\x61tch\x18\x04 \x01(\r\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\r\x12\x0c\n\x04loss\x18\x06 \x01(\x01\x12\x11\n\telapsed_s\x18\x07 \x01(\x01\x12\r\n\x05\x65ta_s\x18\x08 \x01(\x01\x12\x0f\n\x07message\x18\t \x01(\t\"5\n\x0c\x41lignRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x14\n\x0cpeer_dataset\x18\x02 \x01(\t\"^\n\x0b\x41lignResult\x12\x10\n\x08own_size\x18\x01 \x01(\x04\x12\x11\n\tpeer_size\x18\x02 \x01(\x04\x12\x19\n\x11intersection_size\x18\x03 \x01(\x04\x12\x0f\n\x07seconds\x18\x04 \x01(\x01\"o\n\rAlignResponse\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.fedlearn.v1.ProgressH\x00\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.fedlearn.v1.AlignResultH\x00\x42\x07\n\x05\x65vent\"2\n\x0cTrainRequest\x12\x10\n\x08job_toml\x18\x01 \x01(\t\x12\x10\n\x08job_path\x18\x02 \x01(\t\"5\n\x0bTrainResult\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x14\n\x0csummary_json\x18\x02 \x01(\t\"o\n\rTrainResponse\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.fedlearn.v1.ProgressH\x00\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.fedlearn.v1.TrainResultH\x00\x42\x07\n\x05\x65vent\"I\n\x0cScoreRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\ninput_path\x18\x02 \x01(\t\x12\x13\n\x0boutput_path\x18\x03 \x01(\t\"R\n\x0bScoreResult\x12\x0c\n\x04rows\x18\x01 \x01(\x04\x12\x0f\n\x07matched\x18\x02 \x01(\x04\x12\x13\n\x0boutput_path\x18\x03 \x01(\t\x12\x0f\n\x07seconds\x18\x04 \x01(\x01\"o\n\rScoreResponse\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.fedlearn.v1.ProgressH\x00\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.fedlearn.v1.ScoreResultH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"J\n\x0cModelSummary\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x14\n\x0csummary_json\x18\x03 \x01(\t\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.fedlearn.v1.ModelSummary\"2\n\rReportRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07out_dir\x18\x02 \x01(\t\"\x1e\n\x0eReportResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\"\x1a\n\x03Job\x12\x13\n\x0brecord_json\x18\x01 \x01(\t\"8\n\x12SubmitTrainRequest\x12\x10\n\x08job_toml\x18\x01 \x01(\t\x12\x10\n\x08job_path\x18\x02 \x01(\t\"4\n\x13SubmitTrainResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.fedlearn.v1.Job\"\x11\n\x0fListJobsRequest\"2\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.fedlearn.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.fedlearn.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"l\n\x10WatchJobResponse\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.fedlearn.v1.ProgressH\x00\x12$\n\x08\x66inished\x18\x02 \x01(\x0b\x32\x10.fedlearn.v1.JobH\x00\x42\x07\n\x05\x65vent\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.fedlearn.v1.Job\"0\n\x0eJobLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\" \n\x0fJobLogsResponse\x12\r\n\x05lines\x18\x01 \x03(\t\"#\n\x0fGetModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"<\n\x10GetModelResponse\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.fedlearn.v1.ModelSummary\"&\n\x12RemoveModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"?\n\x13RemoveModelResponse\x12\x14\n\x0cpeer_deleted\x18\x01 \x01(\x08\x12\x12\n\npeer_error\x18\x02 \x01(\t\";\n\x13ScoresReportRequest\x12\x13\n\x0bscores_path\x18\x01 \x01(\t\x12\x0f\n\x07out_dir\x18\x02 \x01(\t\"$\n\x14ScoresReportResponse\x12\x0c\n\x04path\x18\x01 \x01(\t2\x95\x08\n\x0e\x43ontrolService\x12@\n\x05\x41lign\x12\x19.fedlearn.v1.AlignRequest\x1a\x1a.fedlearn.v1.AlignResponse0\x01\x12@\n\x05Train\x12\x19.fedlearn.v1.TrainRequest\x1a\x1a.fedlearn.v1.TrainResponse0\x01\x12@\n\x05Score\x12\x19.fedlearn.v1.ScoreRequest\x1a\x1a.fedlearn.v1.ScoreResponse0\x01\x12M\n\nListModels\x12\x1e.fedlearn.v1.ListModelsRequest\x1a\x1f.fedlearn.v1.ListModelsResponse\x12\x41\n\x06Report\x12\x1a.fedlearn.v1.ReportRequest\x1a\x1b.fedlearn.v1.ReportResponse\x12P\n\x0bSubmitTrain\x12\x1f.fedlearn.v1.SubmitTrainRequest\x1a .fedlearn.v1.SubmitTrainResponse\x12G\n\x08ListJobs\x12\x1c.fedlearn.v1.ListJobsRequest\x1a\x1d.fedlearn.v1.ListJobsResponse\x12\x41\n\x06GetJob\x12\x1a.fedlearn.v1.GetJobRequest\x1a\x1b.fedlearn.v1.GetJobResponse\x12I\n\x08WatchJob\x12\x1c.fedlearn.v1.WatchJobRequest\x1a\x1d.fedlearn.v1.WatchJobResponse0\x01\x12J\n\tCancelJob\x12\x1d.fedlearn.v1.CancelJobRequest\x1a\x1e.fedlearn.v1.CancelJobResponse\x12\x46\n\x07JobLogs\x12\x1b.fedlearn.v1.JobLogsRequest\x1a\x1c.fedlearn.v1.JobLogsResponse0\x01\x12G\n\x08GetModel\x12\x1c.fedlearn.v1.GetModelRequest\x1a\x1d.fedlearn.v1.GetModelResponse\x12P\n\x0bRemoveModel\x12\x1f.fedlearn.v1.RemoveModelRequest\x1a .fedlearn.v1.RemoveModelResponse\x12S\n\x0cScoresReport\x12 .fedlearn.v1.ScoresReportRequest\x1a!.fedlearn.v1.ScoresReportResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -62,6 +62,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORTREQUEST']._serialized_end=1166
   _globals['_REPORTRESPONSE']._serialized_start=1168
   _globals['_REPORTRESPONSE']._serialized_end=1198
-  _globals['_CONTROLSERVICE']._serialized_start=1201
-  _globals['_CONTROLSERVICE']._serialized_end=1561
+  _globals['_JOB']._serialized_start=1200
+  _globals['_JOB']._serialized_end=1226
+  _globals['_SUBMITTRAINREQUEST']._serialized_start=1228
+  _globals['_SUBMITTRAINREQUEST']._serialized_end=1284
+  _globals['_SUBMITTRAINRESPONSE']._serialized_start=1286
+  _globals['_SUBMITTRAINRESPONSE']._serialized_end=1338
+  _globals['_LISTJOBSREQUEST']._serialized_start=1340
+  _globals['_LISTJOBSREQUEST']._serialized_end=1357
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1359
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1409
+  _globals['_GETJOBREQUEST']._serialized_start=1411
+  _globals['_GETJOBREQUEST']._serialized_end=1442
+  _globals['_GETJOBRESPONSE']._serialized_start=1444
+  _globals['_GETJOBRESPONSE']._serialized_end=1491
+  _globals['_WATCHJOBREQUEST']._serialized_start=1493
+  _globals['_WATCHJOBREQUEST']._serialized_end=1526
+  _globals['_WATCHJOBRESPONSE']._serialized_start=1528
+  _globals['_WATCHJOBRESPONSE']._serialized_end=1636
+  _globals['_CANCELJOBREQUEST']._serialized_start=1638
+  _globals['_CANCELJOBREQUEST']._serialized_end=1672
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1674
+  _globals['_CANCELJOBRESPONSE']._serialized_end=1724
+  _globals['_JOBLOGSREQUEST']._serialized_start=1726
+  _globals['_JOBLOGSREQUEST']._serialized_end=1774
+  _globals['_JOBLOGSRESPONSE']._serialized_start=1776
+  _globals['_JOBLOGSRESPONSE']._serialized_end=1808
+  _globals['_GETMODELREQUEST']._serialized_start=1810
+  _globals['_GETMODELREQUEST']._serialized_end=1845
+  _globals['_GETMODELRESPONSE']._serialized_start=1847
+  _globals['_GETMODELRESPONSE']._serialized_end=1907
+  _globals['_REMOVEMODELREQUEST']._serialized_start=1909
+  _globals['_REMOVEMODELREQUEST']._serialized_end=1947
+  _globals['_REMOVEMODELRESPONSE']._serialized_start=1949
+  _globals['_REMOVEMODELRESPONSE']._serialized_end=2012
+  _globals['_SCORESREPORTREQUEST']._serialized_start=2014
+  _globals['_SCORESREPORTREQUEST']._serialized_end=2073
+  _globals['_SCORESREPORTRESPONSE']._serialized_start=2075
+  _globals['_SCORESREPORTRESPONSE']._serialized_end=2111
+  _globals['_CONTROLSERVICE']._serialized_start=2114
+  _globals['_CONTROLSERVICE']._serialized_end=3159
 # @@protoc_insertion_point(module_scope)

@@ -60,6 +60,51 @@ class ControlServiceStub:
                 request_serializer=fedlearn_dot_v1_dot_control__pb2.ReportRequest.SerializeToString,
                 response_deserializer=fedlearn_dot_v1_dot_control__pb2.ReportResponse.FromString,
                 _registered_method=True)
+        self.SubmitTrain = channel.unary_unary(
+                '/fedlearn.v1.ControlService/SubmitTrain',
+                request_serializer=fedlearn_dot_v1_dot_control__pb2.SubmitTrainRequest.SerializeToString,
+                response_deserializer=fedlearn_dot_v1_dot_control__pb2.SubmitTrainResponse.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/fedlearn.v1.ControlService/ListJobs',
+                request_serializer=fedlearn_dot_v1_dot_control__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=fedlearn_dot_v1_dot_control__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/fedlearn.v1.ControlService/GetJob',
+                request_serializer=fedlearn_dot_v1_dot_control__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=fedlearn_dot_v1_dot_control__pb2.GetJobResponse.FromString,
+                _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/fedlearn.v1.ControlService/WatchJob',
+                request_serializer=fedlearn_dot_v1_dot_control__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=fedlearn_dot_v1_dot_control__pb2.WatchJobResponse.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/fedlearn.v1.ControlService/CancelJob',
+                request_serializer=fedlearn_dot_v1_dot_control__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=fedlearn_dot_v1_dot_control__pb2.CancelJobResponse.FromString,
+                _registered_method=True)
+        self.JobLogs = channel.unary_stream(
+                '/fedlearn.v1.ControlService/JobLogs',
+                request_serializer=fedlearn_dot_v1_dot_control__pb2.JobLogsRequest.SerializeToString,
+                response_deserializer=fedlearn_dot_v1_dot_control__pb2.JobLogsResponse.FromString,
+                _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/fedlearn.v1.ControlService/GetModel',
+                request_serializer=fedlearn_dot_v1_dot_control__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=fedlearn_dot_v1_dot_control__pb2.GetModelResponse.FromString,
+                _registered_method=True)
+        self.RemoveModel = channel.unary_unary(
+                '/fedlearn.v1.ControlService/RemoveModel',
+                request_serializer=fedlearn_dot_v1_dot_control__pb2.RemoveModelRequest.SerializeToString,
+                response_deserializer=fedlearn_dot_v1_dot_control__pb2.RemoveModelResponse.FromString,
+                _registered_method=True)
+        self.ScoresReport = channel.unary_unary(
+                '/fedlearn.v1.ControlService/ScoresReport',
+                request_serializer=fedlearn_dot_v1_dot_control__pb2.ScoresReportRequest.SerializeToString,
+                response_deserializer=fedlearn_dot_v1_dot_control__pb2.ScoresReportResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -95,6 +140,62 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitTrain(self, request, context):
+        """Jobs that outlive the CLI: a training job runs in A's node and is watched, listed, cancelled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JobLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """One model's metadata, and deleting a model (A's shard and, through the peer API, B's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScoresReport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +223,51 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.Report,
                     request_deserializer=fedlearn_dot_v1_dot_control__pb2.ReportRequest.FromString,
                     response_serializer=fedlearn_dot_v1_dot_control__pb2.ReportResponse.SerializeToString,
+            ),
+            'SubmitTrain': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitTrain,
+                    request_deserializer=fedlearn_dot_v1_dot_control__pb2.SubmitTrainRequest.FromString,
+                    response_serializer=fedlearn_dot_v1_dot_control__pb2.SubmitTrainResponse.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=fedlearn_dot_v1_dot_control__pb2.ListJobsRequest.FromString,
+                    response_serializer=fedlearn_dot_v1_dot_control__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=fedlearn_dot_v1_dot_control__pb2.GetJobRequest.FromString,
+                    response_serializer=fedlearn_dot_v1_dot_control__pb2.GetJobResponse.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=fedlearn_dot_v1_dot_control__pb2.WatchJobRequest.FromString,
+                    response_serializer=fedlearn_dot_v1_dot_control__pb2.WatchJobResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=fedlearn_dot_v1_dot_control__pb2.CancelJobRequest.FromString,
+                    response_serializer=fedlearn_dot_v1_dot_control__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'JobLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.JobLogs,
+                    request_deserializer=fedlearn_dot_v1_dot_control__pb2.JobLogsRequest.FromString,
+                    response_serializer=fedlearn_dot_v1_dot_control__pb2.JobLogsResponse.SerializeToString,
+            ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=fedlearn_dot_v1_dot_control__pb2.GetModelRequest.FromString,
+                    response_serializer=fedlearn_dot_v1_dot_control__pb2.GetModelResponse.SerializeToString,
+            ),
+            'RemoveModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveModel,
+                    request_deserializer=fedlearn_dot_v1_dot_control__pb2.RemoveModelRequest.FromString,
+                    response_serializer=fedlearn_dot_v1_dot_control__pb2.RemoveModelResponse.SerializeToString,
+            ),
+            'ScoresReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoresReport,
+                    request_deserializer=fedlearn_dot_v1_dot_control__pb2.ScoresReportRequest.FromString,
+                    response_serializer=fedlearn_dot_v1_dot_control__pb2.ScoresReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +405,249 @@ class ControlService:
             '/fedlearn.v1.ControlService/Report',
             fedlearn_dot_v1_dot_control__pb2.ReportRequest.SerializeToString,
             fedlearn_dot_v1_dot_control__pb2.ReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitTrain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlearn.v1.ControlService/SubmitTrain',
+            fedlearn_dot_v1_dot_control__pb2.SubmitTrainRequest.SerializeToString,
+            fedlearn_dot_v1_dot_control__pb2.SubmitTrainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlearn.v1.ControlService/ListJobs',
+            fedlearn_dot_v1_dot_control__pb2.ListJobsRequest.SerializeToString,
+            fedlearn_dot_v1_dot_control__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlearn.v1.ControlService/GetJob',
+            fedlearn_dot_v1_dot_control__pb2.GetJobRequest.SerializeToString,
+            fedlearn_dot_v1_dot_control__pb2.GetJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fedlearn.v1.ControlService/WatchJob',
+            fedlearn_dot_v1_dot_control__pb2.WatchJobRequest.SerializeToString,
+            fedlearn_dot_v1_dot_control__pb2.WatchJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlearn.v1.ControlService/CancelJob',
+            fedlearn_dot_v1_dot_control__pb2.CancelJobRequest.SerializeToString,
+            fedlearn_dot_v1_dot_control__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JobLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fedlearn.v1.ControlService/JobLogs',
+            fedlearn_dot_v1_dot_control__pb2.JobLogsRequest.SerializeToString,
+            fedlearn_dot_v1_dot_control__pb2.JobLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlearn.v1.ControlService/GetModel',
+            fedlearn_dot_v1_dot_control__pb2.GetModelRequest.SerializeToString,
+            fedlearn_dot_v1_dot_control__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlearn.v1.ControlService/RemoveModel',
+            fedlearn_dot_v1_dot_control__pb2.RemoveModelRequest.SerializeToString,
+            fedlearn_dot_v1_dot_control__pb2.RemoveModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoresReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlearn.v1.ControlService/ScoresReport',
+            fedlearn_dot_v1_dot_control__pb2.ScoresReportRequest.SerializeToString,
+            fedlearn_dot_v1_dot_control__pb2.ScoresReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,361 @@
+"""Jobs that outlive the CLI: a record per job on disk, a worker thread per job, watch and cancel.
+
+A's node runs each training job in a thread of its own. The job's record (:class:`JobRecord`: state,
+phases with their timings, the latest progress, the model id or the error) is written as JSON to
+``<root>/<job id>.json`` on every phase change, message and state change (a temporary file renamed
+into place, so a reader never sees half a record), and one line per job event is appended to
+``<root>/<job id>.log`` and to the node's log. A client that goes away leaves the job running; it
+can watch it again (:meth:`JobRunner.watch`), read its log, or cancel it (:meth:`JobRunner.cancel`).
+
+Cancelling sets a flag that the job's progress callback checks: the next progress event (A's
+drivers emit one per batch) raises :class:`~fedlearn.errors.JobCancelled` inside the job, which
+unwinds as any failure does (the session at B is closed, so B stops too, and no model is saved).
+A cancel that arrives after the last batch, while the model is being committed, is too late: the
+job ends "succeeded" and its record says the cancel came too late.
+
+States: queued -> running -> (cancelling ->) succeeded | failed | cancelled. A job found "queued",
+"running" or "cancelling" on disk when the node starts was cut short by a node stop: it becomes
+"interrupted".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fedlearn.errors import FedlearnError, JobCancelled, NotFound
+from fedlearn.protocol.progress import ProgressCallback, ProgressEvent
+
+log = logging.getLogger("fedlearn.jobs")
+
+JOB_ID_PATTERN = re.compile(r"^job-[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$")
+ACTIVE_STATES = ("queued", "running", "cancelling")
+FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
+#: How often, at most, a record is rewritten for batch progress alone (seconds).
+PERSIST_EVERY_S = 2.0
+
+#: What a job runs: given a progress callback, returns (model id, summary of the result).
+Work = Callable[[ProgressCallback], tuple[str, dict[str, Any]]]
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_job_id() -> str:
+    """``job-<UTC yyyymmdd-hhmmss>-<4 hex>``, e.g. ``job-20261202-121502-9f3a``."""
+    return f"job-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def check_job_id(job_id: str) -> str:
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.match(job_id):
+        raise NotFound(
+            f"{job_id!r} is not a job id (job-yyyymmdd-hhmmss-xxxx); see `fedlearn jobs`"
+        )
+    return job_id
+
+
+@dataclass
+class JobRecord:
+    """One job as A's node records it. Times are UTC ISO 8601; ``seconds`` are wall-clock."""
+
+    job_id: str
+    kind: str
+    state: str
+    created_at: str
+    dataset: str = ""
+    job_path: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    #: [{"phase": "alignment", "started_at": "...", "seconds": 1.2}, ...] in the order run.
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    #: The latest progress event (fedlearn.protocol.progress.ProgressEvent fields).
+    progress: dict[str, Any] = field(default_factory=dict)
+    model_id: str = ""
+    #: The model's summary (metrics, timings, rows) once the job succeeded.
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    error_class: str = ""
+    cancel_requested: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> JobRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+class JobStore:
+    """``<root>/<id>.json`` (the record, replaced atomically) and ``<root>/<id>.log`` (appended)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def save(self, record: JobRecord) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.root / f"{check_job_id(record.job_id)}.json"
+        fd, staging = tempfile.mkstemp(prefix=f".{record.job_id}.", dir=self.root)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(record.to_dict(), handle, indent=1, allow_nan=True)
+            os.replace(staging, target)
+        except BaseException:
+            Path(staging).unlink(missing_ok=True)
+            raise
+
+    def load(self, job_id: str) -> JobRecord:
+        path = self.root / f"{check_job_id(job_id)}.json"
+        if not path.is_file():
+            raise NotFound(f"no job {job_id!r} on this node; `fedlearn jobs` lists them")
+        return JobRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def records(self) -> list[JobRecord]:
+        """Every readable record, newest first."""
+        if not self.root.is_dir():
+            return []
+        records = []
+        for path in self.root.glob("job-*.json"):
+            try:
+                records.append(JobRecord.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+            except (OSError, ValueError, TypeError) as exc:
+                log.warning("job record %s cannot be read: %s", path.name, exc)
+        return sorted(records, key=lambda r: (r.created_at, r.job_id), reverse=True)
+
+    def append_log(self, job_id: str, line: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{check_job_id(job_id)}.log", "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+    def read_log(self, job_id: str, start: int = 0) -> list[str]:
+        """The log's lines from line ``start`` on (0-based)."""
+        path = self.root / f"{check_job_id(job_id)}.log"
+        if not path.is_file():
+            return []
+        return path.read_text(encoding="utf-8").splitlines()[start:]
+
+
+@dataclass
+class _Live:
+    record: JobRecord
+    events: list[ProgressEvent] = field(default_factory=list)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    last_saved: float = 0.0
+
+
+class JobRunner:
+    """Runs jobs in threads and keeps their records; safe to call from many RPC threads."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self._live: dict[str, _Live] = {}
+        self._changed = threading.Condition()
+        self._recover()
+
+    def _recover(self) -> None:
+        for record in self.store.records():
+            if record.state in ACTIVE_STATES:
+                record.state, record.finished_at = "interrupted", utc_now()
+                record.error = "the node stopped while the job ran; nothing was saved"
+                self.store.save(record)
+
+    # ---- submitting and running ------------------------------------------------------------------
+    def submit(self, kind: str, work: Work, *, dataset: str = "", job_path: str = "") -> JobRecord:
+        """Start ``work`` in a thread; return its record (state "queued") at once."""
+        record = JobRecord(new_job_id(), kind, "queued", utc_now(), dataset, job_path)
+        live = _Live(record)
+        with self._changed:
+            self._live[record.job_id] = live
+            self.store.save(record)
+        self._event(
+            live, f"{kind} job opened (dataset {dataset or '-'}, job file {job_path or '-'})"
+        )
+        threading.Thread(
+            target=self._run, args=(live, work), name=f"job-{record.job_id}", daemon=True
+        ).start()
+        return dataclasses.replace(record)
+
+    def _run(self, live: _Live, work: Work) -> None:
+        record = live.record
+        try:
+            model_id, summary = work(lambda event: self._progress(live, event))
+        except JobCancelled as exc:
+            self._finish(live, "cancelled", error=str(exc), error_class=type(exc).__name__)
+        except FedlearnError as exc:
+            self._finish(live, "failed", error=str(exc), error_class=type(exc).__name__)
+        except Exception as exc:  # the record says what happened; the traceback is in the log
+            log.error("job %s failed", record.job_id, exc_info=exc)
+            self._finish(live, "failed", error=f"internal error: {exc}", error_class="")
+        else:
+            with self._changed:
+                record.model_id, record.summary = model_id, summary
+            late = (
+                " (the cancel came after the last batch: too late)" if live.cancel.is_set() else ""
+            )
+            self._finish(live, "succeeded", note=f"model {model_id} saved{late}")
+
+    def _progress(self, live: _Live, event: ProgressEvent) -> None:
+        record = live.record
+        if live.cancel.is_set():
+            raise JobCancelled(f"job {record.job_id} was cancelled by the operator; nothing saved")
+        lines = []
+        now = time.monotonic()
+        with self._changed:
+            save = False
+            if record.state == "queued":
+                record.state, record.started_at, save = "running", utc_now(), True
+            if not record.phases or record.phases[-1]["phase"] != event.phase:
+                self._close_phase(record)
+                record.phases.append(
+                    {"phase": event.phase, "started_at": utc_now(), "seconds": 0.0}
+                )
+                record.phases[-1]["_t0"] = now
+                lines.append(f"phase {event.phase}")
+                save = True
+            if event.message:
+                lines.append(f"{event.phase}: {event.message}")
+                save = True
+            record.progress = dataclasses.asdict(event)
+            live.events.append(event)
+            if save or now - live.last_saved > PERSIST_EVERY_S:
+                self._save(live, now)
+            self._changed.notify_all()
+        for line in lines:
+            self._log(record.job_id, line)
+
+    @staticmethod
+    def _close_phase(record: JobRecord) -> None:
+        if record.phases and "_t0" in record.phases[-1]:
+            last = record.phases[-1]
+            last["seconds"] = round(time.monotonic() - last.pop("_t0"), 3)
+
+    def _save(self, live: _Live, now: float) -> None:
+        # _t0 (monotonic) stays in memory only.
+        saved = dataclasses.replace(
+            live.record,
+            phases=[{k: v for k, v in p.items() if k != "_t0"} for p in live.record.phases],
+        )
+        self.store.save(saved)
+        live.last_saved = now
+
+    def _finish(
+        self, live: _Live, state: str, *, error: str = "", error_class: str = "", note: str = ""
+    ) -> None:
+        record = live.record
+        with self._changed:
+            self._close_phase(record)
+            record.state, record.finished_at = state, utc_now()
+            record.error, record.error_class = error, error_class
+            self._save(live, time.monotonic())
+            self._changed.notify_all()
+        self._log(record.job_id, f"{state}: {note or error}" if (note or error) else state)
+        with self._changed:
+            self._live.pop(record.job_id, None)
+
+    def _event(self, live: _Live, line: str) -> None:
+        self._log(live.record.job_id, line)
+
+    def _log(self, job_id: str, line: str) -> None:
+        log.info("job %s: %s", job_id, line)
+        self.store.append_log(job_id, f"{utc_now()} {line}")
+
+    # ---- asking about jobs -----------------------------------------------------------------------
+    def get(self, job_id: str) -> JobRecord:
+        with self._changed:
+            live = self._live.get(check_job_id(job_id))
+            if live is not None:
+                return JobRecord.from_dict(_public(live.record))
+        return self.store.load(job_id)
+
+    def records(self) -> list[JobRecord]:
+        with self._changed:
+            live = {
+                job_id: JobRecord.from_dict(_public(x.record)) for job_id, x in self._live.items()
+            }
+        records = [live.pop(r.job_id, r) for r in self.store.records()]
+        return sorted(
+            [*records, *live.values()], key=lambda r: (r.created_at, r.job_id), reverse=True
+        )
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Ask a job to stop at its next batch; returns its record (state "cancelling" or final)."""
+        with self._changed:
+            live = self._live.get(check_job_id(job_id))
+            if live is None:
+                return self.store.load(job_id)  # finished already (or unknown: NotFound)
+            live.cancel.set()
+            live.record.cancel_requested = True
+            if live.record.state in ("queued", "running"):
+                live.record.state = "cancelling"
+            self._save(live, time.monotonic())
+            record = JobRecord.from_dict(_public(live.record))
+            self._changed.notify_all()
+        self._log(job_id, "cancel requested by the operator")
+        return record
+
+    def watch(
+        self, job_id: str, *, is_active: Callable[[], bool] = lambda: True
+    ) -> Iterator[ProgressEvent | JobRecord]:
+        """The job's progress events from now on, then its final record (the last item).
+
+        Every event with a message is yielded; of the batch events in between, only the latest.
+        Stops early (without a record) when ``is_active()`` turns False: the watcher went away.
+        """
+        seen = -1
+        while is_active():
+            with self._changed:
+                live = self._live.get(check_job_id(job_id))
+                if live is None:
+                    break
+                if seen < 0:
+                    seen = max(0, len(live.events) - 1)
+                fresh, seen = live.events[seen:], len(live.events)
+                if not fresh:
+                    self._changed.wait(timeout=0.5)
+            for i, event in enumerate(fresh):
+                if event.message or i == len(fresh) - 1:
+                    yield event
+        else:
+            return
+        yield self.store.load(job_id)
+
+    def logs(
+        self, job_id: str, *, follow: bool, is_active: Callable[[], bool] = lambda: True
+    ) -> Iterator[list[str]]:
+        """The job's log lines so far; with ``follow``, then new lines until the job ends."""
+        self.store.load(job_id)  # NotFound for an unknown job
+        sent = 0
+        while True:
+            with self._changed:
+                running = check_job_id(job_id) in self._live
+            lines = self.store.read_log(job_id, sent)
+            sent += len(lines)
+            if lines:
+                yield lines
+            if not follow or not running or not is_active():
+                return
+            with self._changed:
+                self._changed.wait(timeout=0.5)
+
+
+def _public(record: JobRecord) -> dict[str, Any]:
+    raw = record.to_dict()
+    raw["phases"] = [{k: v for k, v in p.items() if k != "_t0"} for p in record.phases]
+    return raw
