@@ -3,14 +3,16 @@
     fedlearn certs --out DIR --parties party-a,party-b
     fedlearn datasets make-vip --rows 50000 --seed 7 --out DIR
     fedlearn align --dataset NAME
-    fedlearn train --job job.toml
+    fedlearn train --job job.toml [--detach | --cancel-on-interrupt]
+    fedlearn jobs [show ID | cancel ID | logs ID [--follow] | watch ID]
     fedlearn score --model ID --input new_users.csv --output scores.csv
-    fedlearn models
-    fedlearn report --model ID --out DIR
+    fedlearn models [show ID | delete ID]
+    fedlearn report --model ID --out DIR      (or --scores scores.csv --out DIR)
 
 Commands that talk to the node read A's node config (``--config``, else $FEDLEARN_CONFIG, else
-./a.toml) for the control address and A's TLS files. Only this module calls ``sys.exit``; exit codes
-are listed in docs/transport.md.
+./a.toml) for the control address and A's TLS files, through :class:`fedlearn.client.Client`. With
+``--json`` a command prints one JSON document on stdout; progress and messages go to stderr. Only
+this module calls ``sys.exit``; exit codes are listed in docs/transport.md.
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from fedlearn import __version__
 from fedlearn.errors import ConfigError, FedlearnError
 from fedlearn.transport import exit_code_for
 
 DEFAULT_CONFIG = "a.toml"
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,16 +44,47 @@ def main(argv: list[str] | None = None) -> None:
         code = exit_code_for(exc)
     except KeyboardInterrupt:
         print("fedlearn: interrupted", file=sys.stderr)
-        code = 130
+        code = EXIT_INTERRUPTED
     sys.exit(code)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedlearn", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"fedlearn {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    nested: list[Any] = []
 
-    certs = commands.add_parser("certs", help="a development CA and one certificate per party")
-    certs.add_argument("--out", required=True, type=Path)
+    # An action under `jobs` or `models` must not reset the options given before it with its own
+    # defaults (argparse copies a subparser's defaults over its parent's values): SUPPRESS them.
+    def command(
+        parent: Any, name: str, help_text: str, handler: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(
+            name, help=help_text, description=help_text
+        )
+        sub.add_argument(
+            "--json",
+            action="store_true",
+            default=argparse.SUPPRESS if parent in nested else False,
+            help="print the result as one JSON document on stdout (progress stays on stderr)",
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def node_command(
+        parent: Any, name: str, help_text: str, handler: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        sub = command(parent, name, help_text, handler)
+        sub.add_argument(
+            "--config",
+            type=Path,
+            default=argparse.SUPPRESS if parent in nested else None,
+            help=f"A's node config (default: $FEDLEARN_CONFIG, else ./{DEFAULT_CONFIG})",
+        )
+        return sub
+
+    certs = command(commands, "certs", "a development CA and one certificate per party", _certs)
+    certs.add_argument("--out", required=True, type=Path, help="folder for the CA and certificates")
     certs.add_argument("--parties", default="party-a,party-b", help="comma-separated party names")
     certs.add_argument("--force", action="store_true", help="replace an existing CA")
     certs.add_argument(
@@ -58,49 +92,88 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="issue certificates for more parties with the CA already in --out",
     )
-    certs.set_defaults(handler=_certs)
 
     datasets = commands.add_parser("datasets", help="synthetic data sets")
-    kinds = datasets.add_subparsers(dest="kind", required=True)
-    vip = kinds.add_parser("make-vip", help="the synthetic 30-day VIP data set, with node configs")
-    vip.add_argument("--rows", type=int, default=50000)
-    vip.add_argument("--seed", type=int, default=7)
-    vip.add_argument("--out", required=True, type=Path)
-    vip.set_defaults(handler=_make_vip)
+    kinds = datasets.add_subparsers(dest="kind", required=True, metavar="KIND")
+    vip = command(
+        kinds, "make-vip", "the synthetic 30-day VIP data set, with node configs", _make_vip
+    )
+    vip.add_argument("--rows", type=int, default=50000, help="users to generate (default 50000)")
+    vip.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    vip.add_argument("--out", required=True, type=Path, help="folder to write the demo into")
 
-    def node_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument(
-            "--config",
-            type=Path,
-            default=None,
-            help=f"A's node config (default: $FEDLEARN_CONFIG or ./{DEFAULT_CONFIG})",
-        )
-        return sub
-
-    align = node_command("align", "private set intersection with B; prints the set sizes")
+    align = node_command(
+        commands, "align", "private set intersection with B; prints the set sizes", _align
+    )
     align.add_argument("--dataset", required=True, help="A's dataset name")
     align.add_argument("--peer-dataset", default="", help="B's dataset name (default: the same)")
-    align.set_defaults(handler=_align)
 
-    train = node_command("train", "joint training with B, with a progress bar")
-    train.add_argument("--job", required=True, type=Path)
-    train.set_defaults(handler=_train)
+    train = node_command(
+        commands, "train", "start a training job at A's node and follow it (a job id)", _train
+    )
+    train.add_argument("--job", required=True, type=Path, help="the job file (TOML)")
+    train.add_argument("--detach", action="store_true", help="print the job id and return at once")
+    train.add_argument(
+        "--cancel-on-interrupt",
+        action="store_true",
+        help="Ctrl-C cancels the job (default: Ctrl-C stops following, the job runs on)",
+    )
 
-    score = node_command("score", "score new users in batch (CSV or Parquet, by extension)")
-    score.add_argument("--model", required=True)
-    score.add_argument("--input", required=True, type=Path)
-    score.add_argument("--output", required=True, type=Path)
-    score.set_defaults(handler=_score)
+    jobs = node_command(commands, "jobs", "list A's jobs with their state and progress", _jobs)
+    job_commands = jobs.add_subparsers(dest="action", metavar="ACTION")
+    nested.append(job_commands)
+    show = node_command(
+        job_commands, "show", "one job's record: state, phases, timings, error", _job_show
+    )
+    show.add_argument("job_id", metavar="ID")
+    cancel = node_command(
+        job_commands,
+        "cancel",
+        "stop a job at its next batch at both nodes; nothing is saved",
+        _job_cancel,
+    )
+    cancel.add_argument("job_id", metavar="ID")
+    cancel.add_argument("--wait", action="store_true", help="return once the job has stopped")
+    logs = node_command(job_commands, "logs", "a job's event log at A's node", _job_logs)
+    logs.add_argument("job_id", metavar="ID")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
+    watch = node_command(
+        job_commands, "watch", "follow a running job's progress (reattach)", _job_watch
+    )
+    watch.add_argument("job_id", metavar="ID")
+    watch.add_argument("--cancel-on-interrupt", action="store_true", help="Ctrl-C cancels the job")
 
-    models = node_command("models", "list A's models with their metrics")
-    models.set_defaults(handler=_models)
+    score = node_command(
+        commands, "score", "score new users in batch (CSV or Parquet, by extension)", _score
+    )
+    score.add_argument("--model", required=True, help="the model id (see `fedlearn models`)")
+    score.add_argument("--input", required=True, type=Path, help="the users to score")
+    score.add_argument("--output", required=True, type=Path, help="where to write the scores")
 
-    report = node_command("report", "write the HTML report of a model")
-    report.add_argument("--model", required=True)
-    report.add_argument("--out", required=True, type=Path)
-    report.set_defaults(handler=_report)
+    models = node_command(commands, "models", "list A's models with their metrics", _models)
+    model_commands = models.add_subparsers(dest="action", metavar="ACTION")
+    nested.append(model_commands)
+    model_show = node_command(
+        model_commands, "show", "one model's metrics, job and rows", _model_show
+    )
+    model_show.add_argument("model_id", metavar="ID")
+    model_delete = node_command(
+        model_commands, "delete", "delete a model at A and its shard at B", _model_delete
+    )
+    model_delete.add_argument("model_id", metavar="ID")
+
+    report = node_command(
+        commands, "report", "write the HTML report of a model or of a scoring run", _report
+    )
+    what = report.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help="a model id: the decision report of its validation")
+    what.add_argument("--scores", type=Path, help="a scoring run's output file: its report")
+    report.add_argument("--out", required=True, type=Path, help="folder for report.html")
     return parser
+
+
+def _print_json(document: Any) -> None:
+    print(json.dumps(document, indent=1, default=str, allow_nan=True))
 
 
 # ---- local commands ------------------------------------------------------------------------------
@@ -116,6 +189,9 @@ def _certs(args: argparse.Namespace) -> int:
         paths = add_party_certs(args.out, parties)
     else:
         paths = make_dev_certs(args.out, parties, force=args.force)
+    if args.json:
+        _print_json({name: str(path) for name, path in sorted(paths.items())})
+        return 0
     for name, path in sorted(paths.items()):
         print(f"{name:24s} {path}")
     return 0
@@ -125,6 +201,18 @@ def _make_vip(args: argparse.Namespace) -> int:
     from fedlearn.scaffold import write_vip_demo
 
     demo = write_vip_demo(args.out, rows=args.rows, seed=args.seed)
+    if args.json:
+        _print_json(
+            {
+                "root": str(demo.root),
+                "data": str(demo.data.out_dir),
+                "a_config": str(demo.a_config),
+                "b_config": str(demo.b_config),
+                "job": str(demo.job),
+                "new_users": str(demo.data.a_new_users_csv),
+            }
+        )
+        return 0
     for line in demo.describe():
         print(line)
     return 0
@@ -133,151 +221,262 @@ def _make_vip(args: argparse.Namespace) -> int:
 # ---- commands that talk to A's node --------------------------------------------------------------
 
 
-class _Control:
-    """A stub for A's control API, built from A's node config."""
+def _client(args: argparse.Namespace) -> Any:
+    from fedlearn.client import Client
 
-    def __init__(self, config_path: Path | None) -> None:
-        from fedlearn.config_a import load_config
-        from fedlearn.proto.v1 import control_pb2_grpc
-        from fedlearn.transport import build_channel
-
-        path = config_path or Path(os.environ.get("FEDLEARN_CONFIG", DEFAULT_CONFIG))
-        if not path.exists():
-            raise ConfigError(
-                f"{path}: A's node config not found; pass --config or set FEDLEARN_CONFIG"
-            )
-        self.config = load_config(path)
-        self.address = self.config.control_listen
-        self.channel = build_channel(
-            self.address,
-            self.config.transport,
-            server_name=None if self.config.transport.insecure else self.config.name,
-            source=self.config.source.name,
-        )
-        self.stub = control_pb2_grpc.ControlServiceStub(self.channel)
-        self.label = f"{self.config.name}'s node at {self.address}"
-
-    def stream(self, method: str, request: Any) -> Iterator[Any]:
-        from fedlearn.transport import stream_responses
-
-        return stream_responses(
-            getattr(self.stub, method), request, deadline_s=7 * 24 * 3600.0, peer=self.label
-        )
-
-    def unary(self, method: str, request: Any) -> Any:
-        from fedlearn.transport import call_unary
-
-        return call_unary(
-            getattr(self.stub, method),
-            request,
-            deadline_s=self.config.transport.deadline_s,
-            peer=self.label,
-        )
+    return Client(args.config)
 
 
 def _align(args: argparse.Namespace) -> int:
-    from fedlearn.proto.v1 import control_pb2 as pb
+    from fedlearn.progress_view import ProgressView
 
-    control = _Control(args.config)
-    bar = ProgressBar()
-    for event in control.stream(
-        "Align", pb.AlignRequest(dataset=args.dataset, peer_dataset=args.peer_dataset)
-    ):
-        if event.HasField("progress"):
-            bar.show(event.progress)
-        else:
-            bar.done()
-            result = event.result
-            print(f"A ({args.dataset}): {result.own_size} IDs")
-            print(f"B ({args.peer_dataset or args.dataset}): {result.peer_size} IDs")
-            print(f"intersection: {result.intersection_size} IDs ({result.seconds:.1f} s)")
+    view = ProgressView()
+    with _client(args) as client:
+        try:
+            result = client.align(args.dataset, args.peer_dataset, progress=view.show)
+        finally:
+            view.close()
+    if args.json:
+        _print_json(asdict(result))
+        return 0
+    print(f"A ({args.dataset}): {result.own_size} IDs")
+    print(f"B ({args.peer_dataset or args.dataset}): {result.peer_size} IDs")
+    print(f"intersection: {result.intersection_size} IDs ({result.seconds:.1f} s)")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from fedlearn.job import parse_job
-    from fedlearn.proto.v1 import control_pb2 as pb
-
-    if not args.job.is_file():
-        raise ConfigError(f"{args.job}: no such job file")
-    text = args.job.read_text(encoding="utf-8")
-    parse_job(text, args.job)  # fail here, before the node is bothered, on a bad job file
-    control = _Control(args.config)
-    bar = ProgressBar()
-    for event in control.stream("Train", pb.TrainRequest(job_toml=text, job_path=str(args.job))):
-        if event.HasField("progress"):
-            bar.show(event.progress)
-        else:
-            bar.done()
-            summary = json.loads(event.result.summary_json)
-            for line in format_training_summary(summary):
-                print(line)
-    return 0
-
-
-def _score(args: argparse.Namespace) -> int:
-    from fedlearn.proto.v1 import control_pb2 as pb
-
-    if not args.input.is_file():
-        raise ConfigError(f"{args.input}: no such input file")
-    control = _Control(args.config)
-    bar = ProgressBar()
-    request = pb.ScoreRequest(
-        model_id=args.model,
-        input_path=str(args.input.resolve()),
-        output_path=str(args.output.resolve()),
-    )
-    for event in control.stream("Score", request):
-        if event.HasField("progress"):
-            if event.progress.phase == "warning":
-                bar.done()
-                print(f"warning: {event.progress.message}", file=sys.stderr)
-            elif event.progress.phase == "summary":
-                bar.done()
-                print(event.progress.message)
+    with _client(args) as client:
+        job = client.submit_train(args.job)
+        if args.detach:
+            if args.json:
+                _print_json(job.to_dict())
             else:
-                bar.show(event.progress)
-        else:
-            bar.done()
-            result = event.result
-            rate = result.rows / result.seconds if result.seconds > 0 else math.nan
+                print(job.job_id)
+                print(
+                    f"follow it with `fedlearn jobs watch {job.job_id}`, "
+                    f"cancel it with `fedlearn jobs cancel {job.job_id}`",
+                    file=sys.stderr,
+                )
+            return 0
+        print(f"job {job.job_id} started at {client.label}", file=sys.stderr)
+        return _follow(client, job.job_id, args)
+
+
+def _follow(client: Any, job_id: str, args: argparse.Namespace) -> int:
+    """Watch a job to its end with a progress view; Ctrl-C detaches (or cancels, when asked)."""
+    from fedlearn.client import job_error
+    from fedlearn.progress_view import ProgressView
+
+    view = ProgressView()
+    try:
+        record = client.watch(job_id, progress=view.show)
+    except KeyboardInterrupt:
+        view.close()
+        if not args.cancel_on_interrupt:
             print(
-                f"scored {result.rows} users ({result.matched} known to the partner) in "
-                f"{result.seconds:.1f} s ({rate:,.0f} rows/s)"
+                f"\nfedlearn: stopped following; job {job_id} runs on at A's node. Reattach with "
+                f"`fedlearn jobs watch {job_id}`, cancel with `fedlearn jobs cancel {job_id}`",
+                file=sys.stderr,
             )
-            print(f"scores: {result.output_path}")
+            return EXIT_INTERRUPTED
+        client.cancel(job_id)
+        print(f"\nfedlearn: cancelling job {job_id} ...", file=sys.stderr)
+        record = client.watch(job_id)
+        print(f"fedlearn: job {job_id} {record.state}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        view.close()
+    if args.json:
+        _print_json(record.to_dict())
+    if record.state != "succeeded":
+        raise job_error(record)
+    if not args.json:
+        for line in format_training_summary(record.summary):
+            print(line)
     return 0
 
 
-def _models(args: argparse.Namespace) -> int:
-    from fedlearn.proto.v1 import control_pb2 as pb
-
-    control = _Control(args.config)
-    reply = control.unary("ListModels", pb.ListModelsRequest())
-    if not reply.models:
-        print(f"no models yet in {control.config.model_dir}")
+def _jobs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        records = client.jobs()
+    if args.json:
+        _print_json([r.to_dict() for r in records])
         return 0
-    print(
-        f"{'model id':36s} {'created':20s} {'joint AUC':>9s} {'A-only AUC':>10s} {'recall@40':>9s}"
-    )
-    for model in reply.models:
-        metrics = json.loads(model.summary_json).get("metrics", {})
-        joint, a_only = metrics.get("joint", {}), metrics.get("a_only", {})
+    if not records:
+        print("no jobs yet")
+        return 0
+    print(f"{'job id':26s} {'state':11s} {'created':20s} {'progress':28s} model / error")
+    for record in records:
         print(
-            f"{model.model_id:36s} {model.created_at:20s} {_fmt(joint.get('auc')):>9s} "
-            f"{_fmt(a_only.get('auc')):>10s} {_fmt(joint.get('recall@40')):>9s}"
+            f"{record.job_id:26s} {record.state:11s} {record.created_at:20s} "
+            f"{_progress_text(record):28s} {record.model_id or _first_line(record.error)}"
         )
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
-    from fedlearn.proto.v1 import control_pb2 as pb
+def _progress_text(record: Any) -> str:
+    progress = record.progress or {}
+    text = str(progress.get("phase", "-"))
+    if progress.get("epochs"):
+        text += f" epoch {progress.get('epoch')}/{progress.get('epochs')}"
+    if progress.get("batches") and not record.finished:
+        text += f" batch {progress.get('batch')}/{progress.get('batches')}"
+    return text
 
-    control = _Control(args.config)
-    reply = control.unary(
-        "Report", pb.ReportRequest(model_id=args.model, out_dir=str(args.out.resolve()))
+
+def _first_line(text: str, width: int = 60) -> str:
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _job_show(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        record = client.job(args.job_id)
+    if args.json:
+        _print_json(record.to_dict())
+        return 0
+    print(f"job:       {record.job_id} ({record.kind})")
+    print(f"state:     {record.state}{' (cancel requested)' if record.cancel_requested else ''}")
+    print(f"dataset:   {record.dataset or '-'}    job file: {record.job_path or '-'}")
+    print(
+        f"created:   {record.created_at}  started: {record.started_at or '-'}  "
+        f"finished: {record.finished_at or '-'}"
     )
-    print(f"report: {reply.path}")
+    print(f"progress:  {_progress_text(record)}")
+    for phase in record.phases:
+        print(
+            f"  {phase['phase']:14s} from {phase['started_at']}  {phase.get('seconds', 0):8.1f} s"
+        )
+    if record.model_id:
+        print(f"model:     {record.model_id}")
+    if record.error:
+        print(f"error:     {record.error}")
+    return 0
+
+
+def _job_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        record = client.cancel(args.job_id)
+        if args.wait and not record.finished:
+            record = client.watch(args.job_id)
+    if args.json:
+        _print_json(record.to_dict())
+    elif record.finished:
+        print(f"job {record.job_id} {record.state}")
+    else:
+        print(f"job {record.job_id} {record.state}: it stops at its next batch")
+    return 0
+
+
+def _job_logs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        lines = list(client.logs(args.job_id)) if args.json else None
+        if lines is not None:
+            _print_json(lines)
+            return 0
+        try:
+            for line in client.logs(args.job_id, follow=args.follow):
+                print(line, flush=True)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+    return 0
+
+
+def _job_watch(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return _follow(client, args.job_id, args)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from fedlearn.progress_view import ProgressView
+
+    view = ProgressView()
+    with _client(args) as client:
+        try:
+            result = client.score(args.model, args.input, args.output, progress=view.show)
+        finally:
+            view.close()
+    if args.json:
+        _print_json({**asdict(result), "output_path": str(result.output_path)})
+        return 0
+    rate = result.rows / result.seconds if result.seconds > 0 else math.nan
+    print(
+        f"scored {result.rows} users ({result.matched} known to the partner) in "
+        f"{result.seconds:.1f} s ({rate:,.0f} rows/s)"
+    )
+    print(f"scores: {result.output_path}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        models = client.models()
+        where = client.config.model_dir
+    if args.json:
+        _print_json([asdict(m) for m in models])
+        return 0
+    if not models:
+        print(f"no models yet in {where}")
+        return 0
+    print(
+        f"{'model id':34s} {'created':20s} {'joint AUC':>9s} {'A-only':>7s} "
+        f"{'epochs':>6s} {'lr':>7s} {'batch':>6s} {'val rows':>8s}"
+    )
+    for model in models:
+        job = model.summary.get("job", {})
+        rows = model.summary.get("rows", {})
+        print(
+            f"{model.model_id:34s} {model.created_at:20s} {_fmt(model.metric('auc')):>9s} "
+            f"{_fmt(model.metric('auc', 'a_only')):>7s} "
+            f"{model.summary.get('epochs_completed', '-')!s:>6s} "
+            f"{_fmt(job.get('learning_rate'), 4):>7s} {job.get('batch_size', '-')!s:>6s} "
+            f"{rows.get('validation', '-')!s:>8s}"
+        )
+    return 0
+
+
+def _model_show(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        model = client.model(args.model_id)
+    if args.json:
+        _print_json(asdict(model))
+        return 0
+    print(f"created: {model.created_at}")
+    for line in format_training_summary(model.summary):
+        print(line)
+    job = model.summary.get("job", {})
+    if job:
+        print("job: " + ", ".join(f"{k}={v}" for k, v in job.items() if not isinstance(v, dict)))
+    return 0
+
+
+def _model_delete(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.delete_model(args.model_id)
+    if args.json:
+        _print_json(asdict(result))
+        return 0
+    print(f"deleted model {result.model_id} at A")
+    if result.peer_deleted:
+        print("B deleted its shard")
+    else:
+        print(f"warning: B's shard was not deleted: {result.peer_error}", file=sys.stderr)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.scores is not None:
+            if not args.scores.is_file():
+                raise ConfigError(f"{args.scores}: no such scores file")
+            path = client.scores_report(args.scores, args.out)
+        else:
+            path = client.report(args.model, args.out)
+    if args.json:
+        _print_json({"path": str(path)})
+    else:
+        print(f"report: {path}")
     return 0
 
 
@@ -337,47 +536,6 @@ def format_training_summary(summary: dict[str, Any]) -> list[str]:
     if timings:
         lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return lines
-
-
-class ProgressBar:
-    """One updating line on a terminal (phase, epoch, batch, loss, ETA); plain lines otherwise."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.last_line = ""
-        self.last_print = 0.0
-
-    def show(self, progress: Any) -> None:
-        parts = [f"[{progress.phase}]"]
-        if progress.epochs:
-            parts.append(f"epoch {progress.epoch}/{progress.epochs}")
-        if progress.batches:
-            filled = int(20 * progress.batch / max(progress.batches, 1))
-            parts.append(
-                f"batch {progress.batch}/{progress.batches} [{'#' * filled}{'.' * (20 - filled)}]"
-            )
-        if not math.isnan(progress.loss):
-            parts.append(f"loss {progress.loss:.4f}")
-        if progress.eta_s and not math.isnan(progress.eta_s):
-            parts.append(f"ETA {progress.eta_s:.0f}s")
-        if progress.message:
-            parts.append(progress.message)
-        line = " ".join(parts)
-        now = time.monotonic()
-        if self.tty:
-            self.stream.write("\r" + line[:160].ljust(len(self.last_line[:160])))
-            self.stream.flush()
-        elif progress.message or now - self.last_print > 5.0:
-            self.stream.write(line + "\n")
-            self.last_print = now
-        self.last_line = line
-
-    def done(self) -> None:
-        if self.tty and self.last_line:
-            self.stream.write("\n")
-            self.stream.flush()
-        self.last_line = ""
 
 
 if __name__ == "__main__":

@@ -1,15 +1,77 @@
-"""What both node commands share: argument parsing, logging, and turning errors into exit codes."""
+"""What both node commands share: argument parsing, logging, and turning errors into exit codes.
+
+    party-a serve --config a.toml [--log-level INFO] [--log-file FILE] [--log-format text|json]
+
+Logs go to stderr, or to ``--log-file`` (appended). ``--log-format json`` writes one JSON object a
+line (``time``, ``level``, ``node``, ``logger``, ``message``; ``error`` with the traceback when
+there is one), for log collectors.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
+from fedlearn import __version__
 from fedlearn.errors import FedlearnError
 from fedlearn.transport import exit_code_for
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (UTC ISO 8601), level, node, logger, message[, error]."""
+
+    converter = time.gmtime
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def format(self, record: logging.LogRecord) -> str:
+        document = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "node": self.node,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            document["error"] = self.formatException(record.exc_info)
+        return json.dumps(document)
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def setup_logging(prog: str, level: str, log_file: Path | None, log_format: str) -> None:
+    """Configure the root logger: ``level``, to ``log_file`` (appended) or stderr, text or JSON."""
+    handler: logging.Handler = (
+        logging.FileHandler(log_file, encoding="utf-8")
+        if log_file is not None
+        else logging.StreamHandler(sys.stderr)
+    )
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter(prog))
+    else:
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s {prog} %(levelname)s %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def node_main(
@@ -20,21 +82,41 @@ def node_main(
 ) -> int:
     """``<prog> serve --config FILE``: run ``serve`` and map what it raises to an exit code."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="run the node until SIGTERM or SIGINT")
+    parser.add_argument("--version", action="version", version=f"{prog} (fedlearn) {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_parser = commands.add_parser(
+        "serve", help="run the node until SIGTERM or SIGINT", description=description
+    )
     serve_parser.add_argument("--config", required=True, help="the node's TOML config file")
     serve_parser.add_argument(
-        "--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)"
+        "--log-level",
+        type=_log_level,
+        default="INFO",
+        metavar="LEVEL",
+        help=f"{', '.join(LOG_LEVELS)} (default INFO)",
+    )
+    serve_parser.add_argument(
+        "--log-file", type=Path, default=None, help="append the log to this file (default: stderr)"
+    )
+    serve_parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default), or one JSON object a line",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format=f"%(asctime)s {prog} %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        setup_logging(prog, args.log_level, args.log_file, args.log_format)
+    except OSError as exc:
+        print(
+            f"{prog}: error: cannot write the log file {args.log_file}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         stopped_by = serve(args)
     except FedlearnError as exc:
+        logging.getLogger(prog).error("%s", exc)
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exit_code_for(exc)
     except KeyboardInterrupt:
