@@ -14,8 +14,8 @@ import json
 import logging
 import signal
 import sys
-import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from fedlearn import __version__
@@ -28,15 +28,15 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time (UTC ISO 8601), level, node, logger, message[, error]."""
 
-    converter = time.gmtime
-
     def __init__(self, node: str) -> None:
         super().__init__()
         self.node = node
 
     def format(self, record: logging.LogRecord) -> str:
         document = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "time": datetime.fromtimestamp(record.created, timezone.utc)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname,
             "node": self.node,
             "logger": record.name,
