@@ -1,20 +1,25 @@
-"""The HTML report a growth team reads: joint model against A's data alone, on the validation rows.
+"""The HTML report a growth team decides with: joint model against A's data alone, on validation.
 
-:func:`write_report` turns A's model metadata into ``report.html`` plus PNG charts in one
-directory. Everything comes from A's side: A's own column weights, the metrics and the validation
-scores A recorded. B's weights are B's and are never in the metadata, so they never appear here.
+:func:`write_report` turns A's model metadata into one self-contained ``report.html`` (charts are
+inline PNGs, so the file can be mailed). The business part comes first: a plain reading, a warning
+when the validation set is too small to trust, the targeting table (top 5..50% of users: users,
+buyers found, share of all buyers captured, lift, each with a 90% bootstrap band; joint and A-only),
+then gains, lift, calibration, scores and A's column effects. Engineering detail (rows, timings in
+pipeline order, traffic, key fingerprints, intercept, the job's keys, the loss) sits in a collapsed
+``<details>`` section. Everything comes from A's side; B's weights never reach A, so never appear.
 
-The metadata keys read (all optional except that something must be there to be useful)::
+The metadata keys read (all optional)::
 
     model_id, created_at, partner, job, target_description (or job["target_description"])
     metrics:   {"joint": summary, "a_only": summary}       # fedlearn.metrics.summary dicts
     curves:    {"joint": {"y": [...], "score": [...]}, "a_only": {...}}   # validation rows
     loss_history: [{"epoch": 1, "loss": 0.61, ...}, ...]
-    a_weights: {"column name": weight, ...},  intercept
-    timings:   {"alignment": seconds, "training": seconds, ...},  rows: {"name": count, ...}
+    a_weights: {"column name": weight, ...},  intercept, categorical_columns
+    timings, rows, traffic, key_fingerprints, calibration, fallback
 
 A missing section is left out of the page (with a short note), never an error. When ``metrics`` is
-missing but ``curves`` are there, the metrics are computed from the curves.
+missing but ``curves`` are there, the metrics are computed from the curves. A scoring run's report
+is :func:`fedlearn.scores_report.write_scores_report`.
 """
 
 from __future__ import annotations
@@ -22,92 +27,63 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from fedlearn import metrics
-from fedlearn.atomic import publish, staging_directory
+from fedlearn import report_charts as charts
+from fedlearn.atomic import write_atomic
 from fedlearn.errors import ConfigError, DataError
+from fedlearn.preprocess import MISSING_LABEL
+from fedlearn.report_charts import COLORS, MODELS, Curves
+from fedlearn.targeting import MIN_POSITIVES, Band, calibration_bins, targeting_table
 
 REPORT_NAME = "report.html"
-MODELS = {"joint": "Joint model (A + B)", "a_only": "A's data alone"}
-COLORS = {"joint": "#1f77b4", "a_only": "#ff7f0e"}
-CHART_FILES = (
-    "roc.png",
-    "gains.png",
-    "lift_by_decile.png",
-    "score_distribution.png",
-    "loss.png",
-    "a_weights.png",
-)
 TOP_WEIGHTS = 30
 HEADLINE_PERCENT = 40
-
-Curves = dict[str, tuple[np.ndarray, np.ndarray]]
+#: The order of the phases in the timings table (others follow, then the total).
+PHASE_ORDER = (
+    "keys",
+    "alignment",
+    "preprocessing",
+    "forward",
+    "gradient",
+    "update",
+    "loss",
+    "evaluation",
+)
+__all__ = ["COLORS", "MODELS", "REPORT_NAME", "write_page", "write_report"]
 
 
 def write_report(
     model_meta: Mapping[str, Any], out_dir: Path, *, validation: Mapping[str, Any] | None = None
 ) -> Path:
-    """Write ``report.html`` and its PNG charts into ``out_dir``; return the path of report.html.
+    """Write ``out_dir/report.html`` (self-contained) and return its path.
 
     ``validation``, when given, replaces ``model_meta["curves"]`` (same shape: per model, the
     validation labels ``y`` and scores ``score``), e.g. scores recomputed by a scoring run.
-
-    The report is built in a temporary directory beside ``out_dir`` and moved into place: a new
-    ``out_dir`` appears whole, an existing one gets its charts replaced first and ``report.html``
-    last, so a failure never leaves a half-written report. Raises DataError for malformed curves
-    and ConfigError when ``out_dir`` exists and is not a directory.
+    Raises DataError for malformed curves and ConfigError when ``out_dir`` is not a directory.
     """
     out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"report output {out_dir} exists and is not a directory")
-    with staging_directory(out_dir) as staging:
-        charts = _build(model_meta, validation, staging)
-        os.chmod(staging, 0o755)
-        if not out_dir.exists():
-            publish(staging, out_dir)
-        else:
-            for name in [*charts, REPORT_NAME]:
-                publish(staging / name, out_dir / name)
-            for stale in set(CHART_FILES) - set(charts):
-                (out_dir / stale).unlink(missing_ok=True)
-    return out_dir / REPORT_NAME
+    return write_page(build_page(model_meta, validation), out_dir / REPORT_NAME)
 
 
-def _build(meta: Mapping[str, Any], validation: Mapping[str, Any] | None, where: Path) -> list[str]:
-    """Write every chart there is data for, then report.html; return the chart file names."""
+def write_page(page: str, path: Path) -> Path:
+    """Write ``page`` to ``path`` atomically (readable by all, as a report is meant to be)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomic(path, page, mode=0o644)
+
+
+def build_page(meta: Mapping[str, Any], validation: Mapping[str, Any] | None = None) -> str:
+    """The report's HTML text for ``meta`` (see the module doc)."""
     curves = _curves(validation if validation is not None else meta.get("curves"))
     summaries = _summaries(meta.get("metrics"), curves)
-    loss = _loss_points(meta.get("loss_history"))
-    weights = _top_weights(meta.get("a_weights"))
-    drawers: dict[str, Callable[[Axes], None] | None] = {
-        "roc.png": (lambda ax: _draw_roc(ax, curves)) if curves else None,
-        "gains.png": (lambda ax: _draw_gains(ax, curves)) if curves else None,
-        "lift_by_decile.png": (lambda ax: _draw_lift(ax, curves)) if curves else None,
-        "score_distribution.png": (
-            (lambda ax: _draw_scores(ax, *curves["joint"])) if "joint" in curves else None
-        ),
-        "loss.png": (lambda ax: _draw_loss(ax, loss)) if loss else None,
-        "a_weights.png": (lambda ax: _draw_weights(ax, weights)) if weights else None,
-    }
-    charts: list[str] = []
-    for name, draw in drawers.items():
-        if draw is None:
-            continue
-        height = 6.0 if name != "a_weights.png" else max(3.0, 0.28 * len(weights) + 1.2)
-        _save_chart(where / name, draw, height=height)
-        charts.append(name)
-    page = _render_html(meta, summaries, charts)
-    (where / REPORT_NAME).write_text(page, encoding="utf-8")
-    return charts
+    return _render_html(meta, summaries, curves)
 
 
 # ---------------------------------------------------------------------------- reading the meta
@@ -152,87 +128,52 @@ def _loss_points(raw: Any) -> list[tuple[float, float]]:
     return points
 
 
-def _top_weights(raw: Any) -> list[tuple[str, float]]:
-    """A's column weights, largest |w| first (ties by name), at most TOP_WEIGHTS of them."""
+def _effects(raw: Any, categorical: Any = None) -> tuple[list[tuple[str, float]], int]:
+    """A's column effects, largest |effect| first, at most TOP_WEIGHTS; and how many there are.
+
+    A one-hot group (``col=level`` for a categorical column, ``col:binK[...)`` for a binned
+    numeric one) always has exactly one level set, so adding a constant to all its weights changes
+    nothing: only differences mean something. Each level is shown relative to the group's
+    reference level (the first listed), which is left out: "device_os=ios vs android". Dense
+    columns and missing-value indicators are shown as they are.
+    """
     if not isinstance(raw, Mapping):
-        return []
+        return [], 0
     weights = [(str(k), float(v)) for k, v in raw.items() if _is_number(v)]
-    weights.sort(key=lambda item: (-abs(item[1]), item[0]))
-    return weights[:TOP_WEIGHTS]
+    categorical_set = {str(c) for c in categorical} if isinstance(categorical, list) else None
+    groups: dict[str, list[tuple[str, float]]] = {}
+    effects: list[tuple[str, float]] = []
+    for name, value in weights:
+        group, level = _one_hot_group(name, categorical_set)
+        if group is None:
+            effects.append((name, value))
+        else:
+            groups.setdefault(group, []).append((level, value))
+    for group, levels in groups.items():
+        if len(levels) < 2:
+            effects.extend((f"{group}={level}", value) for level, value in levels)
+            continue
+        reference, base = levels[0]
+        effects.extend(
+            (f"{group}={level} vs {reference}", value - base) for level, value in levels[1:]
+        )
+    effects.sort(key=lambda item: (-abs(item[1]), item[0]))
+    return effects[:TOP_WEIGHTS], len(effects)
+
+
+def _one_hot_group(name: str, categorical: set[str] | None) -> tuple[str | None, str]:
+    if ":bin" in name:
+        group, _, level = name.partition(":bin")
+        return group, f"bin{level}"
+    if "=" in name:
+        group, _, level = name.partition("=")
+        if (group in categorical) if categorical is not None else level != MISSING_LABEL:
+            return group, level
+    return None, ""
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-
-
-# ------------------------------------------------------------------------------------- charts
-def _save_chart(path: Path, draw: Callable[[Axes], None], *, height: float) -> None:
-    figure = Figure(figsize=(7.5, height), dpi=100)
-    FigureCanvasAgg(figure)
-    draw(figure.add_subplot())
-    figure.tight_layout()
-    figure.savefig(path, format="png")
-
-
-def _draw_roc(ax: Axes, curves: Curves) -> None:
-    for key, (y, score) in curves.items():
-        fpr, tpr, _ = metrics.roc_curve(y, score)
-        label = f"{MODELS[key]} (AUC {_fmt(metrics.auc(y, score), '.3f')})"
-        ax.plot(fpr, tpr, color=COLORS[key], label=label)
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="Random")
-    ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC curve")
-    ax.legend(loc="lower right")
-
-
-def _draw_gains(ax: Axes, curves: Curves) -> None:
-    for key, (y, score) in curves.items():
-        targeted, found = metrics.gains_curve(y, score)
-        ax.plot(100 * targeted, 100 * found, color=COLORS[key], label=MODELS[key])
-    ax.plot([0, 100], [0, 100], color="grey", linestyle=":", label="Random")
-    ax.axvline(HEADLINE_PERCENT, color="grey", linewidth=0.8)
-    ax.set(
-        xlabel="Users targeted, highest scores first (%)",
-        ylabel="Positives captured (%)",
-        title="Cumulative gains",
-    )
-    ax.legend(loc="lower right")
-
-
-def _draw_lift(ax: Axes, curves: Curves) -> None:
-    width = 0.8 / len(curves)
-    deciles = np.arange(1, 11)
-    for i, (key, (y, score)) in enumerate(curves.items()):
-        lifts = metrics.lift_by_decile(y, score)
-        offset = (i - (len(curves) - 1) / 2) * width
-        ax.bar(deciles + offset, np.nan_to_num(lifts), width, color=COLORS[key], label=MODELS[key])
-    ax.axhline(1.0, color="grey", linestyle=":", label="Random")
-    ax.set_xticks(deciles)
-    ax.set(xlabel="Decile (1 = highest scores)", ylabel="Lift", title="Lift by decile")
-    ax.legend(loc="upper right")
-
-
-def _draw_scores(ax: Axes, y: np.ndarray, score: np.ndarray) -> None:
-    bins = np.linspace(float(score.min()), float(score.max()) + 1e-12, 41).tolist()
-    ax.hist(score, bins=bins, color=COLORS["joint"], alpha=0.5, label="All validation users")
-    ax.hist(score[y == 1], bins=bins, color="#2ca02c", alpha=0.8, label="Positives")
-    ax.set(xlabel="Joint model score", ylabel="Users", title="Score distribution (joint model)")
-    ax.legend(loc="upper right")
-
-
-def _draw_loss(ax: Axes, points: list[tuple[float, float]]) -> None:
-    epochs, losses = zip(*points, strict=True)
-    ax.plot(epochs, losses, marker="o", color=COLORS["joint"])
-    ax.set(xlabel="Epoch", ylabel="Training loss (Taylor)", title="Training loss per epoch")
-
-
-def _draw_weights(ax: Axes, weights: list[tuple[str, float]]) -> None:
-    names = [name for name, _ in reversed(weights)]
-    values = [value for _, value in reversed(weights)]
-    colors = ["#2ca02c" if v >= 0 else "#d62728" for v in values]
-    ax.barh(range(len(values)), values, color=colors)
-    ax.set_yticks(range(len(values)), labels=names, fontsize=8)
-    ax.axvline(0.0, color="black", linewidth=0.8)
-    ax.set(xlabel="Weight (on preprocessed column)", title=f"A's columns: top {len(values)} by |w|")
 
 
 # --------------------------------------------------------------------------------------- HTML
@@ -249,13 +190,17 @@ METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
 )
 
 CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222;
+       padding: 0 1em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
+td .band { color: #777; font-size: 85%; }
 .reading { background: #f3f7fb; border-left: 4px solid #1f77b4; padding: 0.8em 1em; }
+.warning { background: #fff4e5; border-left: 4px solid #e67e00; padding: 0.8em 1em; }
 .charts img { max-width: 49%; vertical-align: top; }
 .note { color: #777; font-style: italic; }
+details { margin: 1.5em 0; } summary { cursor: pointer; font-size: 1.2em; font-weight: 600; }
 """
 
 
@@ -392,38 +337,182 @@ def _format_plain(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-CHART_TITLES = {
-    "roc.png": "ROC curves",
-    "gains.png": "Cumulative gains",
-    "lift_by_decile.png": "Lift by decile",
-    "score_distribution.png": "Score distribution",
-    "loss.png": "Training loss per epoch",
-    "a_weights.png": "A's column weights",
-}
+def _band(band: Band, kind: str) -> str:
+    def fmt(value: float) -> str:
+        if not math.isfinite(value):
+            return "n/a"
+        if kind == "percent":
+            return f"{100 * value:.0f}%"
+        if kind == "count":
+            return f"{value:,.0f}"
+        return f"{value:.2f}"
+
+    return f'{fmt(band.value)} <span class="band">({fmt(band.low)}–{fmt(band.high)})</span>'
+
+
+def _targeting(curves: Curves) -> str:
+    """The targeting table: top N%, users, buyers found, share of buyers, lift; bands at 90%."""
+    if "joint" not in curves:
+        return '<p class="note">No validation scores were recorded, so there is no targeting table.</p>'
+    tables = {key: targeting_table(*curves[key]) for key in MODELS if key in curves}
+    both = "a_only" in tables
+    head = (
+        "<tr><th rowspan=2>Target the top</th><th rowspan=2>Users</th>"
+        f"<th colspan=3>{html.escape(MODELS['joint'])}</th>"
+        + (f"<th colspan=2>{html.escape(MODELS['a_only'])}</th>" if both else "")
+        + "</tr><tr><th>Buyers found</th><th>Share of all buyers</th><th>Lift</th>"
+        + ("<th>Share of all buyers</th><th>Lift</th>" if both else "")
+        + "</tr>"
+    )
+    rows = []
+    for i, row in enumerate(tables["joint"]):
+        cells = (
+            f"<td>{row.percent}%</td><td>{row.users:,}</td><td>{_band(row.buyers, 'count')}</td>"
+            f"<td>{_band(row.share, 'percent')}</td><td>{_band(row.lift, 'lift')}</td>"
+        )
+        if both:
+            other = tables["a_only"][i]
+            cells += f"<td>{_band(other.share, 'percent')}</td><td>{_band(other.lift, 'lift')}</td>"
+        rows.append(f"<tr>{cells}</tr>")
+    return (
+        f"<table>{head}{''.join(rows)}</table>"
+        '<p class="note">On the validation users (a random share of the aligned users the model '
+        "never trained on). In brackets: 90% bootstrap interval. Lift 1.0 is random targeting. "
+        "For a campaign on N users, expect about the share shown of all the buyers among them.</p>"
+    )
+
+
+def _warning(summaries: Mapping[str, Mapping[str, Any]], curves: Curves) -> str:
+    positives = _finite(summaries.get("joint"), "positives")
+    if positives is None and "joint" in curves:
+        positives = float(np.sum(curves["joint"][0]))
+    if positives is None or positives >= MIN_POSITIVES:
+        return ""
+    return (
+        f'<p class="warning"><b>Too few buyers to trust these figures.</b> The validation set '
+        f"holds only {positives:,.0f} buyers (fewer than {MIN_POSITIVES}); differences between "
+        "the models and lifts of single deciles may be noise: read the intervals, and validate "
+        "on more users (a larger validation_fraction, or more data) before deciding.</p>"
+    )
+
+
+def _timings(raw: Any) -> dict[str, Any]:
+    """Timings in pipeline order (keys, alignment, ..., evaluation), others after, total last."""
+    if not isinstance(raw, Mapping):
+        return {}
+    known = [k for k in PHASE_ORDER if k in raw]
+    rest = sorted(k for k in raw if k not in PHASE_ORDER and k != "total")
+    ordered = {k: raw[k] for k in [*known, *rest]}
+    if "total" in raw:
+        ordered["total"] = raw["total"]
+    return ordered
+
+
+def _chart_section(meta: Mapping[str, Any], curves: Curves) -> str:
+    images: list[str] = []
+    if curves:
+        images.append(
+            charts.chart(
+                "Cumulative gains", lambda ax: charts.draw_gains(ax, curves, HEADLINE_PERCENT)
+            )
+        )
+        images.append(charts.chart("Lift by decile", lambda ax: charts.draw_lift(ax, curves)))
+        calibration = {key: calibration_bins(*curves[key]) for key in curves}
+        images.append(
+            charts.chart("Calibration", lambda ax: charts.draw_calibration(ax, calibration))
+        )
+        images.append(charts.chart("ROC curves", lambda ax: charts.draw_roc(ax, curves)))
+    if "joint" in curves:
+        images.append(
+            charts.chart("Score distribution", lambda ax: charts.draw_scores(ax, *curves["joint"]))
+        )
+    effects, total = _effects(meta.get("a_weights"), meta.get("categorical_columns"))
+    if effects:
+        title = (
+            f"A's columns: all {total} effects"
+            if total == len(effects)
+            else f"A's columns: the {len(effects)} largest of {total} effects"
+        )
+        images.append(
+            charts.chart(
+                title,
+                lambda ax: charts.draw_weights(ax, effects, title),
+                height=max(3.0, 0.26 * len(effects) + 1.4),
+            )
+        )
+    if not images:
+        return '<p class="note">No validation curves or weights were recorded.</p>'
+    note = (
+        '<p class="note">A category (or bin) is shown against the first level of its column, '
+        "the reference: only differences between levels of one column mean anything. Only A's "
+        "own columns are shown; the partner's weights stay with the partner.</p>"
+        if effects
+        else '<p class="note">A\'s weights were not recorded.</p>'
+    )
+    return f'<div class="charts">{"".join(images)}</div>{note}'
+
+
+def _engineering(meta: Mapping[str, Any], summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    facts = {
+        "Intercept": meta.get("intercept"),
+        "Epochs run": meta.get("epochs_completed"),
+        "B's mean partial score (for users B does not know)": meta.get("b_mean_partial_score"),
+    }
+    fact_rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(_format_plain(v))}</td></tr>"
+        for k, v in facts.items()
+        if v is not None
+    )
+    loss = _loss_points(meta.get("loss_history"))
+    loss_chart = (
+        charts.chart("Training loss per epoch", lambda ax: charts.draw_loss(ax, loss))
+        if loss
+        else '<p class="note">No loss history was recorded.</p>'
+    )
+    extra = ""
+    for key, title in (("calibration", "Calibration"), ("fallback", "A-only fallback model")):
+        if isinstance(meta.get(key), Mapping):
+            extra += f"<h3>{title}</h3>{_key_value_table(meta.get(key), _format_plain)}"
+    return f"""<details>
+<summary>Engineering detail</summary>
+<h3>Validation metrics</h3>
+{_metrics_table(summaries)}
+<h3>Model</h3>
+<table>{fact_rows}</table>
+<h3>Rows</h3>
+{_key_value_table(meta.get("rows"), _format_plain)}
+<h3>Timings</h3>
+{_key_value_table(_timings(meta.get("timings")), _format_seconds)}
+<h3>Traffic between the nodes</h3>
+{_key_value_table(meta.get("traffic"), _format_plain)}
+<h3>Session key fingerprints</h3>
+{_key_value_table(meta.get("key_fingerprints"), _format_plain)}
+{extra}
+<h3>Training loss</h3>
+<div class="charts">{loss_chart}</div>
+<h3>Job</h3>
+{_key_value_table(meta.get("job"), _format_plain)}
+</details>"""
 
 
 def _render_html(
-    meta: Mapping[str, Any], summaries: Mapping[str, Mapping[str, Any]], charts: list[str]
+    meta: Mapping[str, Any], summaries: Mapping[str, Mapping[str, Any]], curves: Curves
 ) -> str:
     model_id = html.escape(str(meta.get("model_id", "unknown model")))
+    job = meta.get("job")
+    target = meta.get("target_description") or (
+        job.get("target_description") if isinstance(job, Mapping) else None
+    )
     facts = [
         ("Model", meta.get("model_id")),
         ("Created", meta.get("created_at")),
         ("Partner (party B)", meta.get("partner")),
-        ("Intercept", meta.get("intercept")),
+        ("Predicts", target),
     ]
     fact_rows = "".join(
         f"<tr><td>{html.escape(label)}</td><td>{html.escape(_format_plain(value))}</td></tr>"
         for label, value in facts
         if value is not None
-    )
-    images = "".join(
-        f'<img src="{name}" alt="{html.escape(CHART_TITLES[name])}">' for name in charts
-    )
-    if not charts:
-        images = '<p class="note">No curves, loss history or weights were recorded.</p>'
-    weights_note = (
-        "" if "a_weights.png" in charts else '<p class="note">A\'s weights were not recorded.</p>'
     )
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -431,20 +520,14 @@ def _render_html(
 <body>
 <h1>Model report: {model_id}</h1>
 <table>{fact_rows}</table>
+{_warning(summaries, curves)}
 <h2>What the partner's data adds</h2>
 <p class="reading">{html.escape(_reading(meta, summaries))}</p>
-<h2>Validation metrics</h2>
-{_metrics_table(summaries)}
+<h2>Whom to target</h2>
+{_targeting(curves)}
 <h2>Charts</h2>
-<div class="charts">{images}</div>
-{weights_note}
-<p class="note">Only A's own column weights are shown; the partner's weights stay with it.</p>
-<h2>Rows</h2>
-{_key_value_table(meta.get("rows"), _format_plain)}
-<h2>Timings</h2>
-{_key_value_table(meta.get("timings"), _format_seconds)}
-<h2>Job</h2>
-{_key_value_table(meta.get("job"), _format_plain)}
+{_chart_section(meta, curves)}
+{_engineering(meta, summaries)}
 </body>
 </html>
 """

@@ -1,4 +1,4 @@
-"""Tests for fedlearn.report: the HTML page and charts built from A's model metadata."""
+"""Tests for fedlearn.report: the self-contained HTML page built from A's model metadata."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from fedlearn import metrics, report
 from fedlearn.errors import ConfigError, DataError
-from fedlearn.report import CHART_FILES, write_report
+from fedlearn.report import write_report
+from fedlearn.targeting import targeting_table
 
 
 def _scores(rows: int, signal: float, rng: np.random.Generator, y: np.ndarray) -> np.ndarray:
@@ -46,6 +47,10 @@ def _img_sources(page: str) -> list[str]:
     return re.findall(r'<img src="([^"]+)"', page)
 
 
+def _img_titles(page: str) -> list[str]:
+    return re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)"', page)
+
+
 def test_full_report(tmp_path: Path) -> None:
     meta = _meta()
     meta["b_weights"] = {"b_secret_column": 9.87654}  # must never be drawn or printed
@@ -54,16 +59,21 @@ def test_full_report(tmp_path: Path) -> None:
     assert path == out.absolute() / "report.html"
     page = path.read_text(encoding="utf-8")
 
-    assert sorted(_img_sources(page)) == sorted(CHART_FILES)
-    for name in CHART_FILES:
-        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in out.iterdir()) == sorted([*CHART_FILES, "report.html"])
+    # Self-contained: every image is an inline PNG, and nothing else is written.
+    assert _img_sources(page) and all(
+        src.startswith("data:image/png;base64,") for src in _img_sources(page)
+    )
+    assert _img_titles(page)[:4] == [
+        "Cumulative gains",
+        "Lift by decile",
+        "Calibration",
+        "ROC curves",
+    ]
+    assert [p.name for p in out.iterdir()] == ["report.html"]
 
     joint, a_only = meta["metrics"]["joint"], meta["metrics"]["a_only"]
     assert f"{joint['auc']:.4f}" in page and f"{a_only['auc']:.4f}" in page
     assert f"{joint['auc'] - a_only['auc']:+.4f}" in page
-    assert f"{100 * joint['recall@40']:.1f}%" in page
-    assert f"{joint['lift@10']:.3f}" in page
     reading = re.search(r'<p class="reading">(.*?)</p>', page, re.S)
     assert reading is not None
     assert (
@@ -74,8 +84,80 @@ def test_full_report(tmp_path: Path) -> None:
     assert "3 min 5 s" in page and "2.5 s" in page
     assert "party-b" in page and "m-20240101-abc" in page
     assert "b_secret_column" not in page and "9.87654" not in page
+    # Business first, engineering detail collapsed after it.
+    assert page.index("Whom to target") < page.index("<details>") < page.index("Timings")
+    assert "<details open" not in page
     # Nothing left behind beside the report.
     assert [p.name for p in out.parent.iterdir()] == ["m1"]
+
+
+def test_targeting_table_rows_and_bands(tmp_path: Path) -> None:
+    meta = _meta(rows=2000)
+    page = write_report(meta, tmp_path / "r").read_text(encoding="utf-8")
+    y = np.asarray(meta["curves"]["joint"]["y"])
+    score = np.asarray(meta["curves"]["joint"]["score"])
+    rows = targeting_table(y, score)
+    assert [r.percent for r in rows] == [5, 10, 20, 30, 40, 50]
+    for row in rows:
+        # The point estimate equals the metric computed without resampling, inside its band.
+        assert row.share.value == pytest.approx(
+            metrics.recall_at_top(y, score, row.percent / 100), abs=0.01
+        )
+        assert row.share.low <= row.share.value <= row.share.high
+        assert row.lift.low < row.lift.high
+        assert f"<td>{row.percent}%</td><td>{row.users:,}</td>" in page
+        assert f"{100 * row.share.value:.0f}% <span" in page
+    # Shares grow with the share of users targeted; lift falls towards 1.
+    assert [r.share.value for r in rows] == sorted(r.share.value for r in rows)
+    assert rows[0].lift.value > rows[-1].lift.value > 1.0
+
+
+def test_bands_narrow_with_more_users() -> None:
+    rng = np.random.default_rng(3)
+
+    def width(n: int) -> float:
+        y = (rng.random(n) < 0.1).astype(int)
+        score = y + rng.normal(size=n)
+        row = targeting_table(y, score, percents=(20,))[0]
+        return row.lift.high - row.lift.low
+
+    assert width(20000) < width(500) / 3
+
+
+def test_small_validation_set_warns(tmp_path: Path) -> None:
+    meta = _meta(rows=120)
+    page = write_report(meta, tmp_path / "r").read_text(encoding="utf-8")
+    assert 'class="warning"' in page and "Too few buyers" in page
+    big = write_report(_meta(rows=1000), tmp_path / "r2").read_text(encoding="utf-8")
+    assert 'class="warning"' not in big  # ~500 positives
+
+
+def test_one_hot_weights_read_against_the_reference() -> None:
+    weights = {
+        "age": 0.5,
+        "device_os=android": -0.9,
+        "device_os=ios": -0.4,
+        "device_os=<other>": -1.0,
+        "age=<missing>": 0.05,
+    }
+    effects, total = report._effects(weights, ["device_os"])
+    assert total == 4
+    assert dict(effects) == pytest.approx(
+        {
+            "age": 0.5,
+            "device_os=ios vs android": 0.5,
+            "device_os=<other> vs android": -0.1,
+            "age=<missing>": 0.05,
+        }
+    )
+    assert effects[0][1] in (0.5,)  # largest |effect| first
+
+
+def test_weights_chart_shows_top_30_by_magnitude() -> None:
+    weights = {f"c{i}": (-1) ** i * float(i) for i in range(40)}
+    top, total = report._effects(weights)
+    assert len(top) == 30 and total == 40
+    assert top[0] == ("c39", -39.0) and top[-1] == ("c10", 10.0)
 
 
 def test_empty_meta_does_not_crash(tmp_path: Path) -> None:
@@ -91,11 +173,12 @@ def test_partial_meta(tmp_path: Path) -> None:
         del meta[key]
     del meta["curves"]["a_only"]
     page = write_report(meta, tmp_path / "r").read_text(encoding="utf-8")
-    assert sorted(_img_sources(page)) == [
-        "gains.png",
-        "lift_by_decile.png",
-        "roc.png",
-        "score_distribution.png",
+    assert _img_titles(page) == [
+        "Cumulative gains",
+        "Lift by decile",
+        "Calibration",
+        "ROC curves",
+        "Score distribution",
     ]
     # Metrics computed from the curves when none were recorded.
     joint = meta["curves"]["joint"]
@@ -108,7 +191,10 @@ def test_metrics_without_curves(tmp_path: Path) -> None:
     meta = _meta()
     del meta["curves"]
     page = write_report(meta, tmp_path / "r").read_text(encoding="utf-8")
-    assert sorted(_img_sources(page)) == ["a_weights.png", "loss.png"]
+    assert _img_titles(page) == [
+        "A&#x27;s columns: the 30 largest of 35 effects",
+        "Training loss per epoch",
+    ]
     assert f"{meta['metrics']['joint']['ks']:.4f}" in page
 
 
@@ -127,20 +213,13 @@ def test_html_escapes_metadata(tmp_path: Path) -> None:
     assert "<script>" not in page and "&lt;script&gt;" in page
 
 
-def test_weights_chart_shows_top_30_by_magnitude() -> None:
-    weights = {f"c{i}": (-1) ** i * float(i) for i in range(40)}
-    top = report._top_weights(weights)
-    assert len(top) == 30
-    assert top[0] == ("c39", -39.0) and top[-1] == ("c10", 10.0)
-
-
 # ------------------------------------------------------------------------------- atomic writes
 def test_failure_leaves_no_new_report(tmp_path: Path) -> None:
     meta = _meta()
     meta["curves"]["joint"]["score"] = meta["curves"]["joint"]["score"][:-1]
     with pytest.raises(DataError, match="curves"):
         write_report(meta, tmp_path / "r")
-    assert list(tmp_path.iterdir()) == []
+    assert not (tmp_path / "r" / "report.html").exists()
 
 
 def test_failure_keeps_previous_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,21 +230,11 @@ def test_failure_keeps_previous_report(tmp_path: Path, monkeypatch: pytest.Monke
     def broken_chart(*args: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report, "_draw_loss", broken_chart)
+    monkeypatch.setattr(report.charts, "draw_loss", broken_chart)
     with pytest.raises(RuntimeError, match="disk full"):
         write_report(_meta(rows=200, seed=2), out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
-
-
-def test_rewrite_removes_stale_charts(tmp_path: Path) -> None:
-    out = tmp_path / "r"
-    write_report(_meta(rows=200), out)
-    meta = _meta(rows=200)
-    del meta["a_weights"], meta["loss_history"]
-    page = write_report(meta, out).read_text(encoding="utf-8")
-    assert not (out / "a_weights.png").exists() and not (out / "loss.png").exists()
-    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == sorted(_img_sources(page))
 
 
 def test_out_dir_that_is_a_file(tmp_path: Path) -> None:
