@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from fedlearn import errors
 from fedlearn.errors import ConfigError, FedlearnError
 from fedlearn.jobs import JobRecord
-from fedlearn.protocol.progress import ProgressEvent
+from fedlearn.progress import ProgressEvent
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,9 +108,9 @@ class Client:
     """A connection to A's node's control API. Cheap to make; close it (or use ``with``)."""
 
     def __init__(self, config: str | Path | None = None) -> None:
+        from fedlearn.config_a import load_config
         from fedlearn.proto.v1 import control_pb2_grpc
         from fedlearn.transport import build_channel
-        from party_a.config import load_config
 
         self.config_path = resolve_config(config)
         self.config = load_config(self.config_path)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fedlearn.errors import FedlearnError, JobCancelled, NotFound
-from fedlearn.protocol.progress import ProgressCallback, ProgressEvent
+from fedlearn.progress import ProgressCallback, ProgressEvent
 
 log = logging.getLogger("fedlearn.jobs")
 

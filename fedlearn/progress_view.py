@@ -18,7 +18,7 @@ import sys
 import time
 from typing import IO, Any
 
-from fedlearn.protocol.progress import ProgressEvent
+from fedlearn.progress import ProgressEvent
 
 ETA_WINDOW = 20
 PLAIN_EVERY_S = 10.0

@@ -1,8 +1,11 @@
 """A's control servicer: the `fedlearn` CLI's API. It adapts requests to ``NodeA`` and streams progress.
 
-A job runs in a worker thread; its progress events go through a queue to the response stream. When
-the CLI goes away mid-job, the next progress event raises ``JobCancelled`` inside the job, which then
-unwinds the way any failure does (session closed at B, no model registered).
+Training is a job (``SubmitTrain``): it runs in A's node under a job id, outlives the client that
+started it, and is watched (``WatchJob``), listed, cancelled and read (``JobLogs``) through
+``NodeA.jobs`` (fedlearn.jobs). Align, Score and the older streaming ``Train`` run while their call
+lasts: their progress events go through a queue to the response stream, and when the client goes
+away the next progress event raises ``JobCancelled`` inside the work, which unwinds the way any
+failure does (session closed at B, no model registered).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from typing import Any
 
 import grpc
 
-from fedlearn.errors import FedlearnError, InvalidPeerData, PolicyViolation
+from fedlearn.errors import InvalidPeerData, JobCancelled, PolicyViolation
 from fedlearn.job import parse_job
+from fedlearn.jobs import JobRecord
 from fedlearn.progress import ProgressEvent
 from fedlearn.proto.v1 import control_pb2 as pb
 from fedlearn.proto.v1 import control_pb2_grpc
@@ -28,10 +32,6 @@ from party_a.node import NodeA
 from party_a.score import model_summary
 
 log = logging.getLogger(__name__)
-
-
-class JobCancelled(FedlearnError):
-    grpc_code = "CANCELLED"
 
 
 def _progress(event: ProgressEvent) -> pb.Progress:
@@ -203,6 +203,90 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         self._authorize(context)
         path = self.node.report(request.model_id, _absolute(request.out_dir, "out_dir"))
         return pb.ReportResponse(path=str(path))
+
+    def ScoresReport(
+        self, request: pb.ScoresReportRequest, context: grpc.ServicerContext
+    ) -> pb.ScoresReportResponse:
+        self._authorize(context)
+        path = self.node.scores_report(
+            _absolute(request.scores_path, "scores_path"), _absolute(request.out_dir, "out_dir")
+        )
+        return pb.ScoresReportResponse(path=str(path))
+
+    # ---- models ----------------------------------------------------------------------------------
+    def GetModel(
+        self, request: pb.GetModelRequest, context: grpc.ServicerContext
+    ) -> pb.GetModelResponse:
+        self._authorize(context)
+        meta = self.node.store.load(request.model_id)
+        return pb.GetModelResponse(
+            model=pb.ModelSummary(
+                model_id=request.model_id,
+                created_at=meta.get("created_at", ""),
+                summary_json=json.dumps(_summary(meta)),
+            )
+        )
+
+    def RemoveModel(
+        self, request: pb.RemoveModelRequest, context: grpc.ServicerContext
+    ) -> pb.RemoveModelResponse:
+        self._authorize(context)
+        peer_deleted, peer_error = self.node.delete_model(request.model_id)
+        return pb.RemoveModelResponse(peer_deleted=peer_deleted, peer_error=peer_error)
+
+    # ---- jobs ------------------------------------------------------------------------------------
+    def SubmitTrain(
+        self, request: pb.SubmitTrainRequest, context: grpc.ServicerContext
+    ) -> pb.SubmitTrainResponse:
+        self._authorize(context)
+        job_path = request.job_path or "job.toml"
+        job_spec = parse_job(request.job_toml, job_path)  # a bad job file fails the call itself
+
+        def work(progress: Callable[[ProgressEvent], None]) -> tuple[str, dict[str, Any]]:
+            meta = self.node.train(job_spec, progress)
+            return meta["model_id"], _summary(meta)
+
+        record = self.node.jobs.submit("train", work, dataset=job_spec.dataset, job_path=job_path)
+        return pb.SubmitTrainResponse(job=_job(record))
+
+    def ListJobs(
+        self, request: pb.ListJobsRequest, context: grpc.ServicerContext
+    ) -> pb.ListJobsResponse:
+        self._authorize(context)
+        return pb.ListJobsResponse(jobs=[_job(r) for r in self.node.jobs.records()])
+
+    def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.GetJobResponse:
+        self._authorize(context)
+        return pb.GetJobResponse(job=_job(self.node.jobs.get(request.job_id)))
+
+    def CancelJob(
+        self, request: pb.CancelJobRequest, context: grpc.ServicerContext
+    ) -> pb.CancelJobResponse:
+        self._authorize(context)
+        return pb.CancelJobResponse(job=_job(self.node.jobs.cancel(request.job_id)))
+
+    def WatchJob(
+        self, request: pb.WatchJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchJobResponse]:
+        self._authorize(context)
+        for item in self.node.jobs.watch(request.job_id, is_active=context.is_active):
+            if isinstance(item, JobRecord):
+                yield pb.WatchJobResponse(finished=_job(item))
+            else:
+                yield pb.WatchJobResponse(progress=_progress(item))
+
+    def JobLogs(
+        self, request: pb.JobLogsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.JobLogsResponse]:
+        self._authorize(context)
+        for lines in self.node.jobs.logs(
+            request.job_id, follow=request.follow, is_active=context.is_active
+        ):
+            yield pb.JobLogsResponse(lines=lines)
+
+
+def _job(record: JobRecord) -> pb.Job:
+    return pb.Job(record_json=json.dumps(record.to_dict(), allow_nan=True))
 
 
 def _summary(meta: dict[str, Any]) -> dict[str, Any]:

@@ -9,8 +9,9 @@ from typing import Any
 
 from fedlearn.config_a import NodeAConfig
 from fedlearn.crypto.executor import Executor, make_executor
-from fedlearn.errors import ConfigError, NotFound
+from fedlearn.errors import ConfigError, FedlearnError, NotFound
 from fedlearn.job import JobSpec
+from fedlearn.jobs import JobRunner, JobStore
 from fedlearn.progress import ProgressCallback
 from fedlearn.protocol import messages as m
 from fedlearn.store import ModelStore
@@ -43,6 +44,8 @@ class NodeA:
         )
         # Jobs share the machine's cores with the crypto pool: one heavy job at a time.
         self.job_lock = threading.Lock()
+        # Training jobs and their records (state, phases, timings, errors) in <model_dir>/.jobs.
+        self.jobs = JobRunner(JobStore(Path(config.model_dir) / ".jobs"))
 
     def close(self) -> None:
         self.channel.close()
@@ -60,6 +63,12 @@ class NodeA:
     def align(self, dataset: str, peer_dataset: str) -> Alignment:
         spec = self.dataset(dataset)
         table = self.tables.get(spec)
+        log.info(
+            "align: dataset %s with %s's %s",
+            dataset,
+            self.config.peer_name,
+            peer_dataset or dataset,
+        )
         with self.job_lock:
             alignment = open_and_align(
                 self.peer,
@@ -68,6 +77,14 @@ class NodeA:
                 workers=self.config.workers,
             )
             close_quietly(self.peer, alignment.session.session_id)
+        log.info(
+            "align: %d here, %d at %s, %d in common (%.1f s)",
+            alignment.own_size,
+            alignment.peer_size,
+            self.config.peer_name,
+            len(alignment.own_rows),
+            alignment.seconds,
+        )
         return alignment
 
     def train(self, job: JobSpec, progress: ProgressCallback) -> dict[str, Any]:
@@ -99,8 +116,9 @@ class NodeA:
         from party_a.score import score
 
         model = self.store.load(model_id)
+        log.info("score: model %s, input %s", model_id, input_path.name)
         with self.job_lock:
-            return score(
+            result = score(
                 self.peer,
                 model=model,
                 input_path=input_path,
@@ -109,8 +127,48 @@ class NodeA:
                 workers=self.config.workers,
                 progress=progress,
             )
+        log.info(
+            "score: %d users, %d known to %s, written to %s (%.1f s)",
+            result.rows,
+            result.matched,
+            self.config.peer_name,
+            output_path.name,
+            result.seconds,
+        )
+        return result
+
+    def delete_model(self, model_id: str) -> tuple[bool, str]:
+        """Delete A's shard (NotFound if A has none), then ask B to delete its shard.
+
+        Returns (B confirmed, why not): B being down does not keep A's shard; the operator is
+        told to ask B's operator.
+        """
+        self.store.load(model_id)  # NotFound, naming the latest models, when A has no such model
+        self.store.delete(model_id)
+        log.info("model %s deleted", model_id)
+        try:
+            self.peer.delete_model(m.DeleteModelRequest(model_id))
+        except NotFound:
+            log.info("model %s: %s had no shard of it", model_id, self.config.peer_name)
+            return True, ""
+        except FedlearnError as exc:
+            log.warning(
+                "model %s: %s could not delete its shard: %s", model_id, self.config.peer_name, exc
+            )
+            return False, str(exc)
+        log.info("model %s: %s deleted its shard", model_id, self.config.peer_name)
+        return True, ""
 
     def report(self, model_id: str, out_dir: Path) -> Path:
         from fedlearn.report import write_report
 
-        return write_report(self.store.load(model_id), out_dir)
+        path = write_report(self.store.load(model_id), out_dir)
+        log.info("report: model %s written to %s", model_id, path)
+        return path
+
+    def scores_report(self, scores_path: Path, out_dir: Path) -> Path:
+        from fedlearn.scores_report import write_scores_report
+
+        path = write_scores_report(scores_path, out_dir)
+        log.info("report: scores %s written to %s", scores_path.name, path)
+        return path
