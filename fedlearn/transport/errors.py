@@ -246,11 +246,11 @@ def error_from_rpc(
             f"{peer} did not answer {within}; it may be overloaded or stuck, or the deadline "
             "too short for this step"
         )
-    if code is grpc.StatusCode.CANCELLED:
-        return PeerUnavailable(f"the call to {peer} was cancelled: {details}")
     if sent is not None:
         prefix = f"{peer} refused the request" if issubclass(sent, PolicyViolation) else peer
         return sent(f"{prefix}: {details}")
+    if code is grpc.StatusCode.CANCELLED:
+        return PeerUnavailable(f"the call to {peer} was cancelled: {details}")
     if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
         return PolicyViolation(f"{peer} refused the request: {details}")
     by_code: dict[grpc.StatusCode | None, type[FedlearnError]] = {
