@@ -3,21 +3,27 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.installed-run-stamp
 DEMO_DIR ?= demo
 DEMO_ROWS ?= 20000
 
-.PHONY: demo test test-fast test-full check lint typecheck protos bench bench-crypto bench-psi bench-quality clean setup
+.PHONY: report-check demo test test-fast test-full check lint typecheck protos bench bench-crypto bench-psi bench-quality clean setup
 
 setup: $(STAMP)
 
 # (Re)install only when the project's own install files change: a no-op in seconds otherwise.
-$(STAMP): pyproject.toml
+# The demo needs only what the commands need; tests, lint and protos also need the dev tools.
+$(RUN_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	@touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(PY) -m fedlearn.demo --dir $(DEMO_DIR) --rows $(DEMO_ROWS)
 
 test: $(STAMP)
@@ -58,6 +64,11 @@ bench-psi: $(STAMP)
 # Model quality of the job defaults against scikit-learn (docs/quality.md); ~1 hour on 2 cores.
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality
+
+# The decision report in a real headless browser (Debian: apt-get install chromium): writes
+# build/report-check/report.html and a screenshot.png beside it, and fails if the page does not render.
+report-check: $(STAMP)
+	$(PY) -m bench.report_check --out build/report-check
 
 clean:
 	rm -rf $(DEMO_DIR) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

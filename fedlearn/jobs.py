@@ -187,10 +187,11 @@ class JobRunner:
         self._event(
             live, f"{kind} job opened (dataset {dataset or '-'}, job file {job_path or '-'})"
         )
+        submitted = JobRecord.from_dict(record.to_dict())
         threading.Thread(
             target=self._run, args=(live, work), name=f"job-{record.job_id}", daemon=True
         ).start()
-        return dataclasses.replace(record)
+        return submitted
 
     def _run(self, live: _Live, work: Work) -> None:
         record = live.record

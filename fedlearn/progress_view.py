@@ -72,8 +72,13 @@ class BatchClock:
 class ProgressView:
     """Shows :class:`ProgressEvent` s on ``stream`` (stderr by default); call :meth:`close` after."""
 
-    def __init__(self, stream: IO[str] | None = None, *, live: bool | None = None) -> None:
+    def __init__(
+        self, stream: IO[str] | None = None, *, live: bool | None = None, width: int | None = None
+    ) -> None:
+        """``live``: draw a bar (default: when ``stream`` is a terminal); ``width``: columns
+        (default: the terminal's, followed as it is resized)."""
         self.stream = stream if stream is not None else sys.stderr
+        self.width = width
         self.live = self.stream.isatty() if live is None else live
         self.clock = BatchClock()
         self.started = time.monotonic()
@@ -114,7 +119,7 @@ class ProgressView:
                 TextColumn("{task.description}"),
                 BarColumn(bar_width=None),
                 TextColumn("{task.fields[status]}"),
-                console=Console(file=self.stream, force_terminal=True),
+                console=Console(file=self.stream, force_terminal=True, width=self.width),
                 transient=True,
                 expand=True,
             )

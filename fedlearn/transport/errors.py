@@ -27,6 +27,7 @@ from fedlearn.errors import (
     DataError,
     FedlearnError,
     InvalidPeerData,
+    JobCancelled,
     NotFound,
     PeerUnavailable,
     PolicyViolation,
@@ -53,6 +54,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     InvalidPeerData: EXIT_PROTOCOL,
     SessionError: EXIT_PROTOCOL,
     KeyboardInterrupt: EXIT_INTERRUPTED,
+    JobCancelled: EXIT_INTERRUPTED,
 }
 
 # How gRPC's details tell a refused TLS handshake from a peer that is down (grpcio 1.85, BoringSSL,

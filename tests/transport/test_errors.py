@@ -225,3 +225,17 @@ def test_exit_code_of_a_subclass_follows_its_parent() -> None:
         pass
 
     assert exit_code_for(LateData("x")) == 3
+
+
+@pytest.mark.parametrize("cls", [fe.PeerUnavailable, fe.PolicyViolation, fe.NotFound])
+def test_own_node_errors_pass_through_naming_the_node_at_fault_once(
+    serve, cls: type[fe.FedlearnError]
+) -> None:
+    """The CLI talking to A's node: what A raised (about B) is shown as A said it, not re-wrapped."""
+    channel = serve(INSECURE, HANDLERS).channel(INSECURE, server_name=None)
+    _, exc = _call(channel, "unary_unary", cls.__name__.encode())
+    relayed = error_from_rpc(exc, peer="party-a's node at here", own_node=True)
+    assert type(relayed) is cls
+    assert str(relayed) == f"{cls.__name__} happened"
+    wrapped = error_from_rpc(exc, peer="party-a's node at here")
+    assert "party-a's node at here" in str(wrapped)  # between nodes the peer is still named

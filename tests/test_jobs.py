@@ -1,0 +1,94 @@
+"""fedlearn.jobs: job records on disk, cancel at the next progress event, watch, logs, recovery."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from fedlearn.errors import DataError, NotFound
+from fedlearn.jobs import JobRecord, JobRunner, JobStore
+from fedlearn.progress import ProgressCallback, ProgressEvent
+
+
+def _batches(gate: threading.Event, batches: int = 50) -> tuple[list[int], object]:
+    done: list[int] = []
+
+    def work(progress: ProgressCallback) -> tuple[str, dict]:
+        progress(ProgressEvent("alignment", message="3 in common"))
+        for batch in range(1, batches + 1):
+            progress(ProgressEvent("training", epoch=1, epochs=1, batch=batch, batches=batches))
+            done.append(batch)
+            if batch == 3:
+                gate.wait(5)
+        return "m-1", {"metrics": {"joint": {"auc": 0.8}}}
+
+    return done, work
+
+
+def test_job_succeeds_with_phases_model_and_log(tmp_path: Path) -> None:
+    runner = JobRunner(JobStore(tmp_path))
+    gate = threading.Event()
+    gate.set()
+    _, work = _batches(gate, batches=5)
+    record = runner.submit("train", work, dataset="vip", job_path="job.toml")  # type: ignore[arg-type]
+    assert record.state == "queued"
+    final = list(runner.watch(record.job_id))[-1]
+    assert isinstance(final, JobRecord)
+    assert final.state == "succeeded" and final.model_id == "m-1"
+    assert [p["phase"] for p in final.phases] == ["alignment", "training"]
+    assert all(p["seconds"] >= 0 for p in final.phases)
+    on_disk = json.loads((tmp_path / f"{record.job_id}.json").read_text())
+    assert on_disk["state"] == "succeeded" and on_disk["summary"]["metrics"]["joint"]["auc"] == 0.8
+    log = "\n".join(line for chunk in runner.logs(record.job_id, follow=False) for line in chunk)
+    assert "train job opened" in log and "alignment: 3 in common" in log
+    assert "succeeded: model m-1 saved" in log
+    assert not list(tmp_path.glob(".*"))  # no temporary files left
+
+
+def test_cancel_stops_at_the_next_progress_event(tmp_path: Path) -> None:
+    runner = JobRunner(JobStore(tmp_path))
+    gate = threading.Event()
+    done, work = _batches(gate)
+    record = runner.submit("train", work)  # type: ignore[arg-type]
+    events = runner.watch(record.job_id)
+    for event in events:
+        if isinstance(event, ProgressEvent) and event.batch >= 3:
+            break
+    assert runner.cancel(record.job_id).state == "cancelling"
+    gate.set()
+    final = list(runner.watch(record.job_id))[-1]
+    assert isinstance(final, JobRecord)
+    assert final.state == "cancelled" and final.error_class == "JobCancelled"
+    assert final.model_id == "" and done == [1, 2, 3]  # batch 4's progress event raised
+
+
+def test_failure_keeps_error_class_and_message(tmp_path: Path) -> None:
+    def work(progress: ProgressCallback) -> tuple[str, dict]:
+        raise DataError("column 'x' has 3 non-numeric values")
+
+    runner = JobRunner(JobStore(tmp_path))
+    record = runner.submit("train", work)
+    final = list(runner.watch(record.job_id))[-1]
+    assert isinstance(final, JobRecord)
+    assert (final.state, final.error_class) == ("failed", "DataError")
+    assert "non-numeric" in final.error
+
+
+def test_jobs_running_when_the_node_stopped_are_interrupted(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    store.save(JobRecord("job-20260101-000000-abcd", "train", "running", "2026-01-01T00:00:00Z"))
+    runner = JobRunner(store)
+    record = runner.get("job-20260101-000000-abcd")
+    assert record.state == "interrupted" and "node stopped" in record.error
+    assert [r.job_id for r in runner.records()] == ["job-20260101-000000-abcd"]
+
+
+def test_unknown_and_malformed_job_ids(tmp_path: Path) -> None:
+    runner = JobRunner(JobStore(tmp_path))
+    with pytest.raises(NotFound, match="no job"):
+        runner.get("job-20260101-000000-abcd")
+    with pytest.raises(NotFound, match="not a job id"):
+        runner.get("../../etc/passwd")
