@@ -123,9 +123,7 @@ def draw_weights(ax: Axes, weights: Sequence[tuple[str, float]], title: str) -> 
     ax.axvline(0.0, color="black", linewidth=0.8)
     span = max((abs(v) for v in values), default=1.0) or 1.0
     ax.set_xlim(-1.25 * span if min(values, default=0) < 0 else 0, 1.25 * span)
-    ax.set(
-        xlabel="Effect on the log-odds (per standard deviation, or vs the reference)", title=title
-    )
+    ax.set(xlabel="Effect on log-odds (per std. dev., or vs reference)", title=title)
 
 
 def draw_histogram(ax: Axes, groups: dict[str, np.ndarray], *, xlabel: str, title: str) -> None:
