@@ -7,6 +7,7 @@ runs what an operator at A would: alignment, training, batch scoring of new user
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -15,16 +16,24 @@ from pathlib import Path
 import numpy as np
 
 from fedlearn import metrics
+from fedlearn.cli import format_training_summary
 from fedlearn.data import read_table
 from fedlearn.launch import NodeProcess
 from fedlearn.scaffold import write_vip_demo
 
 
-def fedlearn_command(*args: str) -> None:
+def fedlearn_command(*args: str, capture: bool = False) -> str:
+    """Run ``fedlearn ARGS`` as an operator would; with ``capture``, return its stdout."""
     print(f"\n$ fedlearn {' '.join(args)}", flush=True)
-    result = subprocess.run([sys.executable, "-m", "fedlearn.cli", *args], check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "fedlearn.cli", *args],
+        check=False,
+        stdout=subprocess.PIPE if capture else None,
+        text=True,
+    )
     if result.returncode != 0:
         raise SystemExit(f"demo: `fedlearn {args[0]}` failed with exit code {result.returncode}")
+    return result.stdout or ""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,8 +61,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"demo: {b.ready_line}\ndemo: {a.ready_line}", flush=True)
             config = ["--config", str(demo.a_config)]
             fedlearn_command("align", "--dataset", "vip", *config)
-            fedlearn_command("train", "--job", str(demo.job), *config)
-            model_id = _latest_model(demo.root / "models-a")
+            # --json: the model id comes from the job's record, not from parsing text.
+            job = json.loads(
+                fedlearn_command("train", "--job", str(demo.job), "--json", *config, capture=True)
+            )
+            model_id = job["model_id"]
+            for line in format_training_summary(job["summary"]):
+                print(line)
             scores = demo.root / "scores" / "new_users_scores.csv"
             scores.parent.mkdir(parents=True, exist_ok=True)
             fedlearn_command(
@@ -68,6 +82,10 @@ def main(argv: list[str] | None = None) -> None:
             )
             report_dir = demo.root / "report" / model_id
             fedlearn_command("report", "--model", model_id, "--out", str(report_dir), *config)
+            scores_report = demo.root / "report" / "scores"
+            fedlearn_command(
+                "report", "--scores", str(scores), "--out", str(scores_report), *config
+            )
             fedlearn_command("models", *config)
             _check_scores(
                 scores, demo.data.a_new_users_truth_csv, demo.data.id_column, demo.data.label_column
@@ -82,15 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{demo.root / 'models-b' / model_id} (B's shard)"
     )
     print(f"  scores:  {scores}")
-    print(f"  report:  {report_dir / 'report.html'}")
+    print(f"  report:  {report_dir / 'report.html'} (scoring run: {scores_report / 'report.html'})")
     print(f"  logs:    {logs}")
-
-
-def _latest_model(model_dir: Path) -> str:
-    models = sorted(p for p in model_dir.iterdir() if (p / "model.json").is_file())
-    if not models:
-        raise SystemExit(f"demo: no model in {model_dir}")
-    return max(models, key=lambda p: p.stat().st_mtime).name
 
 
 def _check_scores(scores_path: Path, truth_path: Path, id_column: str, label: str) -> None:

@@ -92,7 +92,7 @@ def _page(
         s = score[rows]
         deciles.append(
             f"<tr><td>{d}</td><td>{int(rows.sum()):,}</td><td>{s.min():.4f}</td>"
-            f"<td>{s.max():.4f}</td><td>{s.mean():.4f}</td>"
+            f"<td>{s.max():.4f}</td><td>{s.mean():.4f}</td><td>{s.sum():,.0f}</td>"
             f"<td>{100 * matched[rows].mean():.1f}%</td></tr>"
         )
     warning = ""
@@ -112,11 +112,11 @@ def _page(
 {warning}
 <h2>Deciles (1 = highest scores)</h2>
 <table><tr><th>Decile</th><th>Users</th><th>Lowest score</th><th>Highest score</th>
-<th>Mean score</th><th>Matched</th></tr>{"".join(deciles)}</table>
+<th>Mean score</th><th>Expected buyers</th><th>Matched</th></tr>{"".join(deciles)}</table>
 <h2>Score distribution</h2>
 <div class="charts">{image}</div>
-<p class="note">Scores are the model's probability of the target; expected buyers in a group are
-about the sum of its scores when the model is calibrated (see the model's report).</p>
+<p class="note">Scores are the model's probability of the target; "expected buyers" is the sum of
+a decile's scores, which holds as far as the model is calibrated (see the model's report).</p>
 </body>
 </html>
 """
