@@ -23,10 +23,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from fedlearn.atomic import write_atomic
 from fedlearn.errors import FedlearnError, JobCancelled, NotFound
 from fedlearn.progress import ProgressCallback, ProgressEvent
 
@@ -112,14 +111,7 @@ class JobStore:
     def save(self, record: JobRecord) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         target = self.root / f"{check_job_id(record.job_id)}.json"
-        fd, staging = tempfile.mkstemp(prefix=f".{record.job_id}.", dir=self.root)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(record.to_dict(), handle, indent=1, allow_nan=True)
-            os.replace(staging, target)
-        except BaseException:
-            Path(staging).unlink(missing_ok=True)
-            raise
+        write_atomic(target, json.dumps(record.to_dict(), indent=1, allow_nan=True))
 
     def load(self, job_id: str) -> JobRecord:
         path = self.root / f"{check_job_id(job_id)}.json"
