@@ -249,6 +249,9 @@ def error_from_rpc(
             "too short for this step"
         )
     if sent is not None:
+        name = peer.split(" at ", 1)[0]
+        if details.startswith(name + " "):  # "party-b refuses ...": name it once, with its address
+            return sent(peer + details[len(name) :])
         prefix = f"{peer} refused the request" if issubclass(sent, PolicyViolation) else peer
         return sent(f"{prefix}: {details}")
     if code is grpc.StatusCode.CANCELLED:

@@ -83,6 +83,11 @@ def test_peer_down_fails_fast_and_node_keeps_serving(tmp_path: Path) -> None:
         assert result.returncode == 4, result.stderr
         assert "party-b" in result.stderr, result.stderr
         assert "not reachable" in result.stderr.lower(), result.stderr
+        # The node at fault is named once, with one hint; A's node, which answered, is not blamed.
+        assert result.stderr.count("not reachable") == 1, result.stderr
+        assert result.stderr.count("Is the node running") == 1, result.stderr
+        assert "party-a's node" not in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
         assert elapsed < 20
         # A's node is still up and answering.
         listing = nodes.cli("models")

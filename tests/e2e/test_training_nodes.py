@@ -43,6 +43,8 @@ def test_policy_refusal_reaches_the_operator(nodes: Nodes, tmp_path: Path) -> No
     result = nodes.cli("train", "--job", str(job))
     assert result.returncode == 5, result.stderr
     assert "epochs 500 is above the maximum 100" in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("fedlearn: error: party-b at ") and error.count("party-b") == 1, error
     assert set(ModelStore(nodes.demo.root / "models-b").list_ids()) == before
 
 
