@@ -2,8 +2,7 @@
 
 Training is a job (``SubmitTrain``): it runs in A's node under a job id, outlives the client that
 started it, and is watched (``WatchJob``), listed, cancelled and read (``JobLogs``) through
-``NodeA.jobs`` (fedlearn.jobs). Align, Score and the older streaming ``Train`` run while their call
-lasts: their progress events go through a queue to the response stream, and when the client goes
+``NodeA.jobs`` (fedlearn.jobs). Align and Score run while their call lasts: their progress events go through a queue to the response stream, and when the client goes
 away the next progress event raises ``JobCancelled`` inside the work, which unwinds the way any
 failure does (session closed at B, no model registered).
 """
@@ -124,23 +123,6 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
                         peer_size=value.peer_size,
                         intersection_size=len(value.own_rows),
                         seconds=value.seconds,
-                    )
-                )
-
-    def Train(
-        self, request: pb.TrainRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.TrainResponse]:
-        self._authorize(context)
-        job_spec = parse_job(request.job_toml, request.job_path or "job.toml")
-        for kind, value in _run_streaming(
-            lambda progress: self.node.train(job_spec, progress), context
-        ):
-            if kind == "progress":
-                yield pb.TrainResponse(progress=_progress(value))
-            else:
-                yield pb.TrainResponse(
-                    result=pb.TrainResult(
-                        model_id=value["model_id"], summary_json=json.dumps(_summary(value))
                     )
                 )
 

@@ -93,7 +93,8 @@ def test_detached_job_is_listed_and_cancelled_within_a_batch(
     assert f"job {job_id}: phase training" in a_log
 
 
-def test_interrupted_follower_detaches_and_job_runs_on(long_nodes: Nodes, tmp_path: Path) -> None:
+def _follow_then_interrupt(nodes: Nodes, tmp_path: Path, *flags: str) -> tuple[str, str, int]:
+    """Start `fedlearn train` (following), send Ctrl-C once batches run; (job id, stderr, exit)."""
     import signal
 
     cli = subprocess.Popen(
@@ -103,9 +104,10 @@ def test_interrupted_follower_detaches_and_job_runs_on(long_nodes: Nodes, tmp_pa
             "fedlearn.cli",
             "train",
             "--job",
-            str(_long_job(long_nodes, tmp_path)),
+            str(_long_job(nodes, tmp_path)),
             "--config",
-            str(long_nodes.demo.a_config),
+            str(nodes.demo.a_config),
+            *flags,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -122,12 +124,28 @@ def test_interrupted_follower_detaches_and_job_runs_on(long_nodes: Nodes, tmp_pa
     assert job_id.startswith("job-")
     cli.send_signal(signal.SIGINT)
     _, err = cli.communicate(timeout=60)
-    assert cli.returncode == 130
+    return job_id, err, cli.returncode
+
+
+def test_interrupted_follower_detaches_and_job_runs_on(long_nodes: Nodes, tmp_path: Path) -> None:
+    job_id, err, code = _follow_then_interrupt(long_nodes, tmp_path)
+    assert code == 130
     assert f"fedlearn jobs watch {job_id}" in err and f"fedlearn jobs cancel {job_id}" in err
+    assert "Traceback" not in err
     with Client(long_nodes.demo.a_config) as client:
         assert client.job(job_id).state in ("running", "queued")
         client.cancel(job_id)
         assert client.watch(job_id).state == "cancelled"
+
+
+def test_interrupt_with_cancel_on_interrupt_cancels(long_nodes: Nodes, tmp_path: Path) -> None:
+    job_id, err, code = _follow_then_interrupt(long_nodes, tmp_path, "--cancel-on-interrupt")
+    assert code == 130
+    assert f"job {job_id} cancelled" in err and "Traceback" not in err
+    with Client(long_nodes.demo.a_config) as client:
+        assert client.job(job_id).state == "cancelled"
+    assert ModelStore(long_nodes.demo.root / "models-a").list_ids() == []
+    assert ModelStore(long_nodes.demo.root / "models-b").list_ids() == []
 
 
 def test_json_models_show_delete_and_reports(nodes: Nodes, tmp_path: Path) -> None:

@@ -57,30 +57,6 @@ class AlignResponse(_message.Message):
     result: AlignResult
     def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[AlignResult, _Mapping]] = ...) -> None: ...
 
-class TrainRequest(_message.Message):
-    __slots__ = ("job_toml", "job_path")
-    JOB_TOML_FIELD_NUMBER: _ClassVar[int]
-    JOB_PATH_FIELD_NUMBER: _ClassVar[int]
-    job_toml: str
-    job_path: str
-    def __init__(self, job_toml: _Optional[str] = ..., job_path: _Optional[str] = ...) -> None: ...
-
-class TrainResult(_message.Message):
-    __slots__ = ("model_id", "summary_json")
-    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
-    SUMMARY_JSON_FIELD_NUMBER: _ClassVar[int]
-    model_id: str
-    summary_json: str
-    def __init__(self, model_id: _Optional[str] = ..., summary_json: _Optional[str] = ...) -> None: ...
-
-class TrainResponse(_message.Message):
-    __slots__ = ("progress", "result")
-    PROGRESS_FIELD_NUMBER: _ClassVar[int]
-    RESULT_FIELD_NUMBER: _ClassVar[int]
-    progress: Progress
-    result: TrainResult
-    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[TrainResult, _Mapping]] = ...) -> None: ...
-
 class ScoreRequest(_message.Message):
     __slots__ = ("model_id", "input_path", "output_path")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]

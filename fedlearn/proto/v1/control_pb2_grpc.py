@@ -40,11 +40,6 @@ class ControlServiceStub:
                 request_serializer=fedlearn_dot_v1_dot_control__pb2.AlignRequest.SerializeToString,
                 response_deserializer=fedlearn_dot_v1_dot_control__pb2.AlignResponse.FromString,
                 _registered_method=True)
-        self.Train = channel.unary_stream(
-                '/fedlearn.v1.ControlService/Train',
-                request_serializer=fedlearn_dot_v1_dot_control__pb2.TrainRequest.SerializeToString,
-                response_deserializer=fedlearn_dot_v1_dot_control__pb2.TrainResponse.FromString,
-                _registered_method=True)
         self.Score = channel.unary_stream(
                 '/fedlearn.v1.ControlService/Score',
                 request_serializer=fedlearn_dot_v1_dot_control__pb2.ScoreRequest.SerializeToString,
@@ -116,12 +111,6 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Train(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def Score(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -141,7 +130,7 @@ class ControlServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitTrain(self, request, context):
-        """Jobs that outlive the CLI: a training job runs in A's node and is watched, listed, cancelled.
+        """Training is a job that outlives the CLI: it runs in A's node and is watched, listed, cancelled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -203,11 +192,6 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.Align,
                     request_deserializer=fedlearn_dot_v1_dot_control__pb2.AlignRequest.FromString,
                     response_serializer=fedlearn_dot_v1_dot_control__pb2.AlignResponse.SerializeToString,
-            ),
-            'Train': grpc.unary_stream_rpc_method_handler(
-                    servicer.Train,
-                    request_deserializer=fedlearn_dot_v1_dot_control__pb2.TrainRequest.FromString,
-                    response_serializer=fedlearn_dot_v1_dot_control__pb2.TrainResponse.SerializeToString,
             ),
             'Score': grpc.unary_stream_rpc_method_handler(
                     servicer.Score,
@@ -297,33 +281,6 @@ class ControlService:
             '/fedlearn.v1.ControlService/Align',
             fedlearn_dot_v1_dot_control__pb2.AlignRequest.SerializeToString,
             fedlearn_dot_v1_dot_control__pb2.AlignResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Train(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
-            target,
-            '/fedlearn.v1.ControlService/Train',
-            fedlearn_dot_v1_dot_control__pb2.TrainRequest.SerializeToString,
-            fedlearn_dot_v1_dot_control__pb2.TrainResponse.FromString,
             options,
             channel_credentials,
             insecure,
