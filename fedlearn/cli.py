@@ -125,22 +125,22 @@ def _parser() -> argparse.ArgumentParser:
     show = node_command(
         job_commands, "show", "one job's record: state, phases, timings, error", _job_show
     )
-    show.add_argument("job_id", metavar="ID")
+    show.add_argument("job_id", metavar="ID", help="the job id (see `fedlearn jobs`)")
     cancel = node_command(
         job_commands,
         "cancel",
         "stop a job at its next batch at both nodes; nothing is saved",
         _job_cancel,
     )
-    cancel.add_argument("job_id", metavar="ID")
+    cancel.add_argument("job_id", metavar="ID", help="the job id (see `fedlearn jobs`)")
     cancel.add_argument("--wait", action="store_true", help="return once the job has stopped")
     logs = node_command(job_commands, "logs", "a job's event log at A's node", _job_logs)
-    logs.add_argument("job_id", metavar="ID")
+    logs.add_argument("job_id", metavar="ID", help="the job id (see `fedlearn jobs`)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
     watch = node_command(
         job_commands, "watch", "follow a running job's progress (reattach)", _job_watch
     )
-    watch.add_argument("job_id", metavar="ID")
+    watch.add_argument("job_id", metavar="ID", help="the job id (see `fedlearn jobs`)")
     watch.add_argument("--cancel-on-interrupt", action="store_true", help="Ctrl-C cancels the job")
 
     score = node_command(
@@ -156,11 +156,11 @@ def _parser() -> argparse.ArgumentParser:
     model_show = node_command(
         model_commands, "show", "one model's metrics, job and rows", _model_show
     )
-    model_show.add_argument("model_id", metavar="ID")
+    model_show.add_argument("model_id", metavar="ID", help="the model id (see `fedlearn models`)")
     model_delete = node_command(
         model_commands, "delete", "delete a model at A and its shard at B", _model_delete
     )
-    model_delete.add_argument("model_id", metavar="ID")
+    model_delete.add_argument("model_id", metavar="ID", help="the model id (see `fedlearn models`)")
 
     report = node_command(
         commands, "report", "write the HTML report of a model or of a scoring run", _report

@@ -1,0 +1,55 @@
+"""The CLI's surface: help on every option, --version, --json accepted everywhere it prints results."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from fedlearn import __version__
+from fedlearn.cli import _parser
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("fedlearn",)):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+
+
+def test_every_option_and_argument_has_help() -> None:
+    missing = [
+        (" ".join(path), action.option_strings or action.dest)
+        for path, parser in _commands(_parser())
+        for action in parser._actions
+        if not action.help and not isinstance(action, argparse._SubParsersAction)
+    ]
+    assert missing == []
+
+
+def test_every_command_that_prints_results_takes_json() -> None:
+    without = [
+        " ".join(path)
+        for path, parser in _commands(_parser())
+        if path != ("fedlearn",)
+        and path != ("fedlearn", "datasets")
+        and not any("--json" in a.option_strings for a in parser._actions)
+    ]
+    assert without == []
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _parser().parse_args(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"fedlearn {__version__}"
+
+
+def test_options_before_and_after_a_nested_action() -> None:
+    parser = _parser()
+    before = parser.parse_args(["jobs", "--config", "x.toml", "--json", "show", "job-1"])
+    after = parser.parse_args(["jobs", "show", "job-1", "--config", "x.toml", "--json"])
+    for args in (before, after):
+        assert (str(args.config), args.json, args.job_id) == ("x.toml", True, "job-1")
+    assert parser.parse_args(["jobs"]).handler.__name__ == "_jobs"
