@@ -405,6 +405,8 @@ def _score(args: argparse.Namespace) -> int:
         f"scored {result.rows} users ({result.matched} known to the partner) in "
         f"{result.seconds:.1f} s ({rate:,.0f} rows/s)"
     )
+    if result.summary:
+        print(result.summary)
     print(f"scores: {result.output_path}")
     return 0
 

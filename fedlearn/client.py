@@ -75,6 +75,8 @@ class ScoreResult:
     output_path: Path
     seconds: float
     warnings: tuple[str, ...] = ()
+    #: Which model scored how many users (joint, A-only fallback), as A's node summarises it.
+    summary: str = ""
 
 
 @dataclass(frozen=True)
@@ -309,15 +311,24 @@ class Client:
             output_path=str(output_path.resolve()),
         )
         warnings: list[str] = []
+        summary: list[str] = []
         for event in self._stream("Score", request):
             if event.HasField("progress"):
+                if event.progress.phase == "summary":
+                    summary.append(event.progress.message)
+                    continue
                 if event.progress.phase == "warning":
                     warnings.append(event.progress.message)
                 _emit(progress, event.progress)
             else:
                 r = event.result
                 return ScoreResult(
-                    r.rows, r.matched, Path(r.output_path), r.seconds, tuple(warnings)
+                    r.rows,
+                    r.matched,
+                    Path(r.output_path),
+                    r.seconds,
+                    tuple(warnings),
+                    "; ".join(summary),
                 )
         raise FedlearnError(f"{self.label} ended the scoring run without a result")
 

@@ -453,9 +453,15 @@ def _chart_section(meta: Mapping[str, Any], curves: Curves) -> str:
 
 
 def _engineering(meta: Mapping[str, Any], summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    stopped = meta.get("stopped")
     facts = {
         "Intercept": meta.get("intercept"),
         "Epochs run": meta.get("epochs_completed"),
+        "Training stopped": (
+            stopped.get("message") or stopped.get("reason")
+            if isinstance(stopped, Mapping)
+            else None
+        ),
         "B's mean partial score (for users B does not know)": meta.get("b_mean_partial_score"),
     }
     fact_rows = "".join(
@@ -469,10 +475,7 @@ def _engineering(meta: Mapping[str, Any], summaries: Mapping[str, Mapping[str, A
         if loss
         else '<p class="note">No loss history was recorded.</p>'
     )
-    extra = ""
-    for key, title in (("calibration", "Calibration"), ("fallback", "A-only fallback model")):
-        if isinstance(meta.get(key), Mapping):
-            extra += f"<h3>{title}</h3>{_key_value_table(meta.get(key), _format_plain)}"
+    extra = _calibration_detail(meta)
     return f"""<details>
 <summary>Engineering detail</summary>
 <h3>Validation metrics</h3>
@@ -493,6 +496,44 @@ def _engineering(meta: Mapping[str, Any], summaries: Mapping[str, Mapping[str, A
 <h3>Job</h3>
 {_key_value_table(meta.get("job"), _format_plain)}
 </details>"""
+
+
+def _calibration_detail(meta: Mapping[str, Any]) -> str:
+    """The joint model's calibration map and A's own fallback model, when they were recorded."""
+    parts = []
+    calibration = meta.get("calibration")
+    if isinstance(calibration, Mapping):
+        parts.append(
+            f"<h3>Calibration of the joint model</h3>{_key_value_table(calibration, _format_plain)}"
+        )
+    before = (
+        meta.get("metrics", {}).get("joint_uncalibrated")
+        if isinstance(meta.get("metrics"), Mapping)
+        else None
+    )
+    after = (
+        meta.get("metrics", {}).get("joint") if isinstance(meta.get("metrics"), Mapping) else None
+    )
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        parts.append(
+            "<p>Validation log loss of the joint model: "
+            f"{html.escape(_format_metric(before.get('log_loss'), 'ratio'))} before calibration, "
+            f"{html.escape(_format_metric(after.get('log_loss'), 'ratio'))} after "
+            "(the ranking, so AUC and lift, is unchanged).</p>"
+        )
+    fallback = meta.get("a_only_model")
+    if isinstance(fallback, Mapping):
+        weights = fallback.get("weights")
+        rows = {
+            "Used for": "users the partner does not know (scoring output: model = a_only)",
+            "Columns": len(weights) if isinstance(weights, Mapping) else None,
+            "Intercept": fallback.get("intercept"),
+        }
+        table = _key_value_table({k: v for k, v in rows.items() if v is not None}, _format_plain)
+        cal = fallback.get("calibration")
+        cal_table = _key_value_table(cal, _format_plain) if isinstance(cal, Mapping) else ""
+        parts.append(f"<h3>A-only fallback model</h3>{table}{cal_table}")
+    return "".join(parts)
 
 
 def _render_html(

@@ -241,3 +241,21 @@ def test_out_dir_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "r").write_text("not a directory")
     with pytest.raises(ConfigError, match="not a directory"):
         write_report({}, tmp_path / "r")
+
+
+def test_calibration_fallback_and_stop_reason_are_shown(tmp_path: Path) -> None:
+    meta = _meta()
+    meta["metrics"]["joint_uncalibrated"] = {**meta["metrics"]["joint"], "log_loss": 0.91234}
+    meta["calibration"] = {"method": "platt", "slope": 1.25, "offset": -0.5}
+    meta["a_only_model"] = {
+        "weights": {"a_col_0": 0.1, "a_col_1": -0.2},
+        "intercept": -1.5,
+        "calibration": {"method": "platt", "slope": 0.8, "offset": 0.1},
+    }
+    meta["stopped"] = {"reason": "converged", "message": "converged after 3 epochs"}
+    page = write_report(meta, tmp_path / "r").read_text(encoding="utf-8")
+    detail = page[page.index("<details>") :]
+    assert "Calibration of the joint model" in detail and "platt" in detail
+    assert "0.9123 before calibration" in detail
+    assert "A-only fallback model" in detail and "model = a_only" in detail
+    assert "converged after 3 epochs" in detail
