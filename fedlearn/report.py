@@ -128,14 +128,17 @@ def _loss_points(raw: Any) -> list[tuple[float, float]]:
     return points
 
 
-def _effects(raw: Any, categorical: Any = None) -> tuple[list[tuple[str, float]], int]:
+def _effects(
+    raw: Any, categorical: Any = None, preprocessor: Any = None
+) -> tuple[list[tuple[str, float]], int]:
     """A's column effects, largest |effect| first, at most TOP_WEIGHTS; and how many there are.
 
     A one-hot group (``col=level`` for a categorical column, ``col:binK[...)`` for a binned
     numeric one) always has exactly one level set, so adding a constant to all its weights changes
     nothing: only differences mean something. Each level is shown relative to the group's
-    reference level (the first listed), which is left out: "device_os=ios vs android". Dense
-    columns and missing-value indicators are shown as they are.
+    reference level, which is left out: "device_os=ios vs android". The reference is the column's
+    most common training value (the first category of the saved ``preprocessor``; without one,
+    the first level listed). Dense columns and missing-value indicators are shown as they are.
     """
     if not isinstance(raw, Mapping):
         return [], 0
@@ -149,16 +152,32 @@ def _effects(raw: Any, categorical: Any = None) -> tuple[list[tuple[str, float]]
             effects.append((name, value))
         else:
             groups.setdefault(group, []).append((level, value))
+    common = _most_common_levels(preprocessor)
     for group, levels in groups.items():
         if len(levels) < 2:
             effects.extend((f"{group}={level}", value) for level, value in levels)
             continue
+        levels.sort(key=lambda item: item[0] != common.get(group))  # stable: the rest keep order
         reference, base = levels[0]
         effects.extend(
             (f"{group}={level} vs {reference}", value - base) for level, value in levels[1:]
         )
     effects.sort(key=lambda item: (-abs(item[1]), item[0]))
     return effects[:TOP_WEIGHTS], len(effects)
+
+
+def _most_common_levels(preprocessor: Any) -> dict[str, str]:
+    """Column -> its most common training category, from a saved preprocessor (Preprocessor.to_dict)."""
+    from fedlearn.preprocess import MISSING_LABEL as missing
+
+    states = preprocessor.get("categorical_state") if isinstance(preprocessor, Mapping) else None
+    common: dict[str, str] = {}
+    for state in states if isinstance(states, list) else []:
+        categories = state.get("categories") if isinstance(state, Mapping) else None
+        if categories:
+            first = categories[0]
+            common[str(state.get("name"))] = missing if first is None else str(first)
+    return common
 
 
 def _one_hot_group(name: str, categorical: set[str] | None) -> tuple[str | None, str]:
@@ -426,7 +445,9 @@ def _chart_section(meta: Mapping[str, Any], curves: Curves) -> str:
         images.append(
             charts.chart("Score distribution", lambda ax: charts.draw_scores(ax, *curves["joint"]))
         )
-    effects, total = _effects(meta.get("a_weights"), meta.get("categorical_columns"))
+    effects, total = _effects(
+        meta.get("a_weights"), meta.get("categorical_columns"), meta.get("preprocessor")
+    )
     if effects:
         title = (
             f"A's columns: all {total} effects"
@@ -443,8 +464,9 @@ def _chart_section(meta: Mapping[str, Any], curves: Curves) -> str:
     if not images:
         return '<p class="note">No validation curves or weights were recorded.</p>'
     note = (
-        '<p class="note">A category (or bin) is shown against the first level of its column, '
-        "the reference: only differences between levels of one column mean anything. Only A's "
+        '<p class="note">A category is shown against its column\'s most common value (a bin against '
+        "the lowest bin), the reference: only differences between levels of one column mean "
+        "anything. Only A's "
         "own columns are shown; the partner's weights stay with the partner.</p>"
         if effects
         else '<p class="note">A\'s weights were not recorded.</p>'

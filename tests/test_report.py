@@ -259,3 +259,12 @@ def test_calibration_fallback_and_stop_reason_are_shown(tmp_path: Path) -> None:
     assert "0.9123 before calibration" in detail
     assert "A-only fallback model" in detail and "model = a_only" in detail
     assert "converged after 3 epochs" in detail
+
+
+def test_reference_level_is_the_most_common_category() -> None:
+    weights = {"device_os=android": -0.9, "device_os=ios": -0.4, "device_os=<other>": -1.0}
+    preprocessor = {"categorical_state": [{"name": "device_os", "categories": ["ios", "android"]}]}
+    effects, _ = report._effects(weights, ["device_os"], preprocessor)
+    assert dict(effects) == pytest.approx(
+        {"device_os=android vs ios": -0.5, "device_os=<other> vs ios": -0.6}
+    )
