@@ -39,7 +39,7 @@ def _long_job(nodes: Nodes, tmp_path: Path) -> Path:
     job.write_text(
         nodes.demo.job.read_text()
         .replace("epochs = 2", "epochs = 40")
-        .replace('monitor = "loss"', 'monitor = "none"')
+        .replace('monitor = "score_change"', 'monitor = "none"')
     )
     return job
 
