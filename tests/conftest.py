@@ -15,6 +15,8 @@ SLOW_MODULES = (
     "tests/protocol/test_scoring.py",
     "tests/protocol/test_label_dp.py",
     "tests/test_report.py",
+    "tests/test_report_browser.py",
+    "tests/test_scores_report.py",
 )
 
 
