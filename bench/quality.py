@@ -127,6 +127,7 @@ def vip_set(rows: int, seed: int, out: Path, rare: float | None = None) -> Quali
 
 def _thin(labels: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
     """A mask keeping every negative and just enough positives for a positive rate of ``rate``."""
+    labels = np.asarray(labels, dtype=float)  # read_table gives text cells
     positives = np.flatnonzero(labels == 1)
     wanted = int(rate / (1 - rate) * np.sum(labels != 1))
     keep = labels != 1
