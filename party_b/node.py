@@ -211,7 +211,7 @@ class NodeB:
     def psi_blind(self, request: m.PsiBlindRequest, partner: str | None) -> m.PsiBlindResponse:
         session = self._session(request.session_id, partner)
         with session.lock:
-            return session.psi_blind(request)
+            return session.psi_blind(request, self._background)
 
     def psi_peer_set(
         self, request: m.PsiPeerSetRequest, partner: str | None
@@ -223,14 +223,14 @@ class NodeB:
     def psi_result(self, request: m.PsiResultRequest, partner: str | None) -> m.PsiResultResponse:
         session = self._session(request.session_id, partner)
         with session.lock:
-            rows = session.psi_result(request, name=self.name, policy=self.policy)
+            rows, double_peer = session.psi_result(request, name=self.name, policy=self.policy)
         log.info(
             "session %s aligned: %d of %d rows",
             session.session_id[:8],
             len(rows),
             len(session.table.ids),
         )
-        return m.PsiResultResponse(intersection_size=len(rows))
+        return m.PsiResultResponse(intersection_size=len(rows), points=double_peer)
 
     # ---- training (the steps are in train_b) --------------------------------------------------
 
