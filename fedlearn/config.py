@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,6 +256,19 @@ def read_tls(root: Section) -> Any:
     )
     section.finish()
     return config
+
+
+def check_pins(transport: Any, partners: Sequence[str], source: Path) -> None:
+    """With ``[tls.pins]``, every partner must have a pin (or it could never connect)."""
+    if not transport.pins:
+        return
+    missing = [name for name in partners if transport.pin_for(name) is None]
+    if missing:
+        raise ConfigError(
+            f"{source.name}: [tls.pins] names no CA for {', '.join(map(repr, missing))}: add "
+            f'{missing[0]} = "sha256:<fingerprint of the CA that issues its certificate>" '
+            "(`fedlearn certs` prints the development CA's)"
+        )
 
 
 def check_own_name(name: str, transport: Any, source: Path) -> None:

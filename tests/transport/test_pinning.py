@@ -127,3 +127,22 @@ def test_fingerprints_parse_in_the_usual_spellings(certs: Certs) -> None:
     for bad in ("sha1:abcd", digits[:-2], digits + "00", "sha256:" + "g" * 64):
         with pytest.raises(fe.ConfigError, match="not a SHA-256 certificate fingerprint"):
             parse_fingerprint(bad, what="x")
+
+
+def test_scaffolded_configs_pin_the_development_ca(tmp_path: Path) -> None:
+    from fedlearn.config_a import load_config as load_a
+    from fedlearn.config_b import load_config as load_b
+    from fedlearn.scaffold import PartyData, write_node_configs
+
+    data = tmp_path / "d.csv"
+    data.write_text("id,y,x\n1,0,1\n")
+    a_path, b_path, _, _ = write_node_configs(
+        tmp_path, PartyData(data, "id", (), "y"), PartyData(data, "id", ())
+    )
+    ca = Certs(tmp_path / "certs")
+    assert load_a(a_path).transport.pins == (("party-b", _fp(ca)),)
+    assert load_b(b_path).transport.pins == (("party-a", _fp(ca)),)
+    # A partner without a pin could never connect: refused at start-up, with the fix.
+    b_path.write_text(b_path.read_text().replace('party-a = "sha256:', 'mallory = "sha256:'))
+    with pytest.raises(fe.ConfigError, match="names no CA for 'party-a'"):
+        load_b(b_path)
