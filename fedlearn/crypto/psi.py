@@ -42,9 +42,10 @@ job, done before blinding.
 What a peer sends is checked
 ----------------------------
 Points travel as concatenated 32-byte canonical encodings (``POINT_BYTES``), one ``bytes`` value
-per list. The length must be a multiple of 32; every point must be the canonical encoding of a
-group element and not the identity (``check_points``; ``blind_points`` gets the same check from
-libsodium, which also refuses a product that is the identity); no list may hold a point twice.
+per list. The length must be a multiple of 32. Points we multiply (``blind_points``) get
+libsodium's full check: the encoding must be canonical and decode to a group element, and a
+product that is the identity is refused. Points we only compare with our own (``check_points``)
+must be canonical encodings other than the identity. No list may hold a point twice.
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ class PsiKey:
                 f"blinded points must be a multiple of {POINT_BYTES} bytes long; "
                 f"got {len(points)} bytes"
             )
+        # libsodium 1.0.18 ignores the top bit of an encoding: refuse non-canonical ones here.
+        check_points(points, "the peer's points")
         point_list = [points[i : i + POINT_BYTES] for i in range(0, len(points), POINT_BYTES)]
         return _run_chunked(_blind_points_chunk, self._raw(), point_list, b"", workers)
 
@@ -206,22 +209,36 @@ def intersect(own_double: bytes, peer_double: bytes) -> tuple[np.ndarray, np.nda
 def check_points(points: bytes, what: str) -> int:
     """Check points we only compare (never multiply): returns their count.
 
-    Each must be the canonical encoding of a ristretto255 element and not the identity. Raises
-    ``InvalidPeerData`` naming the first bad item (by position, never by value).
+    Each must be a canonical ristretto255 encoding (RFC 9496 section 4.3.1: a field element
+    s < p = 2^255 - 19, little-endian, non-negative, i.e. even) and not the identity (all zeros).
+    Whether it decodes to a group element is not checked here: such points are only compared,
+    byte for byte, with points we computed ourselves (canonical encodings of group elements), so
+    one that does not decode can never match. Vectorised: about 1 ms per 100,000 points, where
+    libsodium's full decoding takes 2 s. Raises ``InvalidPeerData`` naming the first bad item
+    (by position, never by value).
     """
     if len(points) % POINT_BYTES:
         raise InvalidPeerData(
             f"{what} must be a multiple of {POINT_BYTES} bytes long; got {len(points)}"
         )
-    is_valid = _sodium().crypto_core_ristretto255_is_valid_point
-    for i in range(0, len(points), POINT_BYTES):
-        point = points[i : i + POINT_BYTES]
-        if point == _IDENTITY or not is_valid(point):
-            raise InvalidPeerData(
-                f"{what}: item {i // POINT_BYTES} is not a canonical ristretto255 point "
-                "other than the identity; refused"
-            )
-    return len(points) // POINT_BYTES
+    encoded = np.frombuffer(points, dtype=np.uint8).reshape(-1, POINT_BYTES)
+    negative = (encoded[:, 0] & 1) == 1
+    top_bit = (encoded[:, -1] & 0x80) != 0
+    # s >= p: the 255-bit value is at least 2^255 - 19, i.e. bytes 1..30 all 0xff, byte 31 0x7f
+    # and byte 0 at least 0xed (with the top bit clear).
+    not_reduced = (
+        (encoded[:, 0] >= 0xED)
+        & np.all(encoded[:, 1:31] == 0xFF, axis=1)
+        & (encoded[:, 31] == 0x7F)
+    )
+    identity = ~encoded.any(axis=1)
+    bad = np.flatnonzero(negative | top_bit | not_reduced | identity)
+    if bad.size:
+        raise InvalidPeerData(
+            f"{what}: item {int(bad[0])} is not a canonical ristretto255 point other than the "
+            "identity; refused"
+        )
+    return len(encoded)
 
 
 def _as_point_array(points: bytes, what: str) -> np.ndarray:
