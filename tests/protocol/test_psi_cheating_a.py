@@ -25,7 +25,7 @@ from fedlearn.crypto.paillier import OwnKeyEngine
 from fedlearn.crypto.psi import POINT_BYTES, PsiKey, session_salt
 from fedlearn.data import load_party_table
 from fedlearn.errors import DataError, InvalidPeerData, SessionError
-from fedlearn.preprocess import PreprocessConfig, Preprocessor
+from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.steps import int_to_bytes
 from fedlearn.store import ModelStore
@@ -55,7 +55,6 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     prep = Preprocessor(
         numeric=table.numeric_columns,
         categorical=table.categorical_columns,
-        config=PreprocessConfig(),
     )
     prep.fit(table.features)
     weights = [0.7, -0.4][: len(prep.output_names_)] + [0.1] * (len(prep.output_names_) - 2)
