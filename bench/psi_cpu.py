@@ -13,11 +13,13 @@ module layout before issue 9.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,17 +28,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fedlearn.config import DatasetSpec
 from fedlearn.protocol import messages as m
 
-try:
+if TYPE_CHECKING or importlib.util.find_spec("party_b.node") is not None:
     from fedlearn.protocol.in_memory import InMemoryPeer
     from fedlearn.protocol.policy import PeerPolicy
     from party_a.align import open_and_align
     from party_b.node import NodeB as Role
-except ImportError:  # a tree before issue 9's move
-    from fedlearn.protocol.align import open_and_align  # type: ignore[no-redef]
-    from fedlearn.protocol.role_b import PeerPolicy  # type: ignore[no-redef]
-    from fedlearn.protocol.role_b import RoleB as Role  # type: ignore[no-redef]
+else:  # a tree before issue 9's move
+    from fedlearn.protocol.align import open_and_align
+    from fedlearn.protocol.role_b import PeerPolicy
+    from fedlearn.protocol.role_b import RoleB as Role
 
-    from fedlearn.protocol.peer_api import InMemoryPeer  # type: ignore[no-redef]
+    from fedlearn.protocol.peer_api import InMemoryPeer
 
 
 def main() -> None:

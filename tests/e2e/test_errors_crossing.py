@@ -78,7 +78,7 @@ def _internal_error(peer: GrpcPeer, node: NodeB) -> Callable:
     def broken(*args: object) -> None:
         raise RuntimeError(f"{node.store.root}/{OTHER_MODEL}: {RAW_ID}")
 
-    node.close_session = broken  # type: ignore[method-assign]
+    setattr(node, "close_session", broken)  # noqa: B010 (mypy: a method replaced on purpose)
     return lambda p: p.close_session(m.CloseSessionRequest("0" * 32))
 
 

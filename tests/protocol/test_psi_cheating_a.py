@@ -27,7 +27,7 @@ from fedlearn.data import load_party_table
 from fedlearn.errors import DataError, InvalidPeerData, SessionError
 from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol import messages as m
-from fedlearn.protocol.steps import int_to_bytes
+from fedlearn.protocol.payloads import int_to_bytes
 from fedlearn.store import ModelStore
 from party_b.node import NodeB
 from tests.protocol.harness import TEST_POLICY
