@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import sys
 import tempfile
@@ -23,12 +24,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not os.environ.get("PYTHONPATH"):  # with PYTHONPATH set, the tree named there is measured
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fedlearn.config import DatasetSpec
 from fedlearn.protocol import messages as m
 
-if TYPE_CHECKING or importlib.util.find_spec("party_b.node") is not None:
+if TYPE_CHECKING or importlib.util.find_spec("fedlearn.protocol.in_memory") is not None:
     from fedlearn.protocol.in_memory import InMemoryPeer
     from fedlearn.protocol.policy import PeerPolicy
     from party_a.align import open_and_align
