@@ -44,6 +44,13 @@ _CLOCK_SKEW = dt.timedelta(minutes=5)
 _RESERVED_NAMES = frozenset({"ca"})
 
 
+def ca_fingerprint(ca_pem: Path) -> str:
+    """``"sha256:<hex>"`` of the (first) certificate in ``ca_pem``: what ``[tls.pins]`` takes."""
+    from fedlearn.transport.tls import fingerprint
+
+    return fingerprint(x509.load_pem_x509_certificates(Path(ca_pem).read_bytes())[0])
+
+
 def make_dev_certs(
     out_dir: Path,
     parties: Sequence[str],

@@ -189,11 +189,19 @@ def _certs(args: argparse.Namespace) -> int:
         paths = add_party_certs(args.out, parties)
     else:
         paths = make_dev_certs(args.out, parties, force=args.force)
+    from fedlearn.certs import ca_fingerprint
+
+    pin = ca_fingerprint(args.out / "ca.pem")
     if args.json:
-        _print_json({name: str(path) for name, path in sorted(paths.items())})
+        _print_json(
+            {**{name: str(path) for name, path in sorted(paths.items())}, "ca_fingerprint": pin}
+        )
         return 0
     for name, path in sorted(paths.items()):
         print(f"{name:24s} {path}")
+    print(f"CA fingerprint           {pin}")
+    print("pin it for each partner in the other node's config, e.g. in B's b.toml:")
+    print(f'  [tls.pins]\n  {parties[0]} = "{pin}"')
     return 0
 
 

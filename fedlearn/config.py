@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,19 +231,44 @@ def read_datasets(root: Section, *, label_allowed: bool) -> dict[str, DatasetSpe
 
 
 def read_tls(root: Section) -> Any:
-    """The ``[tls]`` table: ca, cert, key (PEM files), insecure, deadline_s -> TransportConfig."""
+    """The ``[tls]`` table: ca, cert, key (PEM files), insecure, deadline_s, and the ``[tls.pins]``
+    table (partner certificate name = "sha256:<fingerprint of the CA that issues it>")
+    -> TransportConfig."""
     from fedlearn.transport.config import TransportConfig
+    from fedlearn.transport.tls import parse_fingerprint
 
     section = root.get_table("tls")
+    pins_section = section.get_table("pins")
+    pins = []
+    for partner in sorted(pins_section.data):
+        if not NAME_PATTERN.match(partner):
+            raise ConfigError(f"{pins_section.where(partner)}: {partner!r} is not a valid name")
+        value = pins_section.get_str(partner, required=True)
+        pins.append((partner, parse_fingerprint(value, what=pins_section.where(partner))))
+    pins_section.finish()
     config = TransportConfig(
         ca=section.get_path("ca"),
         cert=section.get_path("cert"),
         key=section.get_path("key"),
         insecure=section.get_bool("insecure", False),
         deadline_s=section.get_float("deadline_s", 120.0, minimum=0.001),
+        pins=tuple(pins),
     )
     section.finish()
     return config
+
+
+def check_pins(transport: Any, partners: Sequence[str], source: Path) -> None:
+    """With ``[tls.pins]``, every partner must have a pin (or it could never connect)."""
+    if not transport.pins:
+        return
+    missing = [name for name in partners if transport.pin_for(name) is None]
+    if missing:
+        raise ConfigError(
+            f"{source.name}: [tls.pins] names no CA for {', '.join(map(repr, missing))}: add "
+            f'{missing[0]} = "sha256:<fingerprint of the CA that issues its certificate>" '
+            "(`fedlearn certs` prints the development CA's)"
+        )
 
 
 def check_own_name(name: str, transport: Any, source: Path) -> None:

@@ -3,6 +3,7 @@
 [node]      name, model_dir, workers
 [control]   listen                          # A's control API for the `fedlearn` CLI
 [tls]       ca, cert, key, insecure, deadline_s
+[tls.pins]  party-b = "sha256:..."       # the CA that issues B's certificate
 [peer]      address, name                    # B's address and the name in B's certificate
 [[datasets]] name, path, id_column, label_column, features, categorical
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from fedlearn.config import (
     DatasetSpec,
     check_own_name,
+    check_pins,
     load_toml,
     read_datasets,
     read_tls,
@@ -55,6 +57,7 @@ def load_config(path: Path | str) -> NodeAConfig:
     peer_name = peer.get_name_value("name", required=True)
     peer.finish()
     transport.validate(peer_address, source=source.name)
+    check_pins(transport, [peer_name], source)
     datasets = read_datasets(root, label_allowed=True)
     root.finish()
     assert model_dir is not None

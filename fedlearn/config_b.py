@@ -2,6 +2,7 @@
 
 [node]      name, listen, model_dir, workers
 [tls]       ca, cert, key, insecure, deadline_s
+[tls.pins]  party-a = "sha256:..."       # the CA that issues each partner's certificate
 [partners]  allowed = ["party-a"]        # certificate names allowed to open sessions
 [policy]    min_key_bits, min_batch_size, max_epochs, allow_partial_scores
 [[datasets]] name, path, id_column, features ("all" or a list), categorical
@@ -16,6 +17,7 @@ from pathlib import Path
 from fedlearn.config import (
     DatasetSpec,
     check_own_name,
+    check_pins,
     load_toml,
     read_datasets,
     read_tls,
@@ -59,6 +61,7 @@ def load_config(path: Path | str) -> NodeBConfig:
     partners.finish()
     if not allowed:
         raise ConfigError(f"{source.name}: [partners] allowed: list at least one partner name")
+    check_pins(transport, allowed, source)
 
     section = root.get_table("policy")
     limits, defaults = PeerPolicy._parameter_constraints, PeerPolicy()

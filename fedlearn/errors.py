@@ -9,9 +9,18 @@ from __future__ import annotations
 
 
 class FedlearnError(Exception):
-    """Base class. ``grpc_code`` names the ``grpc.StatusCode`` member a servicer answers with."""
+    """Base class. ``grpc_code`` names the ``grpc.StatusCode`` member a servicer answers with.
+
+    ``public``, when given, is the message that may cross to the peer in place of the full one
+    (which names paths, IDs or other partners' models and stays in the node's log); see
+    ``fedlearn.transport.errors.message_for_peer`` for what crosses when it is not given.
+    """
 
     grpc_code = "INTERNAL"
+
+    def __init__(self, *args: object, public: str | None = None) -> None:
+        super().__init__(*args)
+        self.public = public
 
 
 class ConfigError(FedlearnError):

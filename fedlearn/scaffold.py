@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedlearn.atomic import write_atomic
-from fedlearn.certs import make_dev_certs
+from fedlearn.certs import ca_fingerprint, make_dev_certs
 from fedlearn.datasets import VipPaths, make_vip
 
 
@@ -95,6 +95,7 @@ def write_node_configs(
     certs = root / "certs"
     if not (certs / "ca.pem").exists():
         make_dev_certs(certs, ["party-a", "party-b"])
+    ca_pin = ca_fingerprint(certs / "ca.pem")
     control_port, peer_port = free_port(), free_port()
     while peer_port == control_port:
         peer_port = free_port()
@@ -115,6 +116,9 @@ ca = "certs/ca.pem"
 cert = "certs/party-a.pem"
 key = "certs/party-a.key"
 deadline_s = {deadline_s}
+
+[tls.pins]                          # the one CA allowed to issue each partner's certificate
+party-b = "{ca_pin}"
 
 [peer]
 address = "127.0.0.1:{peer_port}"
@@ -137,6 +141,9 @@ ca = "certs/ca.pem"
 cert = "certs/party-b.pem"
 key = "certs/party-b.key"
 deadline_s = {deadline_s}
+
+[tls.pins]                          # the one CA allowed to issue each partner's certificate
+party-a = "{ca_pin}"
 
 [partners]
 allowed = ["party-a"]               # certificate names that may open sessions

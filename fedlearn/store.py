@@ -53,7 +53,10 @@ class ModelStore:
         """Write ``shard`` as model.json under ``model_id``; AlreadyExists if the id is taken."""
         final = self.path(model_id)
         if final.exists():
-            raise AlreadyExists(f"model {model_id} already exists in {self.root}")
+            raise AlreadyExists(
+                f"model {model_id} already exists in {self.root}",
+                public=f"model id {model_id} is taken; choose another",
+            )
         with staging_directory(final) as staging:
             text = json.dumps(shard, indent=1, sort_keys=True, allow_nan=True)
             (staging / SHARD_FILE).write_text(text, encoding="utf-8")
@@ -64,7 +67,11 @@ class ModelStore:
         target = self.path(model_id) / SHARD_FILE
         if not target.is_file():
             known = ", ".join(self.list_ids()[-5:]) or "none yet"
-            raise NotFound(f"no model {model_id!r} in {self.root} (latest: {known})")
+            # The partner sees neither the folder nor the other models (they may be other partners').
+            raise NotFound(
+                f"no model {model_id!r} in {self.root} (latest: {known})",
+                public=f"no model {model_id!r} here",
+            )
         with open(target, encoding="utf-8") as handle:
             data: dict[str, Any] = json.load(handle)
         return data

@@ -6,6 +6,7 @@ import threading
 
 from fedlearn.config import DatasetSpec
 from fedlearn.data import PartyTable, load_party_table
+from fedlearn.errors import DataError
 
 
 class TableCache:
@@ -20,7 +21,13 @@ class TableCache:
         self._tables: dict[tuple[str, int, int, bool], PartyTable] = {}
 
     def get(self, spec: DatasetSpec, *, label_column: str | None = None) -> PartyTable:
-        stat = spec.path.stat()
+        try:
+            stat = spec.path.stat()
+        except OSError as exc:
+            raise DataError(
+                f"{self.owner} dataset {spec.name}: cannot read {spec.path}: "
+                f"{exc.strerror or exc} (check the path in the config)"
+            ) from exc
         label = label_column or spec.label_column
         key = (f"{spec.path}:{label}", stat.st_mtime_ns, stat.st_size, label is not None)
         with self._lock:

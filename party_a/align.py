@@ -1,13 +1,17 @@
-"""A's side of the private set intersection (ECDH-PSI over X25519), the first phase of every session.
+"""A's side of the private set intersection (ECDH-PSI over ristretto255), the first phase of every session.
 
-    B -> A  H(id_B)^b                 (B blinds its IDs while A blinds its own)
-    A -> B  H(id_A)^a                 B -> A  H(id_A)^(ab)   (same order; meanwhile A: H(id_B)^(ba))
-    A: matches of the double-blinded points give both index lists
-    A -> B  B's indices of the matches
+    B -> A  H(id_B)^b        PsiPeerSet   (B blinds its IDs while A blinds its own)
+    A -> B  H(id_A)^a        PsiBlind     (B starts raising them to b, and keeps the result)
+    A -> B  H(id_B)^(ba)     PsiResult    (A raised B's points meanwhile; B's order)
+    B:      matches H(id_B)^(ba) against its own H(id_A)^(ab): B's rows of the intersection
+    B -> A  H(id_A)^(ab)     (A's order), and B's count
+    A:      matches the same two lists: A's rows; B's count must agree
     both:   sort the matched rows by SHA-256(seed, id): the common row order (``common_order``)
 
 Each party learns the other's set size and the intersection, nothing about the other's other IDs.
-Secret exponents and the salt are fresh per session; the salt mixes a random share from each party.
+B computes its rows itself and sends ``H(id_A)^(ab)`` only after A has committed to
+``H(id_B)^(ba)``, so A cannot claim a row of B it does not hold the ID of (docs/protocol.md section 1).
+Secret scalars and the salt are fresh per session; the salt mixes a random share from each party.
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedlearn.crypto.psi import POINT_BYTES, PsiKey, common_order, intersect, session_salt
+from fedlearn.crypto.psi import (
+    POINT_BYTES,
+    PsiKey,
+    check_points,
+    common_order,
+    intersect,
+    session_salt,
+)
 from fedlearn.errors import FedlearnError, InvalidPeerData
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.peer_api import PeerApi
@@ -80,20 +91,22 @@ def _intersect(
     blinded = key.blind_ids(list(own_ids), salt, workers=workers)
     peer_set = peer.psi_peer_set(m.PsiPeerSetRequest(opened.session_id))
     peer_size = len(peer_set.points) // POINT_BYTES
-    if peer_set.total != peer_size:
+    if peer_set.total != peer_size or len(peer_set.points) % POINT_BYTES:
         raise InvalidPeerData(f"PsiPeerSet: announced {peer_set.total} points, sent {peer_size}")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="psi-blind") as pool:
         reply = pool.submit(peer.psi_blind, m.PsiBlindRequest(opened.session_id, blinded))
         double_peer = key.blind_points(peer_set.points, workers=workers)
-        double_own = reply.result().points
+        accepted = reply.result().accepted
+    if accepted != len(own_ids):
+        raise InvalidPeerData(f"PsiBlind: sent {len(own_ids)} points, B took {accepted}")
+    result = peer.psi_result(m.PsiResultRequest(opened.session_id, double_peer))
+    double_own = result.points
     if len(double_own) != len(blinded):
         raise InvalidPeerData(
-            f"PsiBlind: sent {len(own_ids)} points, got {len(double_own) // POINT_BYTES} back"
+            f"PsiResult: sent {len(own_ids)} points, got {len(double_own) / POINT_BYTES:g} back"
         )
-    own_rows, peer_rows = intersect(double_own, double_peer)
-    result = peer.psi_result(
-        m.PsiResultRequest(opened.session_id, peer_rows.astype("<u4").tobytes())
-    )
+    check_points(double_own, "PsiResult: B's blinding of A's points")
+    own_rows, _ = intersect(double_own, double_peer)
     if result.intersection_size != len(own_rows):
         raise InvalidPeerData(
             f"PsiResult: B counts {result.intersection_size} common IDs, A counts {len(own_rows)}"

@@ -97,7 +97,8 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
     def _authorize(self, context: grpc.ServicerContext) -> None:
         if self.node.config.transport.insecure:
             return
-        caller = peer_identity(context)
+        # With [tls.pins], only the CA that issued A's own certificate can vouch for A's name.
+        caller = peer_identity(context, self.node.config.transport)
         if caller != self.node.config.name:
             raise PolicyViolation(
                 f"the control API of {self.node.config.name} accepts only its own certificate; "

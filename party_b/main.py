@@ -34,8 +34,12 @@ def serve(args: argparse.Namespace) -> signal.Signals | None:
             "insecure transport on loopback: callers are taken to be %r without a certificate",
             insecure_identity,
         )
-    server, port = build_server(config.listen, config.transport, source=config.source.name)
-    add_to_server(PeerServicer(role, insecure_identity=insecure_identity), server)
+    # peer_facing: error messages to A name no path and no ID (fedlearn.transport.errors).
+    server, port = build_server(
+        config.listen, config.transport, source=config.source.name, peer_facing=True
+    )
+    servicer = PeerServicer(role, insecure_identity=insecure_identity, transport=config.transport)
+    add_to_server(servicer, server)
     host = config.listen.rsplit(":", 1)[0]
     # One line on stdout that scripts can wait for (the port matters when the config asks for :0).
     print(f"party-b {config.name} listening on {host}:{port}", flush=True)

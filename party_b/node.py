@@ -86,7 +86,8 @@ class NodeB:
         if not partner or partner not in self.allowed_partners:
             raise PolicyViolation(
                 f"partner {partner!r} is not allowed by {self.name}; its [partners] allowed list "
-                f"is {sorted(self.allowed_partners)}"
+                f"is {sorted(self.allowed_partners)}",
+                public=f"partner {partner!r} is not allowed by {self.name}",
             )
         return partner
 
@@ -129,9 +130,11 @@ class NodeB:
         if request.purpose == m.Purpose.SCORE:
             model = self.store.load(check_model_id(request.model_id))
             if model.get("partner") != partner:
-                raise PolicyViolation(
+                # To the caller, another partner's model is no model at all (names no partner).
+                raise NotFound(
                     f"model {request.model_id} was trained with partner {model.get('partner')!r}, "
-                    f"not {partner!r}"
+                    f"not {partner!r}",
+                    public=f"no model {request.model_id!r} here",
                 )
             if not self.policy.allow_partial_scores:
                 raise PolicyViolation(
@@ -211,7 +214,7 @@ class NodeB:
     def psi_blind(self, request: m.PsiBlindRequest, partner: str | None) -> m.PsiBlindResponse:
         session = self._session(request.session_id, partner)
         with session.lock:
-            return session.psi_blind(request)
+            return session.psi_blind(request, self._background)
 
     def psi_peer_set(
         self, request: m.PsiPeerSetRequest, partner: str | None
@@ -223,14 +226,14 @@ class NodeB:
     def psi_result(self, request: m.PsiResultRequest, partner: str | None) -> m.PsiResultResponse:
         session = self._session(request.session_id, partner)
         with session.lock:
-            rows = session.psi_result(request, name=self.name, policy=self.policy)
+            rows, double_peer = session.psi_result(request, name=self.name, policy=self.policy)
         log.info(
             "session %s aligned: %d of %d rows",
             session.session_id[:8],
             len(rows),
             len(session.table.ids),
         )
-        return m.PsiResultResponse(intersection_size=len(rows))
+        return m.PsiResultResponse(intersection_size=len(rows), points=double_peer)
 
     # ---- training (the steps are in train_b) --------------------------------------------------
 
@@ -301,7 +304,10 @@ class NodeB:
         model_id = check_model_id(request.model_id)
         shard = self.store.load(model_id)
         if shard.get("partner") != partner:
-            raise PolicyViolation(f"model {model_id} belongs to another partner")
+            raise NotFound(
+                f"model {model_id} belongs to partner {shard.get('partner')!r}, not {partner!r}",
+                public=f"no model {model_id!r} here",
+            )
         self.store.delete(model_id)
         log.info("model %s deleted at %s's request", model_id, partner)
         return m.DeleteModelResponse()

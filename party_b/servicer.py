@@ -16,21 +16,33 @@ import grpc
 from fedlearn.proto.v1 import peer_pb2_grpc
 from fedlearn.protocol import chunking, wire
 from fedlearn.protocol.rpcs import RPCS, Rpc
-from fedlearn.transport import CHUNK_BYTES, peer_identity
+from fedlearn.transport import CHUNK_BYTES, TransportConfig, peer_identity
 from party_b.node import NodeB
 
 log = logging.getLogger(__name__)
 
 
 class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
-    """PeerService over a NodeB. ``insecure_identity`` names the partner on a plaintext loopback."""
+    """PeerService over a NodeB. ``insecure_identity`` names the partner on a plaintext loopback.
 
-    def __init__(self, role: NodeB, *, insecure_identity: str | None = None) -> None:
+    ``transport``: B's TLS settings; with ``[tls.pins]`` a caller's name counts only when the CA
+    pinned for that name issued its certificate (``peer_identity`` raises ``PolicyViolation``).
+    Errors that cross to A are scrubbed where they are mapped (``build_server(peer_facing=True)``).
+    """
+
+    def __init__(
+        self,
+        role: NodeB,
+        *,
+        insecure_identity: str | None = None,
+        transport: TransportConfig | None = None,
+    ) -> None:
         self.role = role
         self.insecure_identity = insecure_identity
+        self.transport = transport
 
     def identity(self, context: grpc.ServicerContext) -> str | None:
-        name = peer_identity(context)
+        name = peer_identity(context, self.transport)
         return name if name is not None else self.insecure_identity
 
 

@@ -1,4 +1,4 @@
-"""ECDH-PSI primitives over X25519: matching, ordering, and what is refused."""
+"""ECDH-PSI primitives over ristretto255: matching, ordering, what is refused, and no leaked bit."""
 
 from __future__ import annotations
 
@@ -13,17 +13,18 @@ from fedlearn.errors import DataError, InvalidPeerData
 
 SALT = session_salt(b"A" * 16, b"B" * 16)
 
-# u-coordinates of low-order points (RFC 7748 / libsodium's blocklist), little-endian.
 _P = 2**255 - 19
-LOW_ORDER_U = [
-    0,
-    1,
-    325606250916557431795983626356110631294008115727848805560023387167927233504,
-    39382357235489614581723060781553021112529911719440698176882885853963445705823,
-    _P - 1,
-    _P,
-    _P + 1,
-]
+# Encodings a peer might send that are not canonical encodings of a group element other than the
+# identity (RFC 9496 section 4.3.1: s must be below p and non-negative, i.e. even).
+BAD_POINTS = {
+    "identity": bytes(32),
+    "s = p (not reduced)": _P.to_bytes(32, "little"),
+    "s = 1 (negative: odd)": (1).to_bytes(32, "little"),
+    "s = p - 2 (odd)": (_P - 2).to_bytes(32, "little"),
+    "s = p - 1 (not on the group)": (_P - 1).to_bytes(32, "little"),
+    "top bit set": (2**255 + 2).to_bytes(32, "little"),
+    "s = 2 (not on the group)": (2).to_bytes(32, "little"),
+}
 
 
 def _run_psi(ids_a: list[str], ids_b: list[str]) -> tuple[list[str], list[str]]:
@@ -100,12 +101,74 @@ def test_ten_thousand_each_side_matches_python_sets() -> None:
     assert len(seen_by_a) == len(set(seen_by_a))
 
 
-@pytest.mark.parametrize("u", LOW_ORDER_U)
-def test_low_order_points_are_refused(u: int) -> None:
+@pytest.mark.parametrize("name", sorted(BAD_POINTS))
+def test_invalid_and_identity_points_are_refused(name: str) -> None:
     good = PsiKey.generate().blind_ids(["x", "y"], SALT)
-    bad = (u % 2**256).to_bytes(32, "little")
-    with pytest.raises(InvalidPeerData, match="item 2 is of low order"):
+    bad = BAD_POINTS[name]
+    with pytest.raises(InvalidPeerData, match="item 2 is not a canonical ristretto255 point"):
         PsiKey.generate().blind_points(good + bad)
+    if "not on the group" in name:
+        # Canonical but not a group element: check_points leaves it (it is only ever compared with
+        # points we computed, which it cannot equal); blind_points refused it above.
+        assert psi.check_points(good + bad, "the peer's points") == 3
+    else:
+        with pytest.raises(InvalidPeerData, match="item 2 is not a canonical ristretto255 point"):
+            psi.check_points(good + bad, "the peer's points")
+    assert psi.check_points(good, "the peer's points") == 2
+
+
+def test_check_points_agrees_with_libsodium_on_canonical_encodings() -> None:
+    """The vectorised canonical-encoding check against libsodium's, on edge values and at random."""
+    import pysodium
+
+    rng = random.Random(4)
+    edges = [_P - 21, _P - 20, _P - 19, _P - 2, _P - 1, _P, 2**255 - 2, 0, 2]
+    values = edges + [rng.getrandbits(256) & ~1 for _ in range(200)]
+    for value in values:
+        point = value.to_bytes(32, "little")
+        canonical = value % 2 == 0 and value < _P and value != 0
+        try:
+            psi.check_points(point, "p")
+            accepted = True
+        except InvalidPeerData:
+            accepted = False
+        assert accepted == canonical, hex(value)
+        # libsodium's valid points (bar the identity) pass; libsodium 1.0.18 also takes an
+        # encoding with the top bit set, which is not canonical (RFC 9496): we refuse it.
+        if pysodium.crypto_core_ristretto255_is_valid_point(point) and value < 2**255:
+            assert accepted or value == 0
+
+
+def _legendre_bit(point: bytes) -> int:
+    """The bit that X25519 hashing leaked: is u^3 + 486662 u^2 + u a square mod p (curve or twist)."""
+    u = int.from_bytes(point, "little") & (2**255 - 1)
+    rhs = (u * u * u + 486662 * u * u + u) % _P
+    return int(pow(rhs, (_P - 1) // 2, _P) == 1)
+
+
+def test_no_bit_of_the_hashed_id_survives_blinding() -> None:
+    """Issue 11: with X25519, curve-or-twist of H(id) equalled that of H(id)^b for 2000 of 2000 IDs.
+
+    Here the peer sees ``H(id)^b`` and can compute ``H(id)`` for any candidate ID (the salt is
+    shared). For a handful of bits of the encoding (the curve/twist bit, low and high bits), the
+    bit of ``H(id)`` must agree with the same bit of ``H(id)^b`` about half the time: 2000 IDs,
+    so a leak (agreement 1.0, or even 0.6) lies far outside 0.5 +- 0.05 (4.5 sigma).
+    """
+    ids = [f"user-{i}" for i in range(2000)]
+    hashed = psi.hash_ids(ids, SALT)
+    blinded = PsiKey.generate().blind_ids(ids, SALT)
+    bits = {
+        "curve or twist": _legendre_bit,
+        # bit 0 is always 0 in a canonical encoding (s is even): a constant, so not a leak
+        "bit 1": lambda p: (p[0] >> 1) & 1,
+        "bit 2": lambda p: (p[0] >> 2) & 1,
+        "top bit of the last byte used": lambda p: (p[31] >> 6) & 1,
+    }
+    for name, bit in bits.items():
+        agree = sum(
+            bit(hashed[i : i + 32]) == bit(blinded[i : i + 32]) for i in range(0, len(hashed), 32)
+        )
+        assert 900 <= agree <= 1100, f"{name}: {agree} of 2000 agree"
 
 
 @pytest.mark.parametrize("length", [1, 31, 33, 65])

@@ -98,7 +98,7 @@ class PsiBlindRequest:
 
 @dataclass(frozen=True)
 class PsiBlindResponse:
-    points: bytes = b""
+    accepted: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,13 @@ class PsiPeerSetResponse:
 @dataclass(frozen=True)
 class PsiResultRequest:
     session_id: str = ""
-    peer_indices: bytes = b""
+    peer_points: bytes = b""
 
 
 @dataclass(frozen=True)
 class PsiResultResponse:
     intersection_size: int = 0
+    points: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ RPCS: dict[str, Rpc] = {
         Rpc("OpenSession", "open_session", m.OpenSessionRequest, m.OpenSessionResponse, retry=True),
         Rpc("PsiBlind", "psi_blind", m.PsiBlindRequest, m.PsiBlindResponse, True, True),
         Rpc("PsiPeerSet", "psi_peer_set", m.PsiPeerSetRequest, m.PsiPeerSetResponse, False, True),
-        Rpc("PsiResult", "psi_result", m.PsiResultRequest, m.PsiResultResponse, True, False),
+        Rpc("PsiResult", "psi_result", m.PsiResultRequest, m.PsiResultResponse, True, True),
         Rpc(
             "BatchForward",
             "batch_forward",

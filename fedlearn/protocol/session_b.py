@@ -2,7 +2,14 @@
 
 B answers; A drives. A session moves through a fixed order of steps: PsiBlind and PsiPeerSet (in either
 order), then PsiResult (the aligned rows), then the training steps (``train_b``) or PartialScores for a
-scoring session. Everything A sends is checked before use: point lengths, indices and step order.
+scoring session. Everything A sends is checked before use: point encodings and counts, and step order.
+
+B computes the intersection itself and never takes A's word for which of its rows matched: A sends
+its points ``H(id_A)^a`` (PsiBlind) and, in PsiResult, B's points raised to its scalar
+``H(id_B)^(ba)``; B matches those against ``H(id_A)^(ab)``, which it computed itself and which it
+sends back only after that. A cannot make one of B's rows match without holding its ID: it would have
+to produce ``H(id_B)^(ab)`` for a row it does not know before seeing any value raised to b
+(computational Diffie-Hellman). PsiResult is taken once.
 
 B's node (``party_b.node``) owns the sessions: it opens them, finds them by id, checks the partner,
 expires them and holds each session's lock while a step runs here.
@@ -12,14 +19,14 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from fedlearn.config import DatasetSpec
-from fedlearn.crypto.psi import PsiKey, common_order
+from fedlearn.crypto.psi import POINT_BYTES, PsiKey, check_points, common_order, intersect
 from fedlearn.data import PartyTable
 from fedlearn.errors import InvalidPeerData, SessionError
 from fedlearn.preprocess import Preprocessor
@@ -40,22 +47,30 @@ class SessionB:
     table: PartyTable
     psi_key: PsiKey
     salt: bytes
-    # PSI steps done: "blind" (A's points blinded) and "peer_set" (B's points sent), in either order;
-    # then "aligned".
+    # PSI steps done: "blind" (A's points taken) and "peer_set" (B's points sent), in either order;
+    # then "result" (PsiResult taken: never twice) and "aligned".
     stage: set[str] = field(default_factory=set)
     aligned_rows: np.ndarray | None = None
     training: TrainingB | PendingTraining | None = None
     model: dict[str, Any] | None = None
     blinded_own: Future[bytes] | None = None  # B's own blinded IDs, computed while A blinds its own
+    # A's points raised to B's scalar: computed from PsiBlind on, sent only in PsiResult's answer.
+    double_blinded_peer: Future[bytes] | None = None
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def psi_blind(self, request: m.PsiBlindRequest) -> m.PsiBlindResponse:
-        """A's blinded points, blinded again with B's PSI key."""
+    def psi_blind(self, request: m.PsiBlindRequest, background: Executor) -> m.PsiBlindResponse:
+        """Take A's blinded points ``H(id_A)^a`` and start raising them to B's scalar on
+        ``background``; the result is kept until PsiResult. Answers with the count taken."""
         _require_stage(self, "PsiBlind", done=(), not_done=("blind", "aligned"))
-        points = self.psi_key.blind_points(request.points)
+        if len(request.points) % POINT_BYTES:
+            raise InvalidPeerData(
+                f"PsiBlind: points must be a multiple of {POINT_BYTES} bytes long; "
+                f"got {len(request.points)}"
+            )
+        self.double_blinded_peer = background.submit(self.psi_key.blind_points, request.points)
         self.stage.add("blind")
-        return m.PsiBlindResponse(points=points)
+        return m.PsiBlindResponse(accepted=len(request.points) // POINT_BYTES)
 
     def psi_peer_set(self) -> m.PsiPeerSetResponse:
         """B's own IDs, blinded with B's PSI key (computed in the background since OpenSession)."""
@@ -67,14 +82,28 @@ class SessionB:
 
     def psi_result(
         self, request: m.PsiResultRequest, *, name: str, policy: PeerPolicy
-    ) -> np.ndarray:
-        """Take the intersection A found (indices into B's IDs) in the common order; returns the rows.
+    ) -> tuple[np.ndarray, bytes]:
+        """Compute the intersection from A's blinding of B's points; returns (B's rows in the
+        common order, A's points raised to B's scalar for A).
 
-        A training session's state is prepared here (``train_b.prepare_training``), a scoring
-        session's partial scores too. ``name`` is B's name, for refusals.
+        ``request.peer_points`` must be one valid point per row B sent in PsiPeerSet, in that
+        order (``InvalidPeerData`` otherwise). Taken once: a second PsiResult is a ``SessionError``
+        even when the first was refused. A training session's state is prepared here
+        (``train_b.prepare_training``), a scoring session's partial scores too. ``name`` is B's
+        name, for refusals.
         """
-        _require_stage(self, "PsiResult", done=("blind", "peer_set"), not_done=("aligned",))
-        rows = _parse_indices(request.peer_indices, len(self.table.ids))
+        _require_stage(self, "PsiResult", done=("blind", "peer_set"), not_done=("result",))
+        self.stage.add("result")
+        n_rows = len(self.table.ids)
+        if len(request.peer_points) != n_rows * POINT_BYTES:
+            raise InvalidPeerData(
+                f"PsiResult: expected {n_rows} points, one per point B sent in PsiPeerSet; got "
+                f"{len(request.peer_points) / POINT_BYTES:g}"
+            )
+        check_points(request.peer_points, "PsiResult: A's blinding of B's points")
+        assert self.double_blinded_peer is not None
+        double_peer = self.double_blinded_peer.result()
+        rows, _ = intersect(request.peer_points, double_peer)
         seed = self.training.params.seed if self.training is not None else 0
         rows = rows[common_order([str(self.table.ids[i]) for i in rows], seed)]
         self.aligned_rows = rows
@@ -91,7 +120,7 @@ class SessionB:
             )
         elif self.purpose == m.Purpose.SCORE:
             self._prepare_scoring()
-        return rows
+        return rows, double_peer
 
     def partial_scores(self, subset: m.RowSubset) -> np.ndarray:
         """B's partial scores X_B w_B (plaintext, shape (rows,)) on the validation or aligned rows."""
@@ -134,14 +163,3 @@ def _require_stage(
     if missing or repeated:
         state = ", ".join(sorted(session.stage)) or "opened"
         raise SessionError(f"{step} is out of order: the session's PSI steps so far: {state}")
-
-
-def _parse_indices(data: bytes, n_rows: int) -> np.ndarray:
-    if len(data) % 4:
-        raise InvalidPeerData("PsiResult: indices must be 4-byte little-endian integers")
-    indices = np.frombuffer(data, dtype="<u4").astype(np.int64)
-    if indices.size and int(indices.max()) >= n_rows:
-        raise InvalidPeerData(f"PsiResult: an index is beyond the {n_rows} rows B sent")
-    if len(np.unique(indices)) != len(indices):
-        raise InvalidPeerData("PsiResult: an index appears twice")
-    return indices

@@ -49,7 +49,9 @@ def build_channel(
     if cfg.insecure:
         return grpc.insecure_channel(address, options=channel_options(server_name=None))
     return grpc.secure_channel(
-        address, tls.channel_credentials(cfg), options=channel_options(server_name=server_name)
+        address,
+        tls.channel_credentials(cfg, server_name),
+        options=channel_options(server_name=server_name),
     )
 
 

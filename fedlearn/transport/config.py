@@ -27,7 +27,9 @@ class TransportConfig:
     from it; the client verifies the server against it). ``cert``/``key`` are this node's own PEM
     certificate and unencrypted private key, used both as server and as client certificate.
     ``insecure`` selects plaintext, allowed only on loopback and only without TLS files.
-    ``deadline_s`` is the default per-call deadline, in seconds.
+    ``deadline_s`` is the default per-call deadline, in seconds. ``pins`` pairs each partner's
+    certificate name with the fingerprint (``tls.fingerprint``) of the one CA of ``ca`` allowed to
+    issue that partner's certificate (``[tls.pins]``; see ``fedlearn.transport.tls``).
     """
 
     ca: Path | None = None
@@ -35,6 +37,11 @@ class TransportConfig:
     key: Path | None = None
     insecure: bool = False
     deadline_s: float = 60.0
+    pins: tuple[tuple[str, str], ...] = ()
+
+    def pin_for(self, name: str) -> str | None:
+        """The CA fingerprint pinned for the partner ``name``, or None."""
+        return dict(self.pins).get(name)
 
     def validate(self, address: str, *, source: str, section: str = "tls") -> None:
         """Check the settings for listening on or dialling ``address``; raise ``ConfigError``.
@@ -43,7 +50,8 @@ class TransportConfig:
         TLS keys; both only shape the messages. Checks, in order: the deadline is a positive number;
         insecure is not combined with TLS files and is used only on a loopback address; otherwise
         ``ca``, ``cert`` and ``key`` are all set, exist, are readable PEM, the certificate is within
-        its validity period, and the key belongs to the certificate.
+        its validity period, and the key belongs to the certificate; every pin names a CA of the
+        bundle, and a bundle of more than one CA comes with pins.
         """
         where = f"{source}: [{section}]" if source else f"[{section}]"
         if not (isinstance(self.deadline_s, int | float) and math.isfinite(self.deadline_s)) or (
@@ -59,6 +67,11 @@ class TransportConfig:
                 raise ConfigError(
                     f"{where} insecure = true contradicts {', '.join(given)} being set: remove "
                     f"{', '.join(given)} for plaintext on loopback, or set insecure = false for TLS"
+                )
+            if self.pins:
+                raise ConfigError(
+                    f"{where} insecure = true contradicts [tls.pins]: pins need TLS; remove them "
+                    "for plaintext on loopback"
                 )
             if not is_loopback_address(address):
                 raise ConfigError(
@@ -76,7 +89,16 @@ class TransportConfig:
         ca_pem = _read(self.ca, f"{where} ca")
         cert_pem = _read(self.cert, f"{where} cert")
         key_pem = _read(self.key, f"{where} key")
-        tls.check_ca_bundle(ca_pem, what=f"{where} ca: {self.ca}")
+        bundle = tls.check_ca_bundle(ca_pem, what=f"{where} ca: {self.ca}")
+        for name, pin in self.pins:
+            tls.pinned_ca(bundle, pin, what=f"{source or 'config'}: [{section}.pins] {name}")
+        if len(bundle) > 1 and not self.pins:
+            held = ", ".join(tls.fingerprint(cert) for cert in bundle)
+            raise ConfigError(
+                f"{where} ca: {self.ca} holds {len(bundle)} CAs, and any of them could issue a "
+                f"certificate carrying a partner's name: pin the CA of each partner in "
+                f'[{section}.pins], e.g. party-a = "sha256:..." (the bundle holds {held})'
+            )
         cert = tls.check_certificate(cert_pem, what=f"{where} cert: {self.cert}")
         tls.check_key_pair(cert, key_pem, what=f"{where} key: {self.key}", cert_path=self.cert)
 

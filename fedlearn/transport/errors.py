@@ -7,6 +7,14 @@ in the node's log and never on the wire. The error's class name also travels as 
 so the client can raise the same class (two classes share INVALID_ARGUMENT, and two share
 FAILED_PRECONDITION).
 
+On a server that faces the partner (``peer_facing=True``: B's peer service) the message that
+crosses is ``message_for_peer``'s: the raise site's ``public`` message if it gave one; the message
+itself for errors about the partner's own request (malformed data, a refused policy, a step out of
+order, an unknown model id); a generic sentence with a log reference for errors about the node's own
+data or configuration (which name files and may quote IDs); and in every case with anything that
+looks like a file path replaced by ``<path>``. The full message is logged beside the reference. A's
+control service faces A's own operator and keeps the full message.
+
 Client side, ``error_from_rpc`` turns a ``grpc.RpcError`` into a ``FedlearnError`` whose message
 says which peer, what happened and what to check. The CLI and the nodes turn errors into exit codes
 with ``exit_code_for``.
@@ -15,6 +23,8 @@ with ``exit_code_for``.
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -96,6 +106,44 @@ _TLS_FAILURES: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
+#: Errors whose message is about the request the partner made (its data, its step order, the policy
+#: it broke, the model id it named): they cross as they are (with paths scrubbed). Any other error
+#: is about the node itself and crosses as a generic sentence with a log reference.
+ABOUT_THE_REQUEST: tuple[type[FedlearnError], ...] = (
+    InvalidPeerData,
+    SessionError,
+    PolicyViolation,
+    NotFound,
+    AlreadyExists,
+)
+
+# A file path in a message: absolute POSIX ("/srv/b/data.csv"), home ("~/models"), Windows
+# ("C:\\data", "\\\\server\\share") or file:// URL, starting where a word cannot go on (so
+# "u_B/4" or "1/2" stay); then anything up to white space, a quote or a bracket.
+_PATH = re.compile(r"(?<![\w)\]])(?:file://|~|[A-Za-z]:)?[\\/]{1,2}[^\s'\"`()\[\]{}<>,;]+")
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with every file path replaced by ``<path>``."""
+    return _PATH.sub("<path>", text)
+
+
+def message_for_peer(exc: BaseException, reference: str) -> str:
+    """The message that may cross to the partner for ``exc`` (see the module doc)."""
+    if isinstance(exc, FedlearnError) and exc.public is not None:
+        text = exc.public
+    elif isinstance(exc, ABOUT_THE_REQUEST):
+        text = str(exc) or type(exc).__name__
+    elif isinstance(exc, FedlearnError):
+        text = (
+            "the node could not answer because of a problem with its own data or configuration; "
+            f"its operator will find the detail in its log under reference {reference}"
+        )
+    else:
+        text = f"internal error; the node's operator will find it in its log under reference {reference}"
+    return scrub_paths(text)
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The process exit code for ``exc`` (see the table in docs/transport.md)."""
     for cls in type(exc).__mro__:
@@ -113,7 +161,14 @@ def status_code_for(exc: FedlearnError) -> grpc.StatusCode:
 
 
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
-    """Map exceptions from every handler (unary and streaming) to status codes (see module doc)."""
+    """Map exceptions from every handler (unary and streaming) to status codes (see module doc).
+
+    ``peer_facing``: the callers are the partner's node, so messages go through
+    ``message_for_peer``; otherwise (A's control service, for A's own operator) they cross whole.
+    """
+
+    def __init__(self, *, peer_facing: bool = False) -> None:
+        self.peer_facing = peer_facing
 
     def intercept_service(
         self,
@@ -123,10 +178,12 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        return wrap_handler(handler, handler_call_details.method)
+        return wrap_handler(handler, handler_call_details.method, peer_facing=self.peer_facing)
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+def wrap_handler(
+    handler: grpc.RpcMethodHandler, method: str, *, peer_facing: bool = False
+) -> grpc.RpcMethodHandler:
     """``handler`` with its behaviour wrapped by the error mapping (all four call shapes)."""
     kwargs: dict[str, Any] = {
         "request_deserializer": handler.request_deserializer,
@@ -134,60 +191,76 @@ def wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodH
     }
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _wrap_call(handler.unary_unary, method), **kwargs
+            _wrap_call(handler.unary_unary, method, peer_facing), **kwargs
         )
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(
-            _wrap_call(handler.stream_unary, method), **kwargs
+            _wrap_call(handler.stream_unary, method, peer_facing), **kwargs
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _wrap_stream(handler.unary_stream, method), **kwargs
+            _wrap_stream(handler.unary_stream, method, peer_facing), **kwargs
         )
     if handler.stream_stream is not None:
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream, method), **kwargs
+            _wrap_stream(handler.stream_stream, method, peer_facing), **kwargs
         )
     return handler
 
 
-def _wrap_call(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _wrap_call(behavior: Callable[..., Any], method: str, peer_facing: bool) -> Callable[..., Any]:
     def call(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return behavior(request, context)
         except Exception as exc:
-            _abort_for(exc, context, method)
+            _abort_for(exc, context, method, peer_facing)
             raise  # not reached: _abort_for always raises
 
     return call
 
 
-def _wrap_stream(behavior: Callable[..., Iterator[Any]], method: str) -> Callable[..., Any]:
+def _wrap_stream(
+    behavior: Callable[..., Iterator[Any]], method: str, peer_facing: bool
+) -> Callable[..., Any]:
     # A streaming handler is a generator: its body, and so its exceptions, run while gRPC iterates
     # it, after the handler function has returned. Wrap the iteration, not just the call.
     def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from behavior(request, context)
         except Exception as exc:
-            _abort_for(exc, context, method)
+            _abort_for(exc, context, method, peer_facing)
             raise
 
     return stream
 
 
-def _abort_for(exc: Exception, context: grpc.ServicerContext, method: str) -> None:
+def _abort_for(
+    exc: Exception, context: grpc.ServicerContext, method: str, peer_facing: bool
+) -> None:
+    reference = secrets.token_hex(4)
     if isinstance(exc, FedlearnError):
         code = status_code_for(exc)
-        message = str(exc) or type(exc).__name__
-        log.warning("%s answered %s: %s: %s", method, code.name, type(exc).__name__, message)
+        detail = str(exc) or type(exc).__name__
+        message = message_for_peer(exc, reference) if peer_facing else detail
+        log.warning(
+            "%s answered %s: %s: %s (reference %s)",
+            method,
+            code.name,
+            type(exc).__name__,
+            detail,
+            reference,
+        )
         context.set_trailing_metadata(((ERROR_CLASS_KEY, type(exc).__name__),))
         context.abort(code, message)
     if _already_finished(context):
         # The handler aborted itself (context.abort raises a bare Exception), or the client went
         # away (the request iterator raises RpcError): gRPC already knows the outcome.
         raise exc
-    log.error("internal error in %s", method, exc_info=exc)
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the node log")
+    log.error("internal error in %s (reference %s)", method, reference, exc_info=exc)
+    context.abort(
+        grpc.StatusCode.INTERNAL,
+        f"internal error in {method}; see the node log (reference {reference})",
+    )
 
 
 def _already_finished(context: grpc.ServicerContext) -> bool:

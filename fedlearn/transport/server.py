@@ -106,6 +106,7 @@ def build_server(
     interceptors: Iterable[grpc.ServerInterceptor] = (),
     source: str = "",
     map_errors: bool = True,
+    peer_facing: bool = False,
 ) -> tuple[grpc.Server, int]:
     """A server bound to ``address`` (port 0 picks a free port), not started; and the bound port.
 
@@ -113,14 +114,16 @@ def build_server(
     NOT_SERVING until ``start_server``/``serve_until_signal``. ``interceptors`` run inside the error
     mapping, so what they raise is mapped too. ``max_workers`` bounds concurrent calls (each
     streaming call holds a worker for its whole duration). Raises ``ConfigError`` for a bad config
-    (named after ``source``) or an address that cannot be bound.
+    (named after ``source``) or an address that cannot be bound. ``peer_facing``: the callers are
+    the partner's node, so error messages are scrubbed (``fedlearn.transport.errors``).
     """
     cfg.validate(address, source=source)
     if max_workers < 1:
         raise ConfigError(f"max_workers must be at least 1, got {max_workers}")
     if _port_in_use(address):
         raise _bind_error(address, source)  # before gRPC, which would log a raw line about it
-    chain = [ErrorMappingInterceptor(), *interceptors] if map_errors else list(interceptors)
+    mapping = ErrorMappingInterceptor(peer_facing=peer_facing)
+    chain = [mapping, *interceptors] if map_errors else list(interceptors)
     pool = HandlerPool(max_workers)
     server = grpc.server(
         pool,

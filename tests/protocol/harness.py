@@ -15,7 +15,6 @@ from fedlearn.data import PartyTable, load_party_table
 from fedlearn.job import JobSpec, parse_job
 from fedlearn.model import split_train_validation
 from fedlearn.preprocess import Preprocessor
-from fedlearn.protocol import messages as m
 from fedlearn.protocol.in_memory import InMemoryPeer, RecordedMessage
 from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.store import ModelStore
@@ -105,9 +104,7 @@ def run_memory(
         role.close()
     b_shard = ModelStore(tmp / "b-models").load(meta["model_id"])
     b_table = role._load_table(b_spec)
-    (psi_result,) = [r.message for r in record if isinstance(r.message, m.PsiResultRequest)]
-    b_rows = np.frombuffer(psi_result.peer_indices, dtype="<u4").astype(np.int64)
-    matched = b_table.ids[b_rows]
+    matched = np.intersect1d(a_table.ids, b_table.ids)  # what PSI finds, computed in plaintext
     common = matched[common_order([str(i) for i in matched], job.params.seed)]
     return MemoryRun(meta, b_shard, record, a_table, b_table, common, job)
 

@@ -85,7 +85,7 @@ def test_split_refuses_a_chunk_size_outside_the_message_limit(chunk_bytes: int) 
 
 def test_default_chunk_size_is_under_the_message_limit() -> None:
     assert 0 < CHUNK_BYTES < MAX_MESSAGE_BYTES
-    message = m.PsiBlindResponse(points=bytes(5 * CHUNK_BYTES // 2))
+    message = m.PsiResultResponse(intersection_size=3, points=bytes(5 * CHUNK_BYTES // 2))
     parts = list(chunking.split(message, chunk_bytes=CHUNK_BYTES))
     assert [len(p.points) for p in parts] == [CHUNK_BYTES, CHUNK_BYTES, CHUNK_BYTES // 2]
-    assert chunking.join(parts, m.PsiBlindResponse) == message
+    assert chunking.join(parts, m.PsiResultResponse) == message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -11,7 +12,12 @@ import pytest
 
 from fedlearn import errors as fe
 from fedlearn.transport import TransportConfig, error_from_rpc, exit_code_for
-from fedlearn.transport.errors import is_tls_failure
+from fedlearn.transport.errors import (
+    ABOUT_THE_REQUEST,
+    is_tls_failure,
+    message_for_peer,
+    scrub_paths,
+)
 
 from .support import method
 
@@ -107,10 +113,14 @@ def test_unknown_exception_is_internal_without_traceback(
     assert isinstance(exc, grpc.Call)
     name = "".join(part.title() for part in shape.split("_"))
     assert exc.code() is grpc.StatusCode.INTERNAL
-    assert exc.details() == f"internal error in /fedlearn.test.Test/{name}; see the node log"
+    assert re.fullmatch(
+        rf"internal error in /fedlearn.test.Test/{name}; see the node log \(reference [0-9a-f]{{8}}\)",
+        exc.details(),
+    )
     assert SECRET not in str(exc.trailing_metadata())
-    logged = [r.exc_info[1] for r in caplog.records if r.exc_info]
-    assert logged and SECRET in str(logged[0])  # the traceback stays in the node log
+    logged = [r for r in caplog.records if r.exc_info]
+    assert logged and SECRET in str(logged[0].exc_info)  # the traceback stays in the node log
+    assert exc.details()[-9:-1] in logged[0].getMessage()  # the reference finds it there
 
 
 def test_handler_that_aborts_itself_keeps_its_code(serve) -> None:
@@ -239,3 +249,73 @@ def test_own_node_errors_pass_through_naming_the_node_at_fault_once(
     assert str(relayed) == f"{cls.__name__} happened"
     wrapped = error_from_rpc(exc, peer="party-a's node at here")
     assert "party-a's node at here" in str(wrapped)  # between nodes the peer is still named
+
+
+# ---- what crosses to the partner (issue 11): no path, no ID, no other partner's model ----------
+
+PRIVATE = "/srv/party-b/models"
+RAW_ID = "user-8812-not-in-the-intersection"
+
+
+def _private(name: str) -> None:
+    """Raise ``name`` with a message that names a path and a raw ID, as B's own errors may."""
+    if name == "bug":
+        raise RuntimeError(f"{PRIVATE}/x.json: {RAW_ID}")
+    raise getattr(fe, name)(f"{PRIVATE}/data.csv: duplicate ID {RAW_ID!r} at row 7")
+
+
+def _private_unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+    _private(request.decode())
+    return b"unreachable"
+
+
+@pytest.mark.parametrize("name", [c.__name__ for c in ERROR_CLASSES] + ["bug"])
+def test_peer_facing_server_sends_no_path_and_no_id(
+    serve, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    handlers = {"UnaryUnary": grpc.unary_unary_rpc_method_handler(_private_unary)}
+    channel = serve(INSECURE, handlers, peer_facing=True).channel(INSECURE, server_name=None)
+    with caplog.at_level(logging.WARNING, logger="fedlearn.transport.errors"):
+        _, exc = _call(channel, "unary_unary", name.encode())
+    details = exc.details()
+    assert PRIVATE not in details and "/srv" not in details and "data.csv" not in details
+    cls = getattr(fe, name, None)
+    if cls is None or not issubclass(cls, ABOUT_THE_REQUEST):
+        # about B's own data, config or code: a generic sentence; the detail stays in B's log
+        assert RAW_ID not in details
+        reference = re.search(r"reference ([0-9a-f]{8})", details)
+        assert reference is not None
+        logged = [r for r in caplog.records if reference.group(1) in r.getMessage()]
+        assert logged and (RAW_ID in logged[0].getMessage() or RAW_ID in str(logged[0].exc_info))
+    else:
+        assert "<path>" in details  # the refusal's reason crosses, its path does not
+
+
+def test_control_server_keeps_the_detail_for_its_own_operator(serve) -> None:
+    handlers = {"UnaryUnary": grpc.unary_unary_rpc_method_handler(_private_unary)}
+    channel = serve(INSECURE, handlers).channel(INSECURE, server_name=None)
+    _, exc = _call(channel, "unary_unary", b"DataError")
+    assert PRIVATE in exc.details() and RAW_ID in exc.details()
+
+
+def test_public_message_replaces_the_detail() -> None:
+    error = fe.NotFound(f"no model 'm' in {PRIVATE} (latest: other-1)", public="no model 'm' here")
+    assert message_for_peer(error, "ref") == "no model 'm' here"
+    assert message_for_peer(fe.NotFound(f"gone: {PRIVATE}"), "ref") == "gone: <path>"
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        ("read /srv/b/data.csv: bad", "read <path> bad"),
+        ("'/srv/b/data.csv' is missing", "'<path>' is missing"),
+        ("C:\\data\\b.csv failed", "<path> failed"),
+        ("\\\\server\\share\\b.csv failed", "<path> failed"),
+        ("see ~/models/x", "see <path>"),
+        ("file:///tmp/a.csv", "<path>"),
+        ("u_B/4 and 1/2 stay", "u_B/4 and 1/2 stay"),
+        ("[tls] ca and (a/b) stay", "[tls] ca and (a/b) stay"),
+    ],
+)
+def test_scrub_paths(text: str, scrubbed: str) -> None:
+    assert scrub_paths(text) == scrubbed

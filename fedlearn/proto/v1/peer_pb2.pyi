@@ -114,10 +114,10 @@ class PsiBlindRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., points: _Optional[bytes] = ...) -> None: ...
 
 class PsiBlindResponse(_message.Message):
-    __slots__ = ("points",)
-    POINTS_FIELD_NUMBER: _ClassVar[int]
-    points: bytes
-    def __init__(self, points: _Optional[bytes] = ...) -> None: ...
+    __slots__ = ("accepted",)
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    def __init__(self, accepted: _Optional[int] = ...) -> None: ...
 
 class PsiPeerSetRequest(_message.Message):
     __slots__ = ("session_id",)
@@ -134,18 +134,20 @@ class PsiPeerSetResponse(_message.Message):
     def __init__(self, points: _Optional[bytes] = ..., total: _Optional[int] = ...) -> None: ...
 
 class PsiResultRequest(_message.Message):
-    __slots__ = ("session_id", "peer_indices")
+    __slots__ = ("session_id", "peer_points")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    PEER_INDICES_FIELD_NUMBER: _ClassVar[int]
+    PEER_POINTS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
-    peer_indices: bytes
-    def __init__(self, session_id: _Optional[str] = ..., peer_indices: _Optional[bytes] = ...) -> None: ...
+    peer_points: bytes
+    def __init__(self, session_id: _Optional[str] = ..., peer_points: _Optional[bytes] = ...) -> None: ...
 
 class PsiResultResponse(_message.Message):
-    __slots__ = ("intersection_size",)
+    __slots__ = ("intersection_size", "points")
     INTERSECTION_SIZE_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
     intersection_size: int
-    def __init__(self, intersection_size: _Optional[int] = ...) -> None: ...
+    points: bytes
+    def __init__(self, intersection_size: _Optional[int] = ..., points: _Optional[bytes] = ...) -> None: ...
 
 class BatchHeader(_message.Message):
     __slots__ = ("session_id", "epoch", "batch")

@@ -40,17 +40,17 @@ class PeerServiceStub:
                 request_serializer=fedlearn_dot_v1_dot_peer__pb2.OpenSessionRequest.SerializeToString,
                 response_deserializer=fedlearn_dot_v1_dot_peer__pb2.OpenSessionResponse.FromString,
                 _registered_method=True)
-        self.PsiBlind = channel.stream_stream(
-                '/fedlearn.v1.PeerService/PsiBlind',
-                request_serializer=fedlearn_dot_v1_dot_peer__pb2.PsiBlindRequest.SerializeToString,
-                response_deserializer=fedlearn_dot_v1_dot_peer__pb2.PsiBlindResponse.FromString,
-                _registered_method=True)
         self.PsiPeerSet = channel.unary_stream(
                 '/fedlearn.v1.PeerService/PsiPeerSet',
                 request_serializer=fedlearn_dot_v1_dot_peer__pb2.PsiPeerSetRequest.SerializeToString,
                 response_deserializer=fedlearn_dot_v1_dot_peer__pb2.PsiPeerSetResponse.FromString,
                 _registered_method=True)
-        self.PsiResult = channel.stream_unary(
+        self.PsiBlind = channel.stream_stream(
+                '/fedlearn.v1.PeerService/PsiBlind',
+                request_serializer=fedlearn_dot_v1_dot_peer__pb2.PsiBlindRequest.SerializeToString,
+                response_deserializer=fedlearn_dot_v1_dot_peer__pb2.PsiBlindResponse.FromString,
+                _registered_method=True)
+        self.PsiResult = channel.stream_stream(
                 '/fedlearn.v1.PeerService/PsiResult',
                 request_serializer=fedlearn_dot_v1_dot_peer__pb2.PsiResultRequest.SerializeToString,
                 response_deserializer=fedlearn_dot_v1_dot_peer__pb2.PsiResultResponse.FromString,
@@ -107,22 +107,24 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def PsiBlind(self, request_iterator, context):
-        """PSI round 1: A's blinded ID points in, the same points blinded again by B out (same order).
+    def PsiPeerSet(self, request, context):
+        """PSI: B's own blinded ID points H(id_B)^b out.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def PsiPeerSet(self, request, context):
-        """PSI round 2: B's own blinded ID points.
+    def PsiBlind(self, request_iterator, context):
+        """PSI: A's blinded ID points H(id_A)^a in; B blinds them again but keeps the result until
+        PsiResult (it answers with the count it took).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PsiResult(self, request_iterator, context):
-        """PSI round 3: A tells B which of B's points matched, in the common (shared) row order.
+        """PSI: A's blinding of B's points H(id_B)^(ba) in (B's order); B matches them against its own
+        H(id_A)^(ab) and so computes the intersection itself; then, and only then, H(id_A)^(ab) out.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,17 +195,17 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     request_deserializer=fedlearn_dot_v1_dot_peer__pb2.OpenSessionRequest.FromString,
                     response_serializer=fedlearn_dot_v1_dot_peer__pb2.OpenSessionResponse.SerializeToString,
             ),
-            'PsiBlind': grpc.stream_stream_rpc_method_handler(
-                    servicer.PsiBlind,
-                    request_deserializer=fedlearn_dot_v1_dot_peer__pb2.PsiBlindRequest.FromString,
-                    response_serializer=fedlearn_dot_v1_dot_peer__pb2.PsiBlindResponse.SerializeToString,
-            ),
             'PsiPeerSet': grpc.unary_stream_rpc_method_handler(
                     servicer.PsiPeerSet,
                     request_deserializer=fedlearn_dot_v1_dot_peer__pb2.PsiPeerSetRequest.FromString,
                     response_serializer=fedlearn_dot_v1_dot_peer__pb2.PsiPeerSetResponse.SerializeToString,
             ),
-            'PsiResult': grpc.stream_unary_rpc_method_handler(
+            'PsiBlind': grpc.stream_stream_rpc_method_handler(
+                    servicer.PsiBlind,
+                    request_deserializer=fedlearn_dot_v1_dot_peer__pb2.PsiBlindRequest.FromString,
+                    response_serializer=fedlearn_dot_v1_dot_peer__pb2.PsiBlindResponse.SerializeToString,
+            ),
+            'PsiResult': grpc.stream_stream_rpc_method_handler(
                     servicer.PsiResult,
                     request_deserializer=fedlearn_dot_v1_dot_peer__pb2.PsiResultRequest.FromString,
                     response_serializer=fedlearn_dot_v1_dot_peer__pb2.PsiResultResponse.SerializeToString,
@@ -287,33 +289,6 @@ class PeerService:
             _registered_method=True)
 
     @staticmethod
-    def PsiBlind(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_stream(
-            request_iterator,
-            target,
-            '/fedlearn.v1.PeerService/PsiBlind',
-            fedlearn_dot_v1_dot_peer__pb2.PsiBlindRequest.SerializeToString,
-            fedlearn_dot_v1_dot_peer__pb2.PsiBlindResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def PsiPeerSet(request,
             target,
             options=(),
@@ -341,6 +316,33 @@ class PeerService:
             _registered_method=True)
 
     @staticmethod
+    def PsiBlind(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fedlearn.v1.PeerService/PsiBlind',
+            fedlearn_dot_v1_dot_peer__pb2.PsiBlindRequest.SerializeToString,
+            fedlearn_dot_v1_dot_peer__pb2.PsiBlindResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def PsiResult(request_iterator,
             target,
             options=(),
@@ -351,7 +353,7 @@ class PeerService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.stream_unary(
+        return grpc.experimental.stream_stream(
             request_iterator,
             target,
             '/fedlearn.v1.PeerService/PsiResult',
