@@ -44,7 +44,9 @@ def ciphertexts_from_bytes(
 
     Raises:
         InvalidPeerData: the length is not a multiple of the ciphertext width, the count differs
-            from ``expected_count``, or a value is 0 or >= n^2.
+            from ``expected_count``, a value is 0 or >= n^2, or a value shares a factor with n (not
+            a unit mod n^2: no honest ciphertext does, and one that does would make inversions
+            fail later, leaving a session stuck half-way through a step).
     """
     width = ciphertext_width(n)
     count = _check_length(data, width, expected_count, what="ciphertext")
@@ -56,6 +58,11 @@ def ciphertexts_from_bytes(
             raise InvalidPeerData(
                 f"ciphertext {index} of {count} is {'0' if value == 0 else '>= n^2'}; "
                 "a ciphertext must lie in [1, n^2) for the session's key"
+            )
+        if gmpy2.gcd(value, n) != 1:
+            raise InvalidPeerData(
+                f"ciphertext {index} of {count} shares a factor with n, so it is not a unit mod "
+                "n^2 and no honest encryption"
             )
         values.append(value)
     return values
