@@ -151,9 +151,7 @@ def bench_engine(keypair: Any, residual: np.ndarray, blocks: dict[str, np.ndarra
     results["pack_masked_per_value"] = median_rate(
         lambda: _ops(peer.pack_masked(gradient, layout), len(gradient)), repeats
     )
-    results["rerandomize"] = median_rate(
-        lambda: len(peer.rerandomize(encrypted[:200])), repeats
-    )
+    results["rerandomize"] = median_rate(lambda: len(peer.rerandomize(encrypted[:200])), repeats)
     for name, block in blocks.items():
         results[f"matvec_{name}"] = median_rate(
             functools.partial(lambda b: _ops(peer.matvec_t(b, encrypted), b.size), block), repeats
