@@ -50,8 +50,10 @@ def ciphertexts_from_bytes(
     """
     width = ciphertext_width(n)
     count = _check_length(data, width, expected_count, what="ciphertext")
-    n_square = gmpy2.mpz(n) ** 2
+    modulus = gmpy2.mpz(n)
+    n_square = modulus**2
     values = []
+    product = gmpy2.mpz(1)
     for index in range(count):
         value = gmpy2.mpz.from_bytes(data[index * width : (index + 1) * width], "big")
         if not 1 <= value < n_square:
@@ -59,12 +61,15 @@ def ciphertexts_from_bytes(
                 f"ciphertext {index} of {count} is {'0' if value == 0 else '>= n^2'}; "
                 "a ciphertext must lie in [1, n^2) for the session's key"
             )
-        if gmpy2.gcd(value, n) != 1:
-            raise InvalidPeerData(
-                f"ciphertext {index} of {count} shares a factor with n, so it is not a unit mod "
-                "n^2 and no honest encryption"
-            )
         values.append(value)
+        product = product * value % modulus
+    # One gcd for the whole batch: a prime factor of n divides the product iff it divides a value.
+    if gmpy2.gcd(product, modulus) != 1:
+        index = next(i for i, value in enumerate(values) if gmpy2.gcd(value, modulus) != 1)
+        raise InvalidPeerData(
+            f"ciphertext {index} of {count} shares a factor with n, so it is not a unit mod "
+            "n^2 and no honest encryption"
+        )
     return values
 
 

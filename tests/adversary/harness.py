@@ -31,13 +31,9 @@ from fedlearn.data import PartyTable, load_party_table
 from fedlearn.model import epoch_batches, split_train_validation
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.in_memory import InMemoryPeer, RecordedMessage
+from fedlearn.protocol.payloads import int_to_bytes
 from fedlearn.protocol.policy import PeerPolicy
-from fedlearn.protocol.steps import (
-    SCORE_CLIP,
-    feature_party_scores,
-    fit_party_features,
-    int_to_bytes,
-)
+from fedlearn.protocol.steps import SCORE_CLIP, feature_party_scores, fit_party_features
 from party_a.align import open_and_align
 from party_a.batch import Timer, TrainingA, peer_engine_for
 from party_b.node import NodeB as RoleB
@@ -199,14 +195,14 @@ def open_a_session(
     )
     training = TrainingA.start(
         peer,
-        session_id,
-        params,
-        own,
-        peer_engine,
-        features,
-        labels,
-        len(train_rows),
-        Timer(),
+        session_id=session_id,
+        params=params,
+        own=own,
+        peer_engine=peer_engine,
+        features=features,
+        labels=labels,
+        n_train=len(train_rows),
+        timer=Timer(),
         min_rows_per_column=rows_per_column,
     )
     return ASession(role, peer, record, session_id, training, train_rows, params, keypair)

@@ -19,7 +19,8 @@ from fedlearn.errors import FedlearnError
 from fedlearn.job import parse_job
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.in_memory import InMemoryPeer
-from fedlearn.protocol.steps import SCORE_CLIP, int_to_bytes, residual_frac_bits
+from fedlearn.protocol.payloads import int_to_bytes
+from fedlearn.protocol.steps import SCORE_CLIP, residual_frac_bits
 from fedlearn.store import ModelStore
 from party_a.train import train
 from tests.adversary.harness import DishonestB, breast_a_table, breast_role, horner, plain
