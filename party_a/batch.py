@@ -28,10 +28,10 @@ from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import public_key_from_bytes
 from fedlearn.crypto.packing import PackingLayout, truncate, unpack
 from fedlearn.crypto.wire import (
-    ciphertexts_from_bytes,
     ciphertexts_to_bytes,
     ints_from_bytes,
     ints_to_bytes,
+    keyed_ciphertexts_from_bytes,
 )
 from fedlearn.errors import EncodingOverflow, InvalidPeerData
 from fedlearn.model import Optimizer, l2_per_row, max_batch_rows
@@ -227,8 +227,13 @@ class TrainingA:
             )
         )
         timer.lap("network")
-        encrypted_scores = ciphertexts_from_bytes(forward.ciphertexts, peer_n, expected_count=s)
-        (loss_term,) = ciphertexts_from_bytes(forward.loss_term, peer_n, expected_count=1)
+        peer_key = peer_engine.public_key
+        encrypted_scores = keyed_ciphertexts_from_bytes(
+            forward.ciphertexts, peer_key, expected_count=s
+        ).under(peer_key)
+        (loss_term,) = keyed_ciphertexts_from_bytes(
+            forward.loss_term, peer_key, expected_count=1
+        ).under(peer_key)
         residual = label_party_residual(peer_engine, encrypted_scores, alpha, beta, peer_codec)
         packed, masks = masked_gradient(peer_engine, features.x_q[rows], residual, self.own_layout)
         # The loss terms in u_B: (sigmoid(u_A) - y) u_B + u_B^2 / 8, under B's key.
@@ -291,9 +296,10 @@ class TrainingA:
             reply.value_count, limit=self.peer_value_limit, pinned=self.peer_value_count
         )
         self.peer_value_count = peer_count
-        peer_packed = ciphertexts_from_bytes(
+        own_key = self.own.public_key
+        peer_packed = keyed_ciphertexts_from_bytes(
             reply.packed_ciphertexts,
-            int(self.own.public_key.n),
+            own_key,
             expected_count=self.peer_layout.ciphertext_count(peer_count),
         )
         masked_own = ints_from_bytes(
@@ -302,7 +308,9 @@ class TrainingA:
             expected_count=self.features.n_features,
             bound=1 << self.own_layout.returned_bits,
         )
-        masked_peer = unpack(self.own.decrypt(peer_packed), self.peer_layout, peer_count)
+        masked_peer = unpack(
+            self.own.decrypt(peer_packed.under(own_key)), self.peer_layout, peer_count
+        )
         return masked_own, masked_peer
 
     def _add_noise(self, masked_values: list[int], rows: int) -> list[int]:

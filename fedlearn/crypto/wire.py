@@ -9,9 +9,12 @@ this; a ciphertext of 0 or >= n^2 would otherwise decrypt to garbage or leak thr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import gmpy2
+from phe import paillier
 
+from fedlearn.crypto.keys import check_fingerprint, key_fingerprint
 from fedlearn.errors import InvalidPeerData
 
 
@@ -71,6 +74,36 @@ def ciphertexts_from_bytes(
             "n^2 and no honest encryption"
         )
     return values
+
+
+@dataclass(frozen=True)
+class KeyedCiphertexts:
+    """Ciphertexts parsed from a peer, with the fingerprint of the key they are under.
+
+    Every protocol step parses what the peer sent into one of these and hands the values to an
+    engine only through :meth:`under`, which checks that the engine's key is the batch's key: a
+    batch under A's key can never be decrypted, or combined, as if it were under B's.
+    """
+
+    key: str  # ``keys.key_fingerprint`` of the public key the values are under
+    values: list[gmpy2.mpz]
+
+    def under(self, public_key: paillier.PaillierPublicKey) -> list[gmpy2.mpz]:
+        """The values, for an operation under ``public_key``.
+
+        Raises:
+            InvalidPeerData: ``public_key`` is not the key the batch was parsed under.
+        """
+        check_fingerprint(public_key, self.key)
+        return self.values
+
+
+def keyed_ciphertexts_from_bytes(
+    data: bytes, public_key: paillier.PaillierPublicKey, *, expected_count: int | None = None
+) -> KeyedCiphertexts:
+    """:func:`ciphertexts_from_bytes` under ``public_key``, the result tagged with its fingerprint."""
+    values = ciphertexts_from_bytes(data, int(public_key.n), expected_count=expected_count)
+    return KeyedCiphertexts(key_fingerprint(public_key), values)
 
 
 def ints_to_bytes(values: Sequence[int], width: int) -> bytes:

@@ -34,10 +34,10 @@ from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import generate_keypair, public_key_from_bytes
 from fedlearn.crypto.packing import PackingLayout, truncate, unpack
 from fedlearn.crypto.wire import (
-    ciphertexts_from_bytes,
     ciphertexts_to_bytes,
     ints_from_bytes,
     ints_to_bytes,
+    keyed_ciphertexts_from_bytes,
 )
 from fedlearn.data import PartyTable
 from fedlearn.errors import (
@@ -139,9 +139,13 @@ class TrainingB:
         )
         self.batches = {epoch: batches}
         rows = batches[batch]
-        peer_n = int(self.peer.public_key.n)
-        alpha = ciphertexts_from_bytes(request.ciphertexts, peer_n, expected_count=len(rows))
-        beta = ciphertexts_from_bytes(request.slopes, peer_n, expected_count=len(rows))
+        peer_key = self.peer.public_key
+        alpha = keyed_ciphertexts_from_bytes(
+            request.ciphertexts, peer_key, expected_count=len(rows)
+        ).under(peer_key)
+        beta = keyed_ciphertexts_from_bytes(
+            request.slopes, peer_key, expected_count=len(rows)
+        ).under(peer_key)
         frac = self.params.score_frac_bits
         scores = feature_party_scores(self.features.x[rows] @ self.weights, frac)
         encrypted_scores = self.own.encrypt(self.own_codec.encode_int(scores))
@@ -173,12 +177,13 @@ class TrainingB:
             request.value_count, limit=self.peer_value_limit, pinned=self.peer_value_count
         )
         layout = self.peer_layout
-        own_n = int(self.own.public_key.n)
-        packed = ciphertexts_from_bytes(
-            request.packed_ciphertexts, own_n, expected_count=layout.ciphertext_count(count)
+        own_key = self.own.public_key
+        packed = keyed_ciphertexts_from_bytes(
+            request.packed_ciphertexts, own_key, expected_count=layout.ciphertext_count(count)
         )
         self.peer_value_count = count
-        masked_peer = truncate(unpack(self.own.decrypt(packed), layout, count), layout)
+        decrypted = self.own.decrypt(packed.under(own_key))
+        masked_peer = truncate(unpack(decrypted, layout, count), layout)
         assert self.pending is not None
         own_packed, own_masks = self.pending.result()
         self.pending = None
@@ -241,8 +246,10 @@ class TrainingB:
             raise SessionError(f"EpochLoss for epoch {epoch} is out of order")
         if epoch in self.loss_epochs_answered:
             raise SessionError(f"EpochLoss for epoch {epoch} was already answered")
-        own_n = int(self.own.public_key.n)
-        (ciphertext,) = ciphertexts_from_bytes(request.ciphertext, own_n, expected_count=1)
+        own_key = self.own.public_key
+        (ciphertext,) = keyed_ciphertexts_from_bytes(
+            request.ciphertext, own_key, expected_count=1
+        ).under(own_key)
         self.loss_epochs_answered.add(epoch)
         bound_bits = loss_bound_bits(len(self.train_rows), self.params.score_frac_bits)
         (value,) = self.own.decrypt([ciphertext])

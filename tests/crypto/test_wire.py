@@ -74,3 +74,15 @@ def test_a_ciphertext_sharing_a_factor_with_n_is_refused() -> None:
         assert len(data) == 4 * width
         with pytest.raises(InvalidPeerData, match="ciphertext 2 of 4 shares a factor with n"):
             ciphertexts_from_bytes(data, n)
+
+
+def test_a_batch_knows_its_key_and_refuses_another() -> None:
+    from fedlearn.crypto.keys import generate_keypair, key_fingerprint
+    from fedlearn.crypto.wire import keyed_ciphertexts_from_bytes
+
+    mine, other = generate_keypair(256).public_key, generate_keypair(256).public_key
+    data = ciphertexts_to_bytes([2, 3], mine.n)
+    batch = keyed_ciphertexts_from_bytes(data, mine, expected_count=2)
+    assert batch.key == key_fingerprint(mine) and batch.under(mine) == [2, 3]
+    with pytest.raises(InvalidPeerData, match="does not match the session's key"):
+        batch.under(other)
