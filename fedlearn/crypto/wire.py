@@ -65,7 +65,7 @@ def ciphertexts_from_bytes(
                 "a ciphertext must lie in [1, n^2) for the session's key"
             )
         values.append(value)
-        product = product * value % modulus
+        product = product * (value % modulus) % modulus
     # One gcd for the whole batch: a prime factor of n divides the product iff it divides a value.
     if gmpy2.gcd(product, modulus) != 1:
         index = next(i for i, value in enumerate(values) if gmpy2.gcd(value, modulus) != 1)
