@@ -53,7 +53,7 @@ def _stuffed_slots(session: ASession, scores: list, slot_count: int, per_slot: i
 
 def _read_slots(masked: bytes, count: int, per_slot: int) -> list[int]:
     width = len(masked) // count
-    values = []
+    values: list[int] = []
     for index in range(count):
         slot = int.from_bytes(masked[index * width : (index + 1) * width], "big")
         values.extend((slot >> (SCORE_BITS * t)) & ((1 << SCORE_BITS) - 1) for t in range(per_slot))

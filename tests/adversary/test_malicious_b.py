@@ -55,7 +55,8 @@ def _labels_by_common_row(b: DishonestB) -> np.ndarray:
     session = _session(b)
     ids = session.table.ids[session.aligned_rows]
     position = {str(i): k for k, i in enumerate(table.ids)}
-    return np.array([table.labels[position[str(i)]] for i in ids])
+    labels = np.asarray(table.labels)
+    return np.array([labels[position[str(i)]] for i in ids])
 
 
 def _forward(b: DishonestB, real: Any, request: m.BatchForwardRequest, partner: str | None) -> Any:
@@ -113,7 +114,7 @@ def _update_reading_labels(
     total = slot_count + _session(b).training.features.n_features
     width = len(request.masked_values) // total
     values = ints_from_bytes(request.masked_values, width)
-    read = []
+    read: list[int] = []
     for slot in values[:slot_count]:
         read.extend(
             (slot >> (LABEL_VALUE_BITS * t)) & ((1 << LABEL_VALUE_BITS) - 1)

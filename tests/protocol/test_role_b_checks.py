@@ -77,7 +77,11 @@ def test_steps_out_of_order_are_refused_and_end_the_session(
 ) -> None:
     role, sid, _, _ = session
     step, request = send(sid)
-    call = {"gradient": role.batch_gradient, "forward": role.batch_forward, "loss": role.epoch_loss}
+    call: dict[str, Any] = {
+        "gradient": role.batch_gradient,
+        "forward": role.batch_forward,
+        "loss": role.epoch_loss,
+    }
     with _refused(caplog, "out of order"):
         call[step](request, "party-a")
     # The session is gone: even a request in order is now refused.
@@ -144,7 +148,9 @@ def test_gradient_values_beyond_the_session_limit_are_refused(
     role.batch_forward(
         m.BatchForwardRequest(header, ciphertext * count, ciphertext * count), "party-a"
     )
-    limit = role._sessions[sid].training.peer_value_limit
+    training = role._sessions[sid].training
+    assert isinstance(training, TrainingB)
+    limit = training.peer_value_limit
     assert 0 < limit < count // 2
     with _refused(caplog, f"value_count {count} is outside 1..{limit}"):
         role.batch_gradient(m.BatchGradientRequest(header, b"", value_count=count), "party-a")
