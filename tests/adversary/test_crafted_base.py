@@ -11,8 +11,9 @@ discrete logarithm gives E: all of row t. With r^n and B's own r, what A extract
 
 from __future__ import annotations
 
-import secrets
+import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from fedlearn.protocol.train_b import TrainingB
 from tests.adversary.harness import ASession, close, open_a_session, plain
 
 SMALL_PRIMES = [int(p) for p in range(3, 4096) if gmpy2.is_prime(p)]
+RNG = random.Random(11)  # the attacker's choices, seeded (B's randomness is its own)
 Q = 40_009  # prime, above 4096
 
 
@@ -40,7 +42,7 @@ def _smooth_prime(bits: int, extra: int, avoid: set[int]) -> tuple[int, dict[int
             factors[extra] = 1
         value = 2 * extra
         while value.bit_length() < bits - 12:
-            prime = SMALL_PRIMES[secrets.randbelow(len(SMALL_PRIMES))]
+            prime = RNG.choice(SMALL_PRIMES)
             if prime in avoid:
                 continue
             factors[prime] = factors.get(prime, 0) + 1
@@ -91,7 +93,18 @@ def _crt(a: int, m: int, b: int, n: int) -> tuple[int, int]:
     return (a + m * k) % lcm, lcm
 
 
-def _attacker_key() -> tuple[KeyPair, dict[int, int], dict[int, int]]:
+@dataclass(frozen=True)
+class AttackerKey:
+    """The attacker's key pair and its primes with p - 1 and q - 1 factored (phe may swap p, q)."""
+
+    keypair: KeyPair
+    p: int
+    q: int
+    p_factors: dict[int, int]
+    q_factors: dict[int, int]
+
+
+def _attacker_key() -> AttackerKey:
     """A 512-bit key whose p - 1 and q - 1 are smooth but for Q (their only common factor: 2)."""
     while True:
         p, fp = _smooth_prime(256, Q, set())
@@ -99,14 +112,15 @@ def _attacker_key() -> tuple[KeyPair, dict[int, int], dict[int, int]]:
         if (p * q).bit_length() == 512:
             break
     public = paillier.PaillierPublicKey(p * q)
-    return KeyPair(public, paillier.PaillierPrivateKey(public, p, q)), fp, fq
+    keypair = KeyPair(public, paillier.PaillierPrivateKey(public, p, q))
+    return AttackerKey(keypair, p, q, fp, fq)
 
 
-def _base_of_order_q(keypair: KeyPair) -> int:
-    p, q = int(keypair.private_key.p), int(keypair.private_key.q)
+def _base_of_order_q(key: AttackerKey) -> int:
+    p, q = key.p, key.q
     n = p * q
     while True:
-        h_p = pow(secrets.randbelow(p - 2) + 2, (p - 1) // Q, p)
+        h_p = pow(RNG.randrange(2, p), (p - 1) // Q, p)
         if h_p != 1:
             break
     h = h_p + p * ((1 - h_p) * pow(p, -1, q) % q)  # h = h_p mod p, 1 mod q: order Q
@@ -123,10 +137,9 @@ def _signed_digits(value: int, width: int, count: int) -> list[int]:
     return digits[::-1]
 
 
-def _attack(session: ASession, fp: dict[int, int], fq: dict[int, int]) -> tuple[int, int]:
+def _attack(session: ASession, key: AttackerKey) -> tuple[int, int]:
     """(B's feature values of row t that A read exactly, values in the row)."""
-    keypair = session.keypair
-    p, q = int(keypair.private_key.p), int(keypair.private_key.q)
+    p, q, fp, fq = key.p, key.q, key.p_factors, key.q_factors
     n = p * q
     nsquare = n * n
     rows = session.batch_rows(0, 0)
@@ -183,13 +196,13 @@ def _rerandomize_with_peer_base(self: PeerKeyEngine, ciphertexts: Sequence[objec
 def test_a_base_that_passes_the_check_reveals_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rerandomisation: str
 ) -> None:
-    keypair, fp, fq = _attacker_key()
-    base = _base_of_order_q(keypair)
+    key = _attacker_key()
+    base = _base_of_order_q(key)
     if rerandomisation.startswith("peer"):
         monkeypatch.setattr(PeerKeyEngine, "rerandomize", _rerandomize_with_peer_base)
-    session = open_a_session(tmp_path, keypair=keypair, djn_base=base)
+    session = open_a_session(tmp_path, keypair=key.keypair, djn_base=base)
     try:
-        exact, values = _attack(session, fp, fq)
+        exact, values = _attack(session, key)
     finally:
         close(session)
     if rerandomisation.startswith("peer"):
