@@ -48,9 +48,12 @@ from fedlearn.crypto.matvec import bucket_window
 from fedlearn.model import epoch_batches, max_batch_rows
 from fedlearn.protocol.steps import SLOPE_FRAC_BITS, gradient_layout
 
-#: Window bits of the DJN obfuscator tables (keys of 2048 bits or more) and of re-randomisation.
+#: Window bits of the DJN obfuscator tables (keys of 2048 bits or more).
 DJN_WINDOW = 10
-RERANDOMIZE_WINDOW = 8
+#: Re-randomisation is r**n with the party's own r (never the peer's base): a full-length
+#: exponentiation mod n^2, about key_bits squarings and key_bits / 5 multiplications (gmpy2's
+#: sliding window).
+RERANDOMIZE_EXTRA_MULTIPLICATIONS = 5
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,7 @@ def count_epoch(
     k = layout.slots
     exponent_bits = key_bits // 2
     encrypt_p2 = 2 * (math.ceil(exponent_bits / DJN_WINDOW) - 1) + 2
-    rerandomize_n2 = math.ceil(exponent_bits / RERANDOMIZE_WINDOW) - 1 + 1
+    rerandomize_n2 = key_bits + key_bits // RERANDOMIZE_EXTRA_MULTIPLICATIONS
     x_a = np.hstack([x_a_q, np.ones((x_a_q.shape[0], 1), dtype=np.int64)])
     f_a, f_b = x_a.shape[1], x_b_q.shape[1]
     kinds = ("mul_n2", "mul_p2", "mul_n", "inv_n2", "pow_n2_14", "pow_n2_20", "pow_n2_shift")

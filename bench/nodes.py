@@ -29,8 +29,12 @@ def write_configs(
     b_categorical: list[str] | None = None,
     workers: int = 1,
     min_key_bits: int = 2048,
+    min_rows_per_column: int = 8,
 ) -> tuple[Path, Path]:
-    """a.toml and b.toml for dataset "d" (long deadlines: benchmark batches can be large)."""
+    """a.toml and b.toml for dataset "d" (long deadlines: benchmark batches can be large).
+
+    ``min_rows_per_column`` is B's [policy] value (docs/threat-model.md; 8 by default).
+    """
     a, b, _, _ = write_node_configs(
         root,
         PartyData(a_data, id_column, tuple(a_categorical or ()), label_column),
@@ -40,6 +44,11 @@ def write_configs(
         min_key_bits=min_key_bits,
         max_epochs=100,
         deadline_s=3600.0,
+    )
+    b.write_text(
+        b.read_text().replace(
+            "min_rows_per_column = 8", f"min_rows_per_column = {min_rows_per_column}"
+        )
     )
     return a, b
 

@@ -58,6 +58,7 @@ class Job:
     validation_fraction: float = 0.2
     seed: int = 42
     monitor: str = "none"
+    min_rows_per_column: int = 8  # A's [privacy] limit (docs/threat-model.md)
 
     def toml(self) -> str:
         return f"""[data]
@@ -72,6 +73,8 @@ monitor = "{self.monitor}"
 [crypto]
 key_bits = {self.key_bits}
 engine = "{self.engine}"
+[privacy]
+min_rows_per_column = {self.min_rows_per_column}
 """
 
 
@@ -84,8 +87,12 @@ def train_through_nodes(
     workers: int = 1,
     id_column: str = "id",
     label_column: str = "y",
+    min_rows_per_column: int = 8,
 ) -> list[dict[str, Any]]:
-    """Start both nodes once, run each job in turn; A's model metadata of each, plus wall seconds."""
+    """Start both nodes once, run each job in turn; A's model metadata of each, plus wall seconds.
+
+    ``min_rows_per_column`` is B's policy value (each job carries A's own).
+    """
     root.mkdir(parents=True, exist_ok=True)
     a_cfg, b_cfg = write_configs(
         root,
@@ -94,6 +101,7 @@ def train_through_nodes(
         id_column=id_column,
         label_column=label_column,
         workers=workers,
+        min_rows_per_column=min_rows_per_column,
     )
     results = []
     with running_nodes(a_cfg, b_cfg):

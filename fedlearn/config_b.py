@@ -4,7 +4,7 @@
 [tls]       ca, cert, key, insecure, deadline_s
 [tls.pins]  party-a = "sha256:..."       # the CA that issues each partner's certificate
 [partners]  allowed = ["party-a"]        # certificate names allowed to open sessions
-[policy]    min_key_bits, min_batch_size, max_epochs, allow_partial_scores
+[policy]    min_key_bits, min_batch_size, max_epochs, allow_partial_scores, min_rows_per_column
 [[datasets]] name, path, id_column, features ("all" or a list), categorical
 """
 

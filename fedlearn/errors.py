@@ -53,6 +53,14 @@ class SessionError(FedlearnError):
     grpc_code = "FAILED_PRECONDITION"
 
 
+class SessionEnded(SessionError):
+    """The peer refused a step of a session and ended it; the reason is only in the peer's log.
+
+    A refusal after a decryption must not tell the sender anything about what was decrypted (it
+    would be a decryption oracle), so what crosses is this generic message and nothing else.
+    """
+
+
 class NotFound(FedlearnError):
     """An unknown model id or dataset name."""
 

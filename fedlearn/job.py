@@ -39,6 +39,7 @@ feature_bits = 8
 
 [privacy]
 gradient_noise = 0.0            # label DP: std of Gaussian noise A adds to B's mean gradient per batch
+min_rows_per_column = 8         # batch rows per feature column, either party (docs/threat-model.md)
 
 The intercept starts at the training rows' log-odds; each party's model is the average of its
 weights over the last epoch. The run records why it stopped (``stopped`` in A's model metadata):
@@ -81,6 +82,7 @@ class JobSpec:
         "obfuscation": Options(("djn", "standard")),
         "eval_every": Interval(int, 0, None),
         "gradient_noise": Interval(float, 0.0, 10.0),
+        "min_rows_per_column": Interval(int, 1, 4096),
     }
 
     dataset: str
@@ -96,6 +98,7 @@ class JobSpec:
     target_description: str | None = None
     gradient_noise: float = 0.0
     epochs_auto: bool = False  # True: ``params.epochs`` is a budget, the run stops when converged
+    min_rows_per_column: int = 8
 
 
 JOB = JobSpec._parameter_constraints
@@ -150,6 +153,7 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
 
     privacy = root.get_table("privacy")
     gradient_noise = _read(privacy, JOB, "gradient_noise", 0.0)
+    min_rows_per_column = _read(privacy, JOB, "min_rows_per_column", 8)
     privacy.finish()
     root.finish()
 
@@ -181,6 +185,7 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
         target_description,
         gradient_noise,
         epochs_auto,
+        min_rows_per_column,
     )
 
 

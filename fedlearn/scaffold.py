@@ -153,6 +153,7 @@ min_key_bits = {min_key_bits}
 min_batch_size = {min_batch_size}
 max_epochs = {max_epochs}
 allow_partial_scores = true
+min_rows_per_column = 8             # batch rows per feature column, for either party
 
 {_dataset_table(dataset, b, root)}""",
     )

@@ -26,16 +26,24 @@ from fedlearn.crypto.codec import FixedPointCodec
 from fedlearn.crypto.engines import OwnKeyOps, PeerKeyOps, peer_key_engine
 from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import public_key_from_bytes
-from fedlearn.crypto.packing import PackingLayout, unpack
+from fedlearn.crypto.packing import PackingLayout, truncate, unpack
 from fedlearn.crypto.wire import (
-    ciphertexts_from_bytes,
     ciphertexts_to_bytes,
     ints_from_bytes,
     ints_to_bytes,
+    keyed_ciphertexts_from_bytes,
 )
 from fedlearn.errors import EncodingOverflow, InvalidPeerData
 from fedlearn.model import Optimizer, l2_per_row, max_batch_rows
 from fedlearn.protocol import messages as m
+from fedlearn.protocol.limits import (
+    MIN_ROWS_PER_COLUMN,
+    check_own_columns_a,
+    check_peer_value_count,
+    label_party_secret_bits,
+    min_batch_rows,
+    peer_value_limit,
+)
 from fedlearn.protocol.payloads import int_from_bytes
 from fedlearn.protocol.peer_api import PeerApi
 from fedlearn.protocol.steps import (
@@ -109,6 +117,9 @@ class TrainingA:
     own_codec: FixedPointCodec  # integers under A's key
     peer_codec: FixedPointCodec  # integers under B's key
     timer: Timer
+    peer_value_limit: int = (
+        0  # most values B may have A decrypt per batch (limits.peer_value_limit)
+    )
     peer_value_count: int = 0
     plain_loss: float = 0.0  # the epoch's loss terms in u_A only, in plaintext
     encrypted_loss: Any = None  # the epoch's loss terms in u_B, under B's key
@@ -130,12 +141,23 @@ class TrainingA:
         labels: np.ndarray,
         n_train: int,
         timer: Timer,
+        min_rows_per_column: int = MIN_ROWS_PER_COLUMN,
     ) -> TrainingA:
-        """Zero weights, the optimizer (no penalty on the intercept) and the gradient layouts."""
+        """Zero weights, the optimizer (no penalty on the intercept) and the gradient layouts.
+
+        Raises ``ConfigError`` before any ciphertext when A's own columns (intercept included)
+        exceed ``min_batch_rows / min_rows_per_column`` (the job's [privacy] setting); fixes the
+        most values B may have A decrypt per batch (``limits.peer_value_limit``).
+        """
         frac = params.score_frac_bits
         own_n, peer_n = int(own.public_key.n), int(peer_engine.public_key.n)
         max_rows = max_batch_rows(n_train, params.batch_size)
+        min_rows = min_batch_rows(n_train, params.batch_size)
+        check_own_columns_a(features.n_features, min_rows, min_rows_per_column)
         bits = params.preprocess.feature_bits
+        peer_layout = gradient_layout(
+            own_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=frac
+        )
         penalty_mask = np.ones(features.n_features)
         penalty_mask[-1] = 0.0
         training = cls(
@@ -158,12 +180,13 @@ class TrainingA:
             own_layout=gradient_layout(
                 peer_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=frac
             ),
-            peer_layout=gradient_layout(
-                own_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=frac
-            ),
+            peer_layout=peer_layout,
             own_codec=FixedPointCodec(own_n),
             peer_codec=FixedPointCodec(peer_n),
             timer=timer,
+            peer_value_limit=peer_value_limit(
+                min_rows, peer_layout, label_party_secret_bits(), min_rows_per_column
+            ),
         )
         # Keep two batches of obfuscators ready (alpha and beta per row): the pool refills in the
         # background while A waits for B.
@@ -204,8 +227,13 @@ class TrainingA:
             )
         )
         timer.lap("network")
-        encrypted_scores = ciphertexts_from_bytes(forward.ciphertexts, peer_n, expected_count=s)
-        (loss_term,) = ciphertexts_from_bytes(forward.loss_term, peer_n, expected_count=1)
+        peer_key = peer_engine.public_key
+        encrypted_scores = keyed_ciphertexts_from_bytes(
+            forward.ciphertexts, peer_key, expected_count=s
+        ).under(peer_key)
+        (loss_term,) = keyed_ciphertexts_from_bytes(
+            forward.loss_term, peer_key, expected_count=1
+        ).under(peer_key)
         residual = label_party_residual(peer_engine, encrypted_scores, alpha, beta, peer_codec)
         packed, masks = masked_gradient(peer_engine, features.x_q[rows], residual, self.own_layout)
         # The loss terms in u_B: (sigmoid(u_A) - y) u_B + u_B^2 / 8, under B's key.
@@ -230,24 +258,21 @@ class TrainingA:
         timer.lap("network")
         masked_own, masked_peer = self._gradient_reply(reply)
         timer.lap("decryption")
-        try:
-            gradient = gradient_from_masked(
-                masked_own,
-                masks,
-                layout=self.own_layout,
-                features=features,
-                score_frac_bits=frac,
-                batch_rows=s,
-            )
-        except EncodingOverflow as exc:
-            raise InvalidPeerData(
-                f"BatchGradient: the returned gradient values are wrong: {exc}"
-            ) from None
+        # Any returned values decode to some gradient: no error that depends on A's masks.
+        gradient = gradient_from_masked(
+            masked_own,
+            masks,
+            layout=self.own_layout,
+            features=features,
+            score_frac_bits=frac,
+            batch_rows=s,
+        )
         self.weights = self.optimizer.step(self.weights, gradient)
         if self.gradient_noise > 0:
             masked_peer = self._add_noise(masked_peer, s)
+        returned = truncate(masked_peer, self.peer_layout)
         update = peer.batch_update(
-            m.BatchUpdateRequest(header, ints_to_bytes(masked_peer, self.peer_layout.slot_bytes))
+            m.BatchUpdateRequest(header, ints_to_bytes(returned, self.peer_layout.returned_bytes))
         )
         self.peer_change = update.weight_change_norm
         timer.lap("network")
@@ -261,27 +286,31 @@ class TrainingA:
     def _gradient_reply(self, reply: m.BatchGradientResponse) -> tuple[list[int], list[int]]:
         """B's BatchGradient answer, checked and opened: (A's masked values, B's masked values).
 
-        A's gradient values come back decrypted by B, still under A's masks; B's come packed under
-        A's key and are decrypted here, still under B's masks.
+        A's gradient values come back decrypted by B (their low b + 1 bits), still under A's masks;
+        B's come packed under A's key and are decrypted here, still under B's masks. B's
+        ``value_count`` is checked against the limit fixed at the start and pinned before anything
+        is decrypted, and every decrypted slot is range-checked (``unpack``). Raises
+        ``InvalidPeerData``; the caller then ends the session (``train`` closes it).
         """
-        peer_count = reply.value_count
-        if not 1 <= peer_count <= 1_000_000 or (
-            self.peer_value_count and peer_count != self.peer_value_count
-        ):
-            raise InvalidPeerData(f"BatchGradient: implausible value_count {peer_count}")
+        peer_count = check_peer_value_count(
+            reply.value_count, limit=self.peer_value_limit, pinned=self.peer_value_count
+        )
         self.peer_value_count = peer_count
-        peer_packed = ciphertexts_from_bytes(
+        own_key = self.own.public_key
+        peer_packed = keyed_ciphertexts_from_bytes(
             reply.packed_ciphertexts,
-            int(self.own.public_key.n),
+            own_key,
             expected_count=self.peer_layout.ciphertext_count(peer_count),
         )
         masked_own = ints_from_bytes(
             reply.masked_values,
-            self.own_layout.slot_bytes,
+            self.own_layout.returned_bytes,
             expected_count=self.features.n_features,
-            bound=self.own_layout.slot_value_bound,
+            bound=1 << self.own_layout.returned_bits,
         )
-        masked_peer = unpack(self.own.decrypt(peer_packed), self.peer_layout, peer_count)
+        masked_peer = unpack(
+            self.own.decrypt(peer_packed.under(own_key)), self.peer_layout, peer_count
+        )
         return masked_own, masked_peer
 
     def _add_noise(self, masked_values: list[int], rows: int) -> list[int]:
@@ -299,15 +328,16 @@ class TrainingA:
         nominal_scale = (2 ** (params.preprocess.feature_bits - 1) - 1) / params.preprocess.clip
         unit = rows * nominal_scale * 2.0 ** residual_frac_bits(params.score_frac_bits)
         limit = 1 << (self.peer_layout.value_bound_bits - 2)
-        bound = self.peer_layout.slot_value_bound
+        modulus = 1 << self.peer_layout.returned_bits  # B reads the slots mod 2^(b + 1)
         noisy = []
         for value in masked_values:
             noise = round(_SYSTEM_RANDOM.gauss(0.0, self.gradient_noise * unit))
-            noisy.append(min(max(value + max(-limit, min(limit, noise)), 0), bound - 1))
+            noisy.append((value + max(-limit, min(limit, noise))) % modulus)
         return noisy
 
     def _reveal_epoch_loss(self, epoch: int, bound_bits: int) -> int:
-        """B's part of the epoch's loss (its quadratic bound), masked before B decrypts it; only A removes the mask."""
+        """B's part of the epoch's loss (its quadratic bound), masked before B decrypts it; only A
+        removes the mask. B sends back the low ``bound_bits + 1`` bits of ``L_B + R_L`` only."""
         peer_engine = self.peer_engine
         mask = loss_mask(bound_bits)
         peer_n = int(peer_engine.public_key.n)
@@ -315,7 +345,10 @@ class TrainingA:
         reply = self.peer.epoch_loss(
             m.EpochLossRequest(self.session_id, epoch, ciphertexts_to_bytes([masked], peer_n))
         )
-        value = int_from_bytes(reply.value, peer_n, what="EpochLoss value") or 0
+        # B returns the low bound_bits + 1 bits of L_B + R_L (at most that many bytes, big-endian).
+        if len(reply.value) > (bound_bits + 8) // 8:
+            raise InvalidPeerData("EpochLoss: the returned value is wider than the loss bound")
+        value = int.from_bytes(reply.value, "big")
         try:
             return unmask_loss(value, mask, bound_bits)
         except EncodingOverflow as exc:

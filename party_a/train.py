@@ -180,6 +180,7 @@ def _train_session(
         labels=labels,
         n_train=len(train_rows),
         timer=timer,
+        min_rows_per_column=job.min_rows_per_column,
     )
     training.gradient_noise = job.gradient_noise
     # Start calibrated: the intercept at the training rows' log-odds (A knows the labels).
@@ -428,5 +429,8 @@ def _job_dict(job: JobSpec) -> dict[str, Any]:
             "patience": job.patience,
         },
         "preprocess": params.preprocess.to_dict(),
-        "privacy": {"gradient_noise": job.gradient_noise},
+        "privacy": {
+            "gradient_noise": job.gradient_noise,
+            "min_rows_per_column": job.min_rows_per_column,
+        },
     }

@@ -17,16 +17,23 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fedlearn.config import DatasetSpec
 from fedlearn.crypto.executor import make_executor
 from fedlearn.crypto.keys import key_fingerprint, public_key_to_bytes
 from fedlearn.crypto.psi import PsiKey, session_salt
 from fedlearn.data import PartyTable
-from fedlearn.errors import InvalidPeerData, NotFound, PolicyViolation, SessionError
+from fedlearn.errors import (
+    InvalidPeerData,
+    NotFound,
+    PolicyViolation,
+    SessionEnded,
+    SessionError,
+)
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.payloads import int_to_bytes, scores_to_bytes
 from fedlearn.protocol.policy import PeerPolicy, check_train_job
@@ -41,6 +48,7 @@ from fedlearn.store import ModelStore, check_model_id
 from fedlearn.tables import TableCache
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class NodeB:
@@ -237,37 +245,84 @@ class NodeB:
 
     # ---- training (the steps are in train_b) --------------------------------------------------
 
+    # Each training step runs through _ending_on_refusal: any refusal (or failure) of a step ends
+    # the session, and what crosses names the step only (see SessionEnded).
+
     def batch_forward(
         self, request: m.BatchForwardRequest, partner: str | None
     ) -> m.BatchForwardResponse:
         session = self._session(request.header.session_id, partner)
-        with session.lock:
+
+        def step() -> m.BatchForwardResponse:
             training = check_step(session.training, session.purpose, "forward", request.header)
             return training.forward(request, self._background)
+
+        return self._ending_on_refusal(session, "BatchForward", step)
 
     def batch_gradient(
         self, request: m.BatchGradientRequest, partner: str | None
     ) -> m.BatchGradientResponse:
         session = self._session(request.header.session_id, partner)
-        with session.lock:
+
+        def step() -> m.BatchGradientResponse:
             training = check_step(session.training, session.purpose, "gradient", request.header)
-            return training.gradient(request, self.name)
+            return training.gradient(request)
+
+        return self._ending_on_refusal(session, "BatchGradient", step)
 
     def batch_update(
         self, request: m.BatchUpdateRequest, partner: str | None
     ) -> m.BatchUpdateResponse:
         session = self._session(request.header.session_id, partner)
-        with session.lock:
+
+        def step() -> m.BatchUpdateResponse:
             training = check_step(session.training, session.purpose, "update", request.header)
             return training.update(request)
 
+        return self._ending_on_refusal(session, "BatchUpdate", step)
+
     def epoch_loss(self, request: m.EpochLossRequest, partner: str | None) -> m.EpochLossResponse:
         session = self._session(request.session_id, partner)
-        with session.lock:
+
+        def step() -> m.EpochLossResponse:
             training = session.training
             if not isinstance(training, TrainingB):
                 raise SessionError("EpochLoss: not a training session past alignment")
             return training.epoch_loss(request)
+
+        return self._ending_on_refusal(session, "EpochLoss", step)
+
+    def _ending_on_refusal(self, session: SessionB, step_name: str, step: Callable[[], T]) -> T:
+        """Run one training step under the session's lock; a refusal ends the session.
+
+        Whatever goes wrong (a check that fails, a decrypted value out of range, a bug), B drops
+        the session's state and keys, logs the detail here, and sends A only that ``step_name``
+        was refused. So no refusal can be asked again with a variation (the session is gone), and
+        none says which value failed or why: a refused request is not a decryption oracle.
+        """
+        with session.lock:
+            try:
+                return step()
+            except Exception as exc:
+                detail = f"{type(exc).__name__}: {exc}"
+            self._end(session)
+        log.warning(
+            "session %s ended: %s from %s refused: %s",
+            session.session_id[:8],
+            step_name,
+            session.partner,
+            detail,
+        )
+        # Raised outside the except block: the exception carries no cause or context.
+        raise SessionEnded(
+            f"{self.name} ended the session: a {step_name} request was refused "
+            f"(the reason is in {self.name}'s log)"
+        )
+
+    def _end(self, session: SessionB) -> None:
+        with self._lock:
+            self._sessions.pop(session.session_id, None)
+        self._drop(session)
 
     def partial_scores(
         self, request: m.PartialScoresRequest, partner: str | None

@@ -125,7 +125,16 @@ def peer_key_engine(
     djn_base: int | None,
     executor: Executor | None = None,
 ) -> PeerKeyOps:
-    """The engine for operations under the peer's public key."""
+    """The engine for operations under the peer's public key.
+
+    Raises:
+        InvalidPeerData: ``djn_base`` is malformed or of small order (``keys.check_djn_base``),
+            whichever engine is chosen.
+    """
+    if djn_base is not None and kind != "fast":  # PeerKeyEngine checks it itself
+        from fedlearn.crypto.keys import check_djn_base
+
+        check_djn_base(djn_base, int(public_key.n))
     if kind == "fast":
         from fedlearn.crypto.peer import PeerKeyEngine
 

@@ -77,6 +77,38 @@ def public_key_from_bytes(data: bytes, *, min_bits: int) -> paillier.PaillierPub
     return paillier.PaillierPublicKey(n)
 
 
+#: lcm(1, ..., 2^12): a base whose order divides it (order 2, 4, 3, 12, ... any 2^12-power-smooth
+#: order) satisfies base^L = 1 mod n^2. An honest h_s = (-y^2)^n has an order near lambda(n).
+_SMOOTH_ORDER_EXPONENT = 1
+for _candidate in range(2, 1 << 12):
+    if gmpy2.is_prime(_candidate):
+        _power = _candidate
+        while _power * _candidate < 1 << 12:
+            _power *= _candidate
+        _SMOOTH_ORDER_EXPONENT *= _power
+
+
+def check_djn_base(base: int, n: int) -> None:
+    """Refuse a peer's published DJN base h_s that is malformed or of small order.
+
+    The check is a filter, not a proof: nobody without the factors of n can tell whether h_s is an
+    n-th residue (that is the decisional composite residuosity problem), and a key holder can pick
+    h_s whose discrete logarithms it knows. So fedlearn never uses the peer's base to hide anything
+    from the peer (``PeerKeyEngine.rerandomize`` uses ``r**n`` with its own r); this check only
+    refuses what no honest peer sends: a base outside [2, n^2), one sharing a factor with n, and
+    one whose order divides lcm(1..4096) (n^2 - 1 = -1 has order 2), which would mean the peer's
+    own encryptions carry almost no randomness.
+
+    Raises:
+        InvalidPeerData: any of these.
+    """
+    n_square = gmpy2.mpz(n) * n
+    if not 2 <= base < n_square or gmpy2.gcd(base, n) != 1:
+        raise InvalidPeerData("the peer's DJN base must be a unit in [2, n^2)")
+    if gmpy2.powmod(base, _SMOOTH_ORDER_EXPONENT, n_square) == 1:
+        raise InvalidPeerData("the peer's DJN base has a small order; no honest key has one")
+
+
 def key_fingerprint(public_key: paillier.PaillierPublicKey) -> str:
     """32 hex characters: the first 16 bytes of SHA-256 over :func:`public_key_to_bytes`."""
     return hashlib.sha256(public_key_to_bytes(public_key)).digest()[:16].hex()

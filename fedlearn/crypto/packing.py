@@ -7,6 +7,12 @@ a spare top bit, so slots never carry into each other. ``slots * slot_bits < n.b
 so the packed integer stays below n/2 and decrypts exactly. The key holder learns only masked
 values: R hides v statistically, up to ``2**-mask_bits``.
 
+What the key holder sends back is not the whole slot but its low ``b + 1`` bits
+(:func:`truncate`): ``(v + 2**b + R) mod 2**(b + 1)``. That is enough for the sender, who knows R,
+to recover v (:func:`unmask_truncated`), it is exactly uniform (R mod 2**(b + 1) is uniform because
+2**(b + 1) divides R's range), and it caps what a sender who cheats, by packing something other
+than its masked values, can read back: ``b + 1`` bits per slot instead of ``b + k + 1``.
+
 Slot order: the first value packed is the most significant slot (Horner order).
 """
 
@@ -37,6 +43,16 @@ class PackingLayout:
     def slot_bytes(self) -> int:
         """Bytes per masked slot value on the wire."""
         return (self.slot_bits + 7) // 8
+
+    @property
+    def returned_bits(self) -> int:
+        """Bits of a slot value as the key holder sends it back (:func:`truncate`)."""
+        return self.value_bound_bits + 1
+
+    @property
+    def returned_bytes(self) -> int:
+        """Bytes per returned slot value on the wire."""
+        return (self.returned_bits + 7) // 8
 
     def ciphertext_count(self, count: int) -> int:
         """Packed ciphertexts needed for ``count`` values."""
@@ -134,4 +150,34 @@ def unmask(masked_values: Sequence[int], masks: Sequence[int], layout: PackingLa
                 "raise value_bound_bits or check what the key holder returned"
             )
         values.append(value)
+    return values
+
+
+def truncate(masked_values: Sequence[int], layout: PackingLayout) -> list[int]:
+    """Key holder: the low ``returned_bits`` bits of each masked slot value, which is all it sends back."""
+    keep = (1 << layout.returned_bits) - 1
+    return [int(value) & keep for value in masked_values]
+
+
+def unmask_truncated(
+    returned: Sequence[int], masks: Sequence[int], layout: PackingLayout
+) -> list[int]:
+    """Sender: the key holder's truncated slot values and its own masks -> the signed values.
+
+    ``(v + 2**b + R) mod 2**(b + 1)`` minus ``2**b + R``, mod ``2**(b + 1)``, read as a signed number
+    in [-2**b, 2**b): v itself, since ``|v| < 2**b``. Any returned value decodes to some value in that
+    range: a key holder that returns wrong values changes the gradient, it cannot provoke an error
+    that depends on R (that would make the error an oracle for the mask).
+
+    Raises:
+        ValueError: the counts differ.
+    """
+    if len(returned) != len(masks):
+        raise ValueError(f"{len(returned)} returned values but {len(masks)} masks")
+    offset = 1 << layout.value_bound_bits
+    modulus = offset << 1
+    values = []
+    for value, mask in zip(returned, masks, strict=True):
+        residue = (int(value) - offset - int(mask)) % modulus
+        values.append(residue - modulus if residue >= offset else residue)
     return values

@@ -6,6 +6,14 @@ key holder published). Results of :meth:`PeerKeyEngine.add_plain`, :meth:`~PeerK
 and :meth:`~PeerKeyEngine.dot` carry randomness the key holder can relate to what it sent; they must
 be re-randomised before they leave this party: :meth:`~PeerKeyEngine.pack_masked` does that itself,
 otherwise call :meth:`~PeerKeyEngine.rerandomize`.
+
+Re-randomisation multiplies by ``r**n mod n^2`` with r uniform in [1, n) from :mod:`secrets`, never
+by a power of the base h_s the peer published: the peer is the one the randomness hides things
+from, and a peer can choose h_s of small order (n^2 - 1 makes every power +-1) or one whose discrete
+logarithms it knows. ``r**n`` is a uniformly random n-th residue whatever the peer chose, so the
+result is a fresh encryption of the same plaintext for any valid Paillier modulus. It costs one
+full-length exponentiation per ciphertext, and only the few packed ciphertexts per batch (and one
+loss ciphertext per epoch) are re-randomised.
 """
 
 from __future__ import annotations
@@ -19,21 +27,13 @@ from gmpy2 import mpz
 from phe import paillier
 
 from fedlearn.crypto.executor import Executor, SerialExecutor, split_evenly
-from fedlearn.crypto.matvec import (
-    FixedBaseTable,
-    matvec_block_task,
-    matvec_columns,
-    random_digits,
-    signed_multiexp,
-)
+from fedlearn.crypto.keys import check_djn_base
+from fedlearn.crypto.matvec import matvec_block_task, matvec_columns, signed_multiexp
 from fedlearn.crypto.packing import PackingLayout, draw_masks, packed_offsets
 from fedlearn.errors import InvalidPeerData
 
 #: Largest |x| the mat-vec accepts: features are quantised to 16-bit signed fixed point at most.
 MAX_ABS_FEATURE = 1 << 15
-
-#: Window bits of the re-randomisation table (mod n^2, built on first use: 128 rows x 256).
-_RERANDOMIZE_WINDOW = 8
 
 
 class PeerKeyEngine:
@@ -41,11 +41,12 @@ class PeerKeyEngine:
 
     Args:
         public_key: the peer's key (checked with ``keys.public_key_from_bytes`` on receipt).
-        djn_base: the peer's published h_s, or ``None`` to re-randomise with textbook r**n.
+        djn_base: the peer's published h_s, or ``None``; checked (``keys.check_djn_base``) and
+            kept for the record, never used to re-randomise.
         executor: where :meth:`matvec_t` runs its column blocks.
 
     Raises:
-        InvalidPeerData: ``djn_base`` is not a unit in [2, n^2).
+        InvalidPeerData: ``djn_base`` is not a unit in [2, n^2) or has a small order.
     """
 
     def __init__(
@@ -60,12 +61,9 @@ class PeerKeyEngine:
         self.n_square = self.n * self.n
         self.n_bits = int(self.n).bit_length()
         self.executor: Executor = executor or SerialExecutor()
-        if djn_base is not None and not (
-            2 <= djn_base < self.n_square and gmpy2.gcd(djn_base, self.n) == 1
-        ):
-            raise InvalidPeerData("the peer's DJN base must be a unit in [2, n^2)")
+        if djn_base is not None:
+            check_djn_base(djn_base, int(self.n))
         self.djn_base = djn_base
-        self._table: FixedBaseTable | None = None
 
     def _check(self, ciphertexts: Sequence[object]) -> list[mpz]:
         values = [mpz(c) for c in ciphertexts]
@@ -141,30 +139,13 @@ class PeerKeyEngine:
         return signed_multiexp(values, range(len(values)), [int(c) for c in coeffs], self.n_square)
 
     def rerandomize(self, ciphertexts: Sequence[object]) -> list[mpz]:
-        """Each ciphertext times a fresh obfuscator: ``h_s**r`` (r of n_bits/2 bits, from a table)
-        when the peer published a DJN base, else ``r**n`` with r uniform in [1, n)."""
+        """Each ciphertext times a fresh ``r**n mod n^2``, r uniform in [1, n) from :mod:`secrets`
+        (never the peer's base: see the module docstring)."""
         values = self._check(ciphertexts)
-        n_square = self.n_square
+        n, n_square = self.n, self.n_square
         return [
-            c * s % n_square for c, s in zip(values, self._obfuscators(len(values)), strict=True)
-        ]
-
-    def _obfuscators(self, count: int) -> list[mpz]:
-        if self.djn_base is None:
-            return [
-                gmpy2.powmod(secrets.randbelow(int(self.n) - 1) + 1, self.n, self.n_square)
-                for _ in range(count)
-            ]
-        if self._table is None:
-            self._table = FixedBaseTable(
-                self.djn_base,
-                self.n_square,
-                exponent_bits=self.n_bits // 2,
-                window=_RERANDOMIZE_WINDOW,
-            )
-        table = self._table
-        return [
-            table.pow_digits(d) for d in random_digits(count, table.exponent_bits, table.window)
+            c * gmpy2.powmod(secrets.randbelow(int(n) - 1) + 1, n, n_square) % n_square
+            for c in values
         ]
 
     def pack_masked(

@@ -9,9 +9,12 @@ this; a ciphertext of 0 or >= n^2 would otherwise decrypt to garbage or leak thr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import gmpy2
+from phe import paillier
 
+from fedlearn.crypto.keys import check_fingerprint, key_fingerprint
 from fedlearn.errors import InvalidPeerData
 
 
@@ -44,12 +47,16 @@ def ciphertexts_from_bytes(
 
     Raises:
         InvalidPeerData: the length is not a multiple of the ciphertext width, the count differs
-            from ``expected_count``, or a value is 0 or >= n^2.
+            from ``expected_count``, a value is 0 or >= n^2, or a value shares a factor with n (not
+            a unit mod n^2: no honest ciphertext does, and one that does would make inversions
+            fail later, leaving a session stuck half-way through a step).
     """
     width = ciphertext_width(n)
     count = _check_length(data, width, expected_count, what="ciphertext")
-    n_square = gmpy2.mpz(n) ** 2
+    modulus = gmpy2.mpz(n)
+    n_square = modulus**2
     values = []
+    product = gmpy2.mpz(1)
     for index in range(count):
         value = gmpy2.mpz.from_bytes(data[index * width : (index + 1) * width], "big")
         if not 1 <= value < n_square:
@@ -58,7 +65,45 @@ def ciphertexts_from_bytes(
                 "a ciphertext must lie in [1, n^2) for the session's key"
             )
         values.append(value)
+        product = product * (value % modulus) % modulus
+    # One gcd for the whole batch: a prime factor of n divides the product iff it divides a value.
+    if gmpy2.gcd(product, modulus) != 1:
+        index = next(i for i, value in enumerate(values) if gmpy2.gcd(value, modulus) != 1)
+        raise InvalidPeerData(
+            f"ciphertext {index} of {count} shares a factor with n, so it is not a unit mod "
+            "n^2 and no honest encryption"
+        )
     return values
+
+
+@dataclass(frozen=True)
+class KeyedCiphertexts:
+    """Ciphertexts parsed from a peer, with the fingerprint of the key they are under.
+
+    Every protocol step parses what the peer sent into one of these and hands the values to an
+    engine only through :meth:`under`, which checks that the engine's key is the batch's key: a
+    batch under A's key can never be decrypted, or combined, as if it were under B's.
+    """
+
+    key: str  # ``keys.key_fingerprint`` of the public key the values are under
+    values: list[gmpy2.mpz]
+
+    def under(self, public_key: paillier.PaillierPublicKey) -> list[gmpy2.mpz]:
+        """The values, for an operation under ``public_key``.
+
+        Raises:
+            InvalidPeerData: ``public_key`` is not the key the batch was parsed under.
+        """
+        check_fingerprint(public_key, self.key)
+        return self.values
+
+
+def keyed_ciphertexts_from_bytes(
+    data: bytes, public_key: paillier.PaillierPublicKey, *, expected_count: int | None = None
+) -> KeyedCiphertexts:
+    """:func:`ciphertexts_from_bytes` under ``public_key``, the result tagged with its fingerprint."""
+    values = ciphertexts_from_bytes(data, int(public_key.n), expected_count=expected_count)
+    return KeyedCiphertexts(key_fingerprint(public_key), values)
 
 
 def ints_to_bytes(values: Sequence[int], width: int) -> bytes:

@@ -23,12 +23,16 @@ class PeerPolicy:
         "min_key_bits": Interval(int, 256, None),
         "min_batch_size": Interval(int, 1, None),
         "max_epochs": Interval(int, 1, None),
+        "min_rows_per_column": Interval(int, 1, 4096),
     }
 
     min_key_bits: int = 2048
     min_batch_size: int = 256
     max_epochs: int = 100
     allow_partial_scores: bool = True
+    #: Batch rows per feature column, at least, for either party (docs/threat-model.md: with many
+    #: columns per row a party solves its own gradients for the other's per-row values).
+    min_rows_per_column: int = 8
 
 
 def check_train_job(name: str, policy: PeerPolicy, params: m.TrainParams) -> None:

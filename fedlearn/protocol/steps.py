@@ -30,7 +30,7 @@ import pandas as pd
 
 from fedlearn.crypto.codec import FixedPointCodec
 from fedlearn.crypto.engines import PeerKeyOps
-from fedlearn.crypto.packing import PackingLayout, packing_layout, unmask
+from fedlearn.crypto.packing import PackingLayout, packing_layout, unmask_truncated
 from fedlearn.data import PartyTable
 from fedlearn.errors import EncodingOverflow
 from fedlearn.model import sigmoid, sigmoid_slope
@@ -176,8 +176,13 @@ def gradient_from_masked(
     score_frac_bits: int,
     batch_rows: int,
 ) -> np.ndarray:
-    """The mean data gradient X^T d / s (float, shape (f,)) from the peer's decrypted masked slots."""
-    integers = unmask(masked_values[: len(masks)], masks, layout)
+    """The mean data gradient X^T d / s (float, shape (f,)) from the peer's returned masked slots.
+
+    ``masked_values`` are the low b + 1 bits of each slot, as the key holder returns them
+    (``packing.truncate``); any values decode to some gradient, so a wrong answer cannot provoke
+    an error that depends on the masks.
+    """
+    integers = unmask_truncated(masked_values[: len(masks)], masks, layout)
     scale = features.scales * float(2 ** residual_frac_bits(score_frac_bits))
     total = np.array([float(v) for v in integers]) / scale
     return np.asarray(total / batch_rows, dtype=np.float64)
@@ -201,12 +206,21 @@ def loss_bound_bits(rows: int, score_frac_bits: int) -> int:
     )
 
 
-def unmask_loss(residue: int, mask: int, bound_bits: int) -> int:
-    """L = (L + R) - R for the epoch loss; EncodingOverflow when the result is out of bound."""
-    value = int(residue) - mask
-    if abs(value) >= 1 << bound_bits:
-        raise EncodingOverflow("the decrypted epoch loss is outside its bound")
-    return value
+def truncate_loss(masked_loss: int, bound_bits: int) -> int:
+    """Key holder: the low ``bound_bits + 1`` bits of ``L + R``, all it sends back (see unmask_loss)."""
+    return int(masked_loss) & ((1 << (bound_bits + 1)) - 1)
+
+
+def unmask_loss(returned: int, mask: int, bound_bits: int) -> int:
+    """L from ``(L + R) mod 2^(bound_bits + 1)`` and R, read as signed (|L| < 2^bound_bits).
+
+    Raises ``EncodingOverflow`` when the returned value is wider than ``bound_bits + 1`` bits.
+    """
+    modulus = 1 << (bound_bits + 1)
+    if not 0 <= int(returned) < modulus:
+        raise EncodingOverflow("the returned epoch loss is wider than its bound")
+    value = (int(returned) - mask) % modulus
+    return value - modulus if value >= modulus >> 1 else value
 
 
 def fit_party_features(

@@ -32,17 +32,16 @@ from fedlearn.crypto.codec import FixedPointCodec
 from fedlearn.crypto.engines import OwnKeyOps, PeerKeyOps, own_key_engine, peer_key_engine
 from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import generate_keypair, public_key_from_bytes
-from fedlearn.crypto.packing import PackingLayout, unpack
+from fedlearn.crypto.packing import PackingLayout, truncate, unpack
 from fedlearn.crypto.wire import (
-    ciphertexts_from_bytes,
     ciphertexts_to_bytes,
     ints_from_bytes,
     ints_to_bytes,
+    keyed_ciphertexts_from_bytes,
 )
 from fedlearn.data import PartyTable
 from fedlearn.errors import (
     DataError,
-    EncodingOverflow,
     InvalidPeerData,
     PolicyViolation,
     SessionError,
@@ -57,9 +56,17 @@ from fedlearn.model import (
 )
 from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol import messages as m
+from fedlearn.protocol.limits import (
+    check_own_columns,
+    check_peer_value_count,
+    feature_party_secret_bits,
+    min_batch_rows,
+    peer_value_limit,
+)
 from fedlearn.protocol.payloads import int_from_bytes, int_to_bytes
 from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.protocol.steps import (
+    MASK_BITS,
     FixedPointFeatures,
     feature_party_loss_term,
     feature_party_residual,
@@ -67,11 +74,10 @@ from fedlearn.protocol.steps import (
     fit_party_features,
     gradient_from_masked,
     gradient_layout,
+    loss_bound_bits,
     masked_gradient,
+    truncate_loss,
 )
-
-#: Most gradient values A may ask B to decrypt per batch (bounds B's role as a decryption service).
-MAX_PEER_GRADIENT_VALUES = 100_000
 
 
 @dataclass
@@ -101,6 +107,7 @@ class TrainingB:
     own_layout: PackingLayout  # B's gradient, packed under A's key
     peer_layout: PackingLayout  # A's gradient, packed under B's key
     n_batches: int
+    peer_value_limit: int  # most values A may have B decrypt per batch (limits.peer_value_limit)
     expect: tuple[str, int, int] = ("forward", 0, 0)
     batches: dict[int, list[np.ndarray]] = field(default_factory=dict)
     pending: Future[tuple[list[int], list[int]]] | None = None
@@ -132,9 +139,13 @@ class TrainingB:
         )
         self.batches = {epoch: batches}
         rows = batches[batch]
-        peer_n = int(self.peer.public_key.n)
-        alpha = ciphertexts_from_bytes(request.ciphertexts, peer_n, expected_count=len(rows))
-        beta = ciphertexts_from_bytes(request.slopes, peer_n, expected_count=len(rows))
+        peer_key = self.peer.public_key
+        alpha = keyed_ciphertexts_from_bytes(
+            request.ciphertexts, peer_key, expected_count=len(rows)
+        ).under(peer_key)
+        beta = keyed_ciphertexts_from_bytes(
+            request.slopes, peer_key, expected_count=len(rows)
+        ).under(peer_key)
         frac = self.params.score_frac_bits
         scores = feature_party_scores(self.features.x[rows] @ self.weights, frac)
         encrypted_scores = self.own.encrypt(self.own_codec.encode_int(scores))
@@ -155,34 +166,24 @@ class TrainingB:
             loss_term=ciphertexts_to_bytes(encrypted_loss, own_n),
         )
 
-    def gradient(self, request: m.BatchGradientRequest, name: str) -> m.BatchGradientResponse:
+    def gradient(self, request: m.BatchGradientRequest) -> m.BatchGradientResponse:
         """Decrypt A's masked gradient (under B's key); hand over B's (masked, under A's key).
 
-        ``name`` is B's name, for the refusal when A asks for as many values as the batch has rows.
+        A's ``value_count`` is checked against the limit fixed at alignment (``limits``) and pinned
+        before anything is decrypted; every decrypted slot is range-checked (``unpack``), and only
+        its low b + 1 bits go back (``truncate``).
         """
-        count = request.value_count
-        if not 1 <= count <= MAX_PEER_GRADIENT_VALUES:
-            raise InvalidPeerData(f"value_count must be 1..{MAX_PEER_GRADIENT_VALUES}, got {count}")
-        rows = self.batch_rows
-        assert rows is not None
-        if count >= len(rows):
-            # With at least as many gradient values as rows, A could solve X_A^T d = G_A for d
-            # and so recover B's partial scores: more rows than columns on both sides.
-            raise PolicyViolation(
-                f"{name} refuses: A's {count} gradient values are not fewer than the "
-                f"{len(rows)} rows of the batch; raise batch_size"
-            )
-        if self.peer_value_count and count != self.peer_value_count:
-            raise InvalidPeerData(
-                f"value_count changed from {self.peer_value_count} to {count} mid-session"
-            )
+        count = check_peer_value_count(
+            request.value_count, limit=self.peer_value_limit, pinned=self.peer_value_count
+        )
         layout = self.peer_layout
-        own_n = int(self.own.public_key.n)
-        packed = ciphertexts_from_bytes(
-            request.packed_ciphertexts, own_n, expected_count=layout.ciphertext_count(count)
+        own_key = self.own.public_key
+        packed = keyed_ciphertexts_from_bytes(
+            request.packed_ciphertexts, own_key, expected_count=layout.ciphertext_count(count)
         )
         self.peer_value_count = count
-        masked_peer = unpack(self.own.decrypt(packed), layout, count)
+        decrypted = self.own.decrypt(packed.under(own_key))
+        masked_peer = truncate(unpack(decrypted, layout, count), layout)
         assert self.pending is not None
         own_packed, own_masks = self.pending.result()
         self.pending = None
@@ -191,7 +192,7 @@ class TrainingB:
         peer_n = int(self.peer.public_key.n)
         return m.BatchGradientResponse(
             packed_ciphertexts=ciphertexts_to_bytes(own_packed, peer_n),
-            masked_values=ints_to_bytes(masked_peer, layout.slot_bytes),
+            masked_values=ints_to_bytes(masked_peer, layout.returned_bytes),
             value_count=self.features.n_features,
         )
 
@@ -201,25 +202,21 @@ class TrainingB:
         n_features = self.features.n_features
         masked = ints_from_bytes(
             request.masked_values,
-            layout.slot_bytes,
+            layout.returned_bytes,
             expected_count=n_features,
-            bound=layout.slot_value_bound,
+            bound=1 << layout.returned_bits,
         )
         rows = self.batch_rows
         assert rows is not None
-        try:
-            gradient = gradient_from_masked(
-                masked,
-                self.own_masks,
-                layout=layout,
-                features=self.features,
-                score_frac_bits=self.params.score_frac_bits,
-                batch_rows=len(rows),
-            )
-        except EncodingOverflow as exc:
-            raise InvalidPeerData(
-                f"BatchUpdate: the returned gradient values are wrong: {exc}"
-            ) from None
+        # Any returned values decode to some gradient: no error that depends on B's masks.
+        gradient = gradient_from_masked(
+            masked,
+            self.own_masks,
+            layout=layout,
+            features=self.features,
+            score_frac_bits=self.params.score_frac_bits,
+            batch_rows=len(rows),
+        )
         self.weights = self.optimizer.step(self.weights, gradient)
         epoch, batch = request.header.epoch, request.header.batch
         if batch + 1 < self.n_batches:
@@ -238,17 +235,27 @@ class TrainingB:
         return m.BatchUpdateResponse(weight_change_norm=change)
 
     def epoch_loss(self, request: m.EpochLossRequest) -> m.EpochLossResponse:
-        """Decrypt A's masked loss sum (under B's key): once per epoch, right after it."""
+        """Decrypt A's masked loss sum (under B's key): once per epoch, right after it.
+
+        An honest ``L_B + R_L`` lies in [0, 2^(b_L + 81)) (|L_B| < 2^b_L, R_L < 2^(b_L + 80)); anything
+        else is refused (and the refusal ends the session). Only the low b_L + 1 bits go back: all
+        A needs to remove its mask, and all a cheating A could read.
+        """
         epoch = request.epoch
         if epoch + 1 != self.completed_epochs or self.expect[0] != "forward":
             raise SessionError(f"EpochLoss for epoch {epoch} is out of order")
         if epoch in self.loss_epochs_answered:
             raise SessionError(f"EpochLoss for epoch {epoch} was already answered")
-        own_n = int(self.own.public_key.n)
-        (ciphertext,) = ciphertexts_from_bytes(request.ciphertext, own_n, expected_count=1)
+        own_key = self.own.public_key
+        (ciphertext,) = keyed_ciphertexts_from_bytes(
+            request.ciphertext, own_key, expected_count=1
+        ).under(own_key)
         self.loss_epochs_answered.add(epoch)
+        bound_bits = loss_bound_bits(len(self.train_rows), self.params.score_frac_bits)
         (value,) = self.own.decrypt([ciphertext])
-        return m.EpochLossResponse(value=int_to_bytes(int(value)))
+        if int(value) >> (bound_bits + MASK_BITS + 1):
+            raise InvalidPeerData("EpochLoss: the decrypted value is beyond the loss bound")
+        return m.EpochLossResponse(value=int_to_bytes(truncate_loss(int(value), bound_bits)))
 
     def validation_scores(self) -> np.ndarray:
         """B's partial scores on the validation rows, shape (validation rows,)."""
@@ -328,15 +335,16 @@ def prepare_training(
         )
     preprocessor, features = fit_party_features(table, aligned_rows, train_rows, params.preprocess)
     max_rows = max_batch_rows(len(train_rows), params.batch_size)
-    min_rows = len(train_rows) // max(1, len(train_rows) // params.batch_size)
-    if min_rows <= features.n_features:
-        raise PolicyViolation(
-            f"{name} refuses the training job: batches of about {min_rows} rows are not "
-            f"larger than its {features.n_features} feature columns; raise batch_size"
-        )
+    min_rows = min_batch_rows(len(train_rows), params.batch_size)
+    check_own_columns(
+        name, features.n_features, min_rows, policy.min_rows_per_column, "its [policy]"
+    )
     peer_n = int(pending.peer.public_key.n)
     own_n = int(pending.own.public_key.n)
     bits = params.preprocess.feature_bits
+    peer_layout = gradient_layout(
+        own_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=params.score_frac_bits
+    )
     training = TrainingB(
         params=params,
         own=pending.own,
@@ -358,10 +366,14 @@ def prepare_training(
         own_layout=gradient_layout(
             peer_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=params.score_frac_bits
         ),
-        peer_layout=gradient_layout(
-            own_n, max_rows=max_rows, feature_bits=bits, score_frac_bits=params.score_frac_bits
-        ),
+        peer_layout=peer_layout,
         n_batches=max(1, len(train_rows) // params.batch_size),
+        peer_value_limit=peer_value_limit(
+            min_rows,
+            peer_layout,
+            feature_party_secret_bits(params.score_frac_bits),
+            policy.min_rows_per_column,
+        ),
     )
     # Keep a batch of obfuscators ready: the pool refills while B waits for A.
     training.own.pool_target = max_rows

@@ -10,6 +10,8 @@ from fedlearn.crypto import (
     public_key_from_bytes,
     public_key_to_bytes,
 )
+from fedlearn.crypto.keys import check_djn_base
+from fedlearn.crypto.paillier import OwnKeyEngine
 from fedlearn.errors import InvalidPeerData
 
 from .conftest import seeded_keypair
@@ -63,3 +65,20 @@ def test_non_minimal_encoding_refused(keypair) -> None:
         public_key_from_bytes(b"\x00" + public_key_to_bytes(keypair.public_key), min_bits=256)
     with pytest.raises(InvalidPeerData, match="empty"):
         public_key_from_bytes(b"", min_bits=256)
+
+
+def test_djn_base_of_small_order_or_not_a_unit_is_refused() -> None:
+    keypair = generate_keypair(512)
+    n = int(keypair.public_key.n)
+    p = int(keypair.private_key.p)
+    honest = OwnKeyEngine(keypair).djn_base
+    assert honest is not None
+    check_djn_base(honest, n)
+    for bad in (1, 0, n * n, n * n - 1, p):
+        with pytest.raises(InvalidPeerData, match="DJN base"):
+            check_djn_base(bad, n)
+    # An element of order 2 other than -1: +-1 mod p^2 and -+1 mod q^2, joined by CRT.
+    q = int(keypair.private_key.q)
+    minus_mod_q2 = (q * q - 1) * p * p * pow(p * p, -1, q * q) + q * q * pow(q * q, -1, p * p)
+    with pytest.raises(InvalidPeerData, match="small order"):
+        check_djn_base(minus_mod_q2 % (n * n), n)

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedlearn.crypto import packing_layout, unmask, unpack
-from fedlearn.crypto.packing import draw_masks, packed_offsets
+from fedlearn.crypto.packing import draw_masks, packed_offsets, truncate, unmask_truncated
 from fedlearn.errors import EncodingOverflow, InvalidPeerData
 
 
@@ -85,3 +85,28 @@ def test_masks_are_full_width_and_unpredictable() -> None:
     masks = draw_masks(200, layout)
     assert max(masks).bit_length() == 16 + 80
     assert len(set(masks)) == 200
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(min_value=1, max_value=64), st.data())
+def test_truncated_slots_recover_the_values_and_are_uniform_below_2_b_plus_1(
+    bound_bits: int, data
+) -> None:
+    """The key holder returns the low b + 1 bits; the sender recovers v modulo 2^(b + 1)."""
+    layout = packing_layout(N, value_bound_bits=bound_bits)
+    limit = 2**bound_bits - 1
+    values = data.draw(st.lists(st.integers(-limit, limit), min_size=1, max_size=20))
+    masks = draw_masks(len(values), layout)
+    returned = truncate(unpack(_pack_plain(values, masks, layout, N), layout, len(values)), layout)
+    assert all(0 <= r < 1 << layout.returned_bits for r in returned)
+    assert unmask_truncated(returned, masks, layout) == values
+
+
+def test_truncated_slots_hide_the_value() -> None:
+    """For a fixed value, the returned low bits over fresh masks spread over all of [0, 2^(b+1))."""
+    layout = packing_layout(N, value_bound_bits=3)
+    seen = set()
+    for _ in range(400):
+        masks = draw_masks(1, layout)
+        seen.update(truncate(unpack(_pack_plain([5], masks, layout, N), layout, 1), layout))
+    assert seen == set(range(1 << layout.returned_bits))

@@ -60,3 +60,29 @@ def test_ints_round_trip_and_bound() -> None:
         ints_to_bytes([2**88], 11)
     with pytest.raises(ValueError):
         ints_to_bytes([-1], 11)
+
+
+def test_a_ciphertext_sharing_a_factor_with_n_is_refused() -> None:
+    """gcd(c, n) != 1 is no honest ciphertext; one gcd per batch finds it, the index is named."""
+    p, q = 1_000_003, 1_000_033
+    n = p * q
+    width = ciphertext_width(n)
+    good = [2, 3, 5, n * n - 2]
+    assert ciphertexts_from_bytes(ciphertexts_to_bytes(good, n), n) == good
+    for bad in (p, 7 * q, p * q * 11):
+        data = ciphertexts_to_bytes([2, 3, bad, 5], n)
+        assert len(data) == 4 * width
+        with pytest.raises(InvalidPeerData, match="ciphertext 2 of 4 shares a factor with n"):
+            ciphertexts_from_bytes(data, n)
+
+
+def test_a_batch_knows_its_key_and_refuses_another() -> None:
+    from fedlearn.crypto.keys import generate_keypair, key_fingerprint
+    from fedlearn.crypto.wire import keyed_ciphertexts_from_bytes
+
+    mine, other = generate_keypair(256).public_key, generate_keypair(256).public_key
+    data = ciphertexts_to_bytes([2, 3], mine.n)
+    batch = keyed_ciphertexts_from_bytes(data, mine, expected_count=2)
+    assert batch.key == key_fingerprint(mine) and batch.under(mine) == [2, 3]
+    with pytest.raises(InvalidPeerData, match="does not match the session's key"):
+        batch.under(other)

@@ -34,8 +34,11 @@ def small_demo(root: Path, *, rows: int = 2000, seed: int = 11) -> VipDemo:
     """The demo folder, with test-sized keys (B's policy allows 512 bits) and short jobs."""
     demo = write_vip_demo(root, rows=rows, seed=seed, epochs=2, key_bits=512)
     b_text = demo.b_config.read_text().replace("min_key_bits = 2048", "min_key_bits = 512")
-    demo.b_config.write_text(b_text.replace("min_batch_size = 256", "min_batch_size = 64"))
-    demo.job.write_text(demo.job.read_text().replace("batch_size = 1024", "batch_size = 256"))
+    b_text = b_text.replace("min_batch_size = 256", "min_batch_size = 64")
+    # Batches of 256 rows and B's 34 columns after one-hot: 4 rows per column (the default is 8).
+    demo.b_config.write_text(b_text.replace("min_rows_per_column = 8", "min_rows_per_column = 4"))
+    job = demo.job.read_text().replace("batch_size = 1024", "batch_size = 256")
+    demo.job.write_text(job + "\n[privacy]\nmin_rows_per_column = 4\n")
     return demo
 
 

@@ -24,8 +24,14 @@ from party_b.node import NodeB
 # FATE's public vertical splits, carried in the repository (data/fate/README.md: source and licence).
 FATE = Path(__file__).resolve().parents[2] / "data" / "fate"
 
+#: Tests run FATE's breast split (20 columns at B) with batches of 65-151 rows: 3 rows per column.
+TEST_ROWS_PER_COLUMN = 3
 TEST_POLICY = PeerPolicy(
-    min_key_bits=512, min_batch_size=16, max_epochs=50, allow_partial_scores=True
+    min_key_bits=512,
+    min_batch_size=16,
+    max_epochs=50,
+    allow_partial_scores=True,
+    min_rows_per_column=TEST_ROWS_PER_COLUMN,
 )
 
 
@@ -38,6 +44,7 @@ def job_text(
     extra: str = "",
     learning_rate: float = 0.05,
     seed: int = 42,
+    privacy: str = "",
 ) -> str:
     return f"""
 [data]
@@ -49,6 +56,9 @@ batch_size = {batch_size}
 learning_rate = {learning_rate}
 [early_stopping]
 monitor = "none"
+[privacy]
+min_rows_per_column = {TEST_ROWS_PER_COLUMN}
+{privacy}
 [crypto]
 key_bits = {key_bits}
 {extra}

@@ -11,14 +11,14 @@ from tests.protocol.harness import fate_specs, job_text, run_memory
 
 def _run(tmp: Path, noise: float):
     a_spec, b_spec = fate_specs("breast")
-    extra = f"[privacy]\ngradient_noise = {noise}\n"
-    return run_memory(a_spec, b_spec, job_text(epochs=3, batch_size=64) + extra, tmp)
+    privacy = f"gradient_noise = {noise}"
+    return run_memory(a_spec, b_spec, job_text(epochs=3, batch_size=64, privacy=privacy), tmp)
 
 
 def test_noise_changes_bs_weights_and_keeps_a_usable_model(tmp_path: Path) -> None:
     clean = _run(tmp_path / "clean", 0.0)
     noisy = _run(tmp_path / "noisy", 0.05)
-    assert noisy.meta["job"]["privacy"] == {"gradient_noise": 0.05}
+    assert noisy.meta["job"]["privacy"]["gradient_noise"] == 0.05
     w_clean = np.asarray(clean.b_shard["weights"])
     w_noisy = np.asarray(noisy.b_shard["weights"])
     # Same split and batches (same seed): only the noise differs.

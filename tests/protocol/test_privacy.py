@@ -32,7 +32,7 @@ from fedlearn.crypto.wire import ciphertext_width
 from fedlearn.model import epoch_batches, max_batch_rows, sigmoid, sigmoid_slope
 from fedlearn.protocol import messages as m
 from fedlearn.protocol import steps, train_b
-from fedlearn.protocol.steps import MASK_BITS, SCORE_CLIP, gradient_layout, loss_bound_bits
+from fedlearn.protocol.steps import SCORE_CLIP, gradient_layout, loss_bound_bits
 from party_a import batch as batch_a
 from tests.protocol.harness import MemoryRun, fate_specs, job_text, rebuild, run_memory
 
@@ -62,7 +62,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     real_terms, real_scores, real_unmask = (
         batch_a.label_party_terms,
         train_b.feature_party_scores,
-        steps.unmask,
+        steps.unmask_truncated,
     )
 
     def label_party_terms(u_a: np.ndarray, y: np.ndarray, frac: int) -> Any:
@@ -82,7 +82,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(batch_a, "label_party_terms", label_party_terms)
         patch.setattr(train_b, "feature_party_scores", feature_party_scores)
-        patch.setattr(steps, "unmask", unmask)
+        patch.setattr(steps, "unmask_truncated", unmask)
         run = run_memory(
             a_spec,
             b_spec,
@@ -136,21 +136,21 @@ def points(count: Callable[[Session, Any], int]) -> Check:
 
 
 def masked_slots(key: str) -> Check:
-    """Masked gradient slots packed under ``key``'s n: width, count, and that they are masked.
+    """Masked gradient slots packed under ``key``'s n, as the key holder returns them: width, count.
 
-    An honest slot is ``G + 2^b + R`` with |G| < 2^b and R uniform below 2^(b + 80): every one
-    of them is at least 2^(b + 40) except with probability 2^-40, while an unmasked gradient is
-    below 2^(b + 1).
+    An honest slot is ``G + 2^b + R`` with |G| < 2^b and R uniform below 2^(b + 80); the key
+    holder returns its low b + 1 bits, ``(G + 2^b + R) mod 2^(b + 1)``, which is exactly uniform
+    (test_masked_slots_are_not_the_gradients checks they differ from the gradients).
     """
 
     def check(value: Any, session: Session, message: Any) -> None:
         layout = _layout(session, session.n_a if key == "A" else session.n_b)
         count = session.b_features if key == "A" else session.a_features
-        assert isinstance(value, bytes) and len(value) == layout.slot_bytes * count
-        width = layout.slot_bytes
+        width = layout.returned_bytes
+        assert isinstance(value, bytes) and len(value) == width * count
         for start in range(0, len(value), width):
             slot = int.from_bytes(value[start : start + width], "big")
-            assert 1 << (layout.value_bound_bits + 40) <= slot < layout.slot_value_bound
+            assert 0 <= slot < 1 << layout.returned_bits
 
     return check
 
@@ -203,10 +203,11 @@ def finite_scalar(value: Any, session: Session, message: Any) -> None:
 
 
 def masked_loss(value: Any, session: Session, message: Any) -> None:
-    """L_B + R_L, |L_B| < 2^b, R_L uniform in [2^b, 2^(b + 80)): masked like a gradient slot."""
+    """(L_B + R_L) mod 2^(b + 1), |L_B| < 2^b, R_L uniform in [2^b, 2^(b + 80)): B returns only
+    the low b + 1 bits of what it decrypted, masked like a gradient slot."""
     number = int.from_bytes(value, "big")
     bound = loss_bound_bits(session.train_rows, m.TrainParams().score_frac_bits)
-    assert 1 << (bound + 40) <= number < 1 << (bound + MASK_BITS + 1)
+    assert 0 <= number < 1 << (bound + 1)
 
 
 def _assert(condition: bool) -> None:
@@ -370,9 +371,9 @@ def test_masked_slots_are_not_the_gradients(recorded: Recorded) -> None:
     for crossed in recorded.run.record:
         message = crossed.message
         if isinstance(message, m.BatchGradientResponse):  # A's gradient, masked by A
-            masked.append(_slots(message.masked_values, layout_b.slot_bytes))
+            masked.append(_slots(message.masked_values, layout_b.returned_bytes))
         elif isinstance(message, m.BatchUpdateRequest):  # B's gradient, masked by B
-            masked.append(_slots(message.masked_values, layout_a.slot_bytes))
+            masked.append(_slots(message.masked_values, layout_a.returned_bytes))
     gradients = recorded.captured.gradients
     assert len(gradients) == len(masked) == 2 * len(session.batch_sizes)
     # A unmasks its gradient before B unmasks its own, batch after batch: same order as the wire.

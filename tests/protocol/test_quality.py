@@ -17,7 +17,7 @@ import pytest
 
 from fedlearn.errors import PolicyViolation
 from fedlearn.protocol.policy import PeerPolicy
-from tests.protocol.harness import fate_specs, rebuild, run_memory
+from tests.protocol.harness import TEST_ROWS_PER_COLUMN, fate_specs, rebuild, run_memory
 
 # Whole training runs (breast, 512-bit keys, 5-20 s each): not in `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -34,6 +34,8 @@ batch_size = 128
 {stopping}
 [crypto]
 key_bits = 512
+[privacy]
+min_rows_per_column = {TEST_ROWS_PER_COLUMN}
 """
 
 

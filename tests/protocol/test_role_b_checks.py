@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +14,7 @@ from fedlearn.crypto.keys import generate_keypair, public_key_to_bytes
 from fedlearn.crypto.paillier import OwnKeyEngine
 from fedlearn.crypto.wire import ciphertext_width
 from fedlearn.data import load_party_table
-from fedlearn.errors import InvalidPeerData, PolicyViolation, SessionError
+from fedlearn.errors import PolicyViolation, SessionEnded, SessionError
 from fedlearn.model import epoch_batches
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.in_memory import InMemoryPeer
@@ -53,14 +56,37 @@ def session(tmp_path: Path) -> Iterator[tuple[NodeB, str, int, int]]:
     role.close()
 
 
-def test_steps_out_of_order_are_refused(session: tuple[NodeB, str, int, int]) -> None:
+@contextlib.contextmanager
+def _refused(caplog: pytest.LogCaptureFixture, reason: str) -> Iterator[None]:
+    """Expect B to end the session with the generic reason, and ``reason`` in B's own log."""
+    with caplog.at_level("WARNING"), pytest.raises(SessionEnded, match="ended the session"):
+        yield
+    assert re.search(reason, caplog.text), caplog.text
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda sid: ("gradient", m.BatchGradientRequest(m.BatchHeader(sid, 0, 0), b"", 1)),
+        lambda sid: ("forward", m.BatchForwardRequest(m.BatchHeader(sid, 0, 3), b"", b"")),
+        lambda sid: ("loss", m.EpochLossRequest(sid, 0, b"")),
+    ],
+)
+def test_steps_out_of_order_are_refused_and_end_the_session(
+    session: tuple[NodeB, str, int, int], caplog: pytest.LogCaptureFixture, send: Any
+) -> None:
     role, sid, _, _ = session
-    with pytest.raises(SessionError, match="out of order"):
-        role.batch_gradient(m.BatchGradientRequest(m.BatchHeader(sid, 0, 0), b"", 1), "party-a")
-    with pytest.raises(SessionError, match="out of order"):
-        role.batch_forward(m.BatchForwardRequest(m.BatchHeader(sid, 0, 3), b"", b""), "party-a")
-    with pytest.raises(SessionError, match="out of order"):
-        role.epoch_loss(m.EpochLossRequest(sid, 0, b""), "party-a")
+    step, request = send(sid)
+    call: dict[str, Any] = {
+        "gradient": role.batch_gradient,
+        "forward": role.batch_forward,
+        "loss": role.epoch_loss,
+    }
+    with _refused(caplog, "out of order"):
+        call[step](request, "party-a")
+    # The session is gone: even a request in order is now refused.
+    with pytest.raises(SessionError, match="unknown or expired session"):
+        role.batch_forward(m.BatchForwardRequest(m.BatchHeader(sid, 0, 0)), "party-a")
 
 
 def test_unknown_session_and_other_partner_are_refused(
@@ -73,22 +99,30 @@ def test_unknown_session_and_other_partner_are_refused(
         role.batch_forward(m.BatchForwardRequest(m.BatchHeader(sid, 0, 0)), "party-c")
 
 
-def test_malformed_ciphertexts_are_refused(session: tuple[NodeB, str, int, int]) -> None:
+@pytest.mark.parametrize("case", ["length", "count", "zero", "too big", "non-unit"])
+def test_malformed_ciphertexts_are_refused(
+    session: tuple[NodeB, str, int, int], caplog: pytest.LogCaptureFixture, case: str
+) -> None:
     role, sid, n, count = session
     width = ciphertext_width(n)
     header = m.BatchHeader(sid, 0, 0)
-    with pytest.raises(InvalidPeerData, match="whole number"):
-        role.batch_forward(m.BatchForwardRequest(header, b"\x01" * (width + 1), b""), "party-a")
-    with pytest.raises(InvalidPeerData, match="expected"):
-        role.batch_forward(
-            m.BatchForwardRequest(header, (1).to_bytes(width, "big"), b""), "party-a"
-        )
-    zero = bytes(width)
-    too_big = (n * n).to_bytes(width, "big")
-    for bad in (zero, too_big):
-        payload = (1).to_bytes(width, "big") * (count - 1) + bad
-        with pytest.raises(InvalidPeerData, match=r"\[1, n\^2\)"):
-            role.batch_forward(m.BatchForwardRequest(header, payload, payload), "party-a")
+    one = (1).to_bytes(width, "big")
+    bad = {
+        "zero": bytes(width),
+        "too big": (n * n).to_bytes(width, "big"),
+        "non-unit": (3 * n).to_bytes(width, "big"),  # shares the factors of n
+    }
+    if case == "length":
+        request, reason = m.BatchForwardRequest(header, b"\x01" * (width + 1), b""), "whole number"
+    elif case == "count":
+        request, reason = m.BatchForwardRequest(header, one, b""), "expected"
+    else:
+        payload = one * (count - 1) + bad[case]
+        request = m.BatchForwardRequest(header, payload, payload)
+        reason = "shares a factor with n" if case == "non-unit" else r"\[1, n\^2\)"
+    with _refused(caplog, reason):
+        role.batch_forward(request, "party-a")
+    assert sid not in role._sessions
 
 
 def test_partial_scores_only_between_epochs(session: tuple[NodeB, str, int, int]) -> None:
@@ -103,18 +137,31 @@ def test_partial_scores_only_between_epochs(session: tuple[NodeB, str, int, int]
         role.partial_scores(m.PartialScoresRequest(sid, m.RowSubset.ALIGNED), "party-a")
 
 
-def test_gradient_values_must_be_fewer_than_batch_rows(
-    session: tuple[NodeB, str, int, int],
+def test_gradient_values_beyond_the_session_limit_are_refused(
+    session: tuple[NodeB, str, int, int], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Otherwise A could solve X_A^T d = G_A for d, and learn B's partial scores."""
+    """As many values as rows would let A solve X_A^T d = G_A for d (B's partial scores); B's
+    limit, fixed at alignment, is far below (columns per row and slot capacity: limits.py)."""
     role, sid, n, count = session
     ciphertext = (2).to_bytes(ciphertext_width(n), "big")  # a valid value in [1, n^2)
     header = m.BatchHeader(sid, 0, 0)
     role.batch_forward(
         m.BatchForwardRequest(header, ciphertext * count, ciphertext * count), "party-a"
     )
-    with pytest.raises(PolicyViolation, match="not fewer than"):
+    training = role._sessions[sid].training
+    assert isinstance(training, TrainingB)
+    limit = training.peer_value_limit
+    assert 0 < limit < count // 2
+    with _refused(caplog, f"value_count {count} is outside 1..{limit}"):
         role.batch_gradient(m.BatchGradientRequest(header, b"", value_count=count), "party-a")
-    # Partial scores mid-epoch (a forward was answered) are refused.
+
+
+def test_partial_scores_mid_epoch_are_refused(session: tuple[NodeB, str, int, int]) -> None:
+    role, sid, n, count = session
+    ciphertext = (2).to_bytes(ciphertext_width(n), "big")
+    header = m.BatchHeader(sid, 0, 0)
+    role.batch_forward(
+        m.BatchForwardRequest(header, ciphertext * count, ciphertext * count), "party-a"
+    )
     with pytest.raises(SessionError, match="only between epochs"):
         role.partial_scores(m.PartialScoresRequest(sid, m.RowSubset.VALIDATION), "party-a")
