@@ -54,9 +54,10 @@ BATCH_SIZE = 64
 
 @dataclasses.dataclass
 class Unmasked:
-    """One party recovering its gradient: the masked slots it got back, its masks, the values."""
+    """One party recovering its gradient: what the key holder returned of each masked slot (its low
+    b+1 bits, ``packing.truncate``), the party's masks, and the values it recovered."""
 
-    masked: list[int]
+    returned: list[int]
     masks: list[int]
     values: list[int]
     layout: packing.PackingLayout
@@ -73,7 +74,7 @@ def record_run(tmp: Path, patch: pytest.MonkeyPatch) -> Run:
     """One epoch of breast in memory, capturing both key pairs and every unmasking."""
     made: list[KeyPair] = []
     unmasked: list[Unmasked] = []
-    real_unmask = steps.unmask
+    real_unmask = steps.unmask_truncated
 
     def keep_key(real: Callable[[int], KeyPair]) -> Callable[[int], KeyPair]:
         def generate(bits: int) -> KeyPair:
@@ -82,14 +83,14 @@ def record_run(tmp: Path, patch: pytest.MonkeyPatch) -> Run:
 
         return generate
 
-    def unmask(masked: Any, masks: Any, layout: packing.PackingLayout) -> list[int]:
-        values = real_unmask(masked, masks, layout)
-        unmasked.append(Unmasked(list(masked), list(masks), list(values), layout))
+    def unmask(returned: Any, masks: Any, layout: packing.PackingLayout) -> list[int]:
+        values = real_unmask(returned, masks, layout)
+        unmasked.append(Unmasked(list(returned), list(masks), list(values), layout))
         return values
 
     patch.setattr(train_a, "generate_keypair", keep_key(train_a.generate_keypair))
     patch.setattr(train_b, "generate_keypair", keep_key(train_b.generate_keypair))
-    patch.setattr(steps, "unmask", unmask)
+    patch.setattr(steps, "unmask_truncated", unmask)
     a_spec, b_spec = fate_specs("breast")
     run = run_memory(a_spec, b_spec, job_text(epochs=1, batch_size=BATCH_SIZE, key_bits=512), tmp)
     (opened,) = [r.message for r in run.record if isinstance(r.message, m.OpenSessionRequest)]
@@ -215,9 +216,12 @@ def _returned(recorded: Run) -> list[tuple[str, list[int], Unmasked]]:
     for (holder, values), unmasked in zip(packed, recorded.unmasked, strict=True):
         pair = recorded.keys[holder]
         slots = packing.unpack(
-            [_decrypt(pair, c) for c in values], unmasked.layout, len(unmasked.masked)
+            [_decrypt(pair, c) for c in values], unmasked.layout, len(unmasked.returned)
         )
-        assert slots == unmasked.masked, "the slots the holder decrypts are those it sends back"
+        keep = (1 << unmasked.layout.returned_bits) - 1
+        assert [slot & keep for slot in slots] == unmasked.returned, (
+            "the holder sends back the low bits of the slots it decrypts"
+        )
         out.append((holder, slots, unmasked))
     return out
 
@@ -253,9 +257,9 @@ def check_masks_uniform(recorded: Run) -> None:
     8 and the high 8 of their b + 80 bits each balanced within 5 sigma, and chi-square over the low
     4 and the high 4 bits with p > 1e-6."""
     masks: list[int] = []
-    for unmasked in recorded.unmasked:
+    for _, slots, unmasked in _returned(recorded):
         b = unmasked.layout.value_bound_bits
-        for slot, value, kept in zip(unmasked.masked, unmasked.values, unmasked.masks, strict=True):
+        for slot, value, kept in zip(slots, unmasked.values, unmasked.masks, strict=True):
             assert slot - (1 << b) - value == kept
             masks.append(kept)
     count = len(masks)
@@ -365,7 +369,7 @@ def test_mutant_structured_masks_is_caught_and_leaks(tmp_path: Path) -> None:
     failed = failing_checks(mutant)
     assert {"masks uniform", "holder gets nothing back undisguised"} <= set(failed), failed
     # The leak is real: the key holder reads the other's gradient from a slot's low b+1 bits.
-    for unmasked in mutant.unmasked:
+    for _, slots, unmasked in _returned(mutant):
         b = unmasked.layout.value_bound_bits
-        read = [(slot % (1 << (b + 1))) - (1 << b) for slot in unmasked.masked]
+        read = [(slot % (1 << (b + 1))) - (1 << b) for slot in slots]
         assert read == unmasked.values
