@@ -434,6 +434,9 @@ def _models(args: argparse.Namespace) -> int:
         f"{'epochs':>6s} {'lr':>7s} {'batch':>6s} {'val rows':>8s}"
     )
     for model in models:
+        if model.summary.get("damaged"):
+            print(f"{model.model_id:34s} DAMAGED: {model.summary['damaged']}")
+            continue
         job = model.summary.get("job", {})
         rows = model.summary.get("rows", {})
         print(

@@ -185,10 +185,12 @@ class Client:
         from fedlearn.proto.v1 import control_pb2 as pb
 
         if job_file is not None:
+            from fedlearn.config import read_text_file
+
             path = Path(job_file)
             if not path.is_file():
                 raise ConfigError(f"{path}: no such job file")
-            job_toml, source = path.read_text(encoding="utf-8"), str(path)
+            job_toml, source = read_text_file(path), str(path)  # ConfigError if not UTF-8
         elif job_toml:
             source = "job.toml"
         else:

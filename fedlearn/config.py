@@ -28,9 +28,25 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 def load_toml(path: Path | str) -> tuple[dict[str, Any], Path]:
     """Parse a TOML file; returns (data, resolved path). ConfigError if missing or malformed."""
     path = Path(path).expanduser().resolve()
+    return parse_toml(read_text_file(path), path), path
+
+
+def read_text_file(path: Path | str) -> str:
+    """A config or job file's text. ConfigError if it is missing, unreadable or not UTF-8."""
+    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
-    return parse_toml(path.read_text(encoding="utf-8"), path), path
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
 
 
 def parse_toml(text: str, path: Path) -> dict[str, Any]:

@@ -4,7 +4,7 @@
 [tls]       ca, cert, key, insecure, deadline_s
 [tls.pins]  party-a = "sha256:..."       # the CA that issues each partner's certificate
 [partners]  allowed = ["party-a"]        # certificate names allowed to open sessions
-[policy]    min_key_bits, min_batch_size, max_epochs, allow_partial_scores, min_rows_per_column
+[policy]    min_key_bits, max_key_bits, min_batch_size, max_epochs, allow_partial_scores, min_rows_per_column
 [[datasets]] name, path, id_column, features ("all" or a list), categorical
 """
 
@@ -72,6 +72,11 @@ def load_config(path: Path | str) -> NodeBConfig:
         allow_partial_scores=section.get_bool("allow_partial_scores", True),
     )
     section.finish()
+    if policy.max_key_bits < policy.min_key_bits:
+        raise ConfigError(
+            f"{source.name}: [policy] max_key_bits = {policy.max_key_bits} is below "
+            f"min_key_bits = {policy.min_key_bits}; raise max_key_bits"
+        )
     if policy.min_key_bits < 2048:
         log.warning(
             "%s: [policy] min_key_bits = %d is below 2048; use only for tests",

@@ -31,13 +31,15 @@ def _is_real(value: object) -> bool:
 class Interval:
     """A number in a range. ``kind`` int takes whole numbers only; float takes any finite real.
 
-    ``left``/``right`` are the bounds (None: unbounded); ``closed`` says which bounds are included.
+    ``left``/``right`` are the bounds (None: unbounded); ``closed`` says which bounds are included;
+    ``step``, when set, is a number the value must be a multiple of (key sizes).
     """
 
     kind: type[int] | type[float]
     left: float | None
     right: float | None
     closed: Literal["both", "left", "right", "neither"] = "both"
+    step: int | None = None
 
     def problem(self, value: object) -> str | None:
         if self.kind is int and not _is_whole(value):
@@ -57,6 +59,8 @@ class Interval:
                 return f"must be at most {self.right}, got {value}"
             if self.closed in ("left", "neither") and number >= self.right:
                 return f"must be less than {self.right}, got {value}"
+        if self.step is not None and number % self.step:
+            return f"must be a multiple of {self.step}, got {value}"
         return None
 
     def convert(self, value: Any) -> Any:

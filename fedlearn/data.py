@@ -20,6 +20,8 @@ Missing values:
 from __future__ import annotations
 
 import difflib
+import gzip
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,8 @@ _LABEL_TEXT = {"1": 1, "1.0": 1, "true": 1, "0": 0, "0.0": 0, "false": 0}
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _READ_ERRORS = (
+    EOFError,
+    zlib.error,
     OSError,
     ValueError,
     UnicodeDecodeError,
@@ -87,6 +91,16 @@ def _existing(path: Path | str) -> Path:
     return path
 
 
+def _unreadable(path: Path, fmt: str, exc: BaseException) -> DataError:
+    """The DataError for a file that cannot be read to its end; a cut-off download says so."""
+    if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+        return DataError(
+            f"{path}: the compressed file is damaged or cut off ({exc or type(exc).__name__}); "
+            "copy or download it again"
+        )
+    return DataError(f"{path}: cannot read as {fmt.upper()}: {exc}")
+
+
 def _header(path: Path, fmt: str) -> list[str]:
     """The file's column names as written (not stripped)."""
     try:
@@ -97,7 +111,7 @@ def _header(path: Path, fmt: str) -> list[str]:
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file is empty; expected a header row") from exc
     except _READ_ERRORS as exc:
-        raise DataError(f"{path}: cannot read as {fmt.upper()}: {exc}") from exc
+        raise _unreadable(path, fmt, exc) from exc
 
 
 def _checked_names(path: Path, raw_names: list[str]) -> list[str]:
@@ -190,7 +204,7 @@ def read_table(path: Path | str, *, columns: list[str] | None = None) -> pd.Data
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from exc
     except _READ_ERRORS as exc:
-        raise DataError(f"{path}: cannot read as {fmt.upper()}: {exc}") from exc
+        raise _unreadable(path, fmt, exc) from exc
 
 
 def iter_table_chunks(path: Path | str, *, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -227,7 +241,7 @@ def iter_table_chunks(path: Path | str, *, chunk_rows: int) -> Iterator[pd.DataF
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from exc
     except _READ_ERRORS as exc:
-        raise DataError(f"{path}: cannot read as {fmt.upper()}: {exc}") from exc
+        raise _unreadable(path, fmt, exc) from exc
 
 
 def write_table_atomic(frame: pd.DataFrame, path: Path | str) -> None:

@@ -35,6 +35,13 @@ class DataError(FedlearnError):
     grpc_code = "FAILED_PRECONDITION"
 
 
+class DamagedModel(DataError):
+    """A stored model shard is missing, cut off, altered or from a newer format: names the reason.
+
+    The fix is to delete the model and train again; the node keeps running.
+    """
+
+
 class InvalidPeerData(FedlearnError):
     """What the peer sent is malformed: a ciphertext out of range, a wrong length, a small key."""
 

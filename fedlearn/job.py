@@ -77,10 +77,10 @@ class JobSpec:
     _parameter_constraints: ClassVar[Constraints] = {
         "monitor": Options(MONITORS),
         "max_epochs": Interval(int, 1, 10_000),
-        "tolerance": Interval(float, 0.0, None),
-        "patience": Interval(int, 1, None),
+        "tolerance": Interval(float, 0.0, 1.0),
+        "patience": Interval(int, 1, 10_000),
         "obfuscation": Options(("djn", "standard")),
-        "eval_every": Interval(int, 0, None),
+        "eval_every": Interval(int, 0, 10_000),
         "gradient_noise": Interval(float, 0.0, 10.0),
         "min_rows_per_column": Interval(int, 1, 4096),
     }

@@ -25,7 +25,7 @@ import numpy as np
 from fedlearn.crypto.codec import FixedPointCodec
 from fedlearn.crypto.engines import OwnKeyOps, PeerKeyOps, peer_key_engine
 from fedlearn.crypto.executor import Executor
-from fedlearn.crypto.keys import public_key_from_bytes
+from fedlearn.crypto.keys import MAX_KEY_BITS, public_key_from_bytes
 from fedlearn.crypto.packing import PackingLayout, truncate, unpack
 from fedlearn.crypto.wire import (
     ciphertexts_to_bytes,
@@ -85,7 +85,9 @@ def peer_engine_for(
     key: m.PaillierKey, params: m.TrainParams, executor: Executor | None
 ) -> PeerKeyOps:
     """B's public key from its OpenSession answer, checked against the job's key size."""
-    peer_key = public_key_from_bytes(key.n, min_bits=params.key_bits)
+    peer_key = public_key_from_bytes(
+        key.n, min_bits=params.key_bits, max_bits=max(params.key_bits, MAX_KEY_BITS)
+    )
     return peer_key_engine(
         params.engine,
         peer_key,

@@ -167,17 +167,20 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
     ) -> pb.ListModelsResponse:
         self._authorize(context)
         models = []
-        for model_id in self.node.store.list_ids():
-            try:
-                meta = self.node.store.load(model_id)
-            except (OSError, ValueError) as exc:
-                log.warning("model %s cannot be read: %s", model_id, exc)
+        for entry in self.node.store.entries():
+            if entry.shard is None:
+                # Listed, not hidden: the operator sees the model and why it cannot be used.
+                log.warning("%s", entry.problem)
+                summary = {"model_id": entry.model_id, "damaged": entry.problem}
+                models.append(
+                    pb.ModelSummary(model_id=entry.model_id, summary_json=json.dumps(summary))
+                )
                 continue
             models.append(
                 pb.ModelSummary(
-                    model_id=model_id,
-                    created_at=meta.get("created_at", ""),
-                    summary_json=json.dumps(_summary(meta)),
+                    model_id=entry.model_id,
+                    created_at=str(entry.shard.get("created_at", "")),
+                    summary_json=json.dumps(_summary(entry.shard)),
                 )
             )
         return pb.ListModelsResponse(models=models)
@@ -201,7 +204,7 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         self, request: pb.GetModelRequest, context: grpc.ServicerContext
     ) -> pb.GetModelResponse:
         self._authorize(context)
-        meta = self.node.store.load(request.model_id)
+        meta = self.node.model(request.model_id)
         return pb.GetModelResponse(
             model=pb.ModelSummary(
                 model_id=request.model_id,

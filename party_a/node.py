@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 class NodeA:
     def __init__(self, config: NodeAConfig) -> None:
         self.config = config
-        self.store = ModelStore(config.model_dir)
+        self.store = ModelStore(config.model_dir, bad_id_error=ConfigError)
+        self.store.sweep()
         self.tables = TableCache(config.name)
         self.executor: Executor = make_executor(config.workers)
         self.channel = build_channel(
@@ -48,6 +49,10 @@ class NodeA:
         self.jobs = JobRunner(JobStore(Path(config.model_dir) / ".jobs"))
 
     def close(self) -> None:
+        """Close the sessions still open at B (a stop mid-job), then the channel and the pool."""
+        closed = self.peer.close_open_sessions()
+        if closed:
+            log.info("closed %d open session(s) at %s", closed, self.config.peer_name)
         self.channel.close()
         self.executor.close()
 
@@ -115,7 +120,7 @@ class NodeA:
     ) -> Any:
         from party_a.score import score
 
-        model = self.store.load(model_id)
+        model = self.model(model_id)
         log.info("score: model %s, input %s", model_id, input_path.name)
         with self.job_lock:
             result = score(
@@ -143,7 +148,8 @@ class NodeA:
         Returns (B confirmed, why not): B being down does not keep A's shard; the operator is
         told to ask B's operator.
         """
-        self.store.load(model_id)  # NotFound, naming the latest models, when A has no such model
+        if not self.store.path(model_id).exists():  # a damaged model can be deleted too
+            raise NotFound(f"no model {model_id!r}; `fedlearn models` lists this node's models")
         self.store.delete(model_id)
         log.info("model %s deleted", model_id)
         try:
@@ -162,9 +168,16 @@ class NodeA:
     def report(self, model_id: str, out_dir: Path) -> Path:
         from fedlearn.report import write_report
 
-        path = write_report(self.store.load(model_id), out_dir)
+        path = write_report(self.model(model_id), out_dir)
         log.info("report: model %s written to %s", model_id, path)
         return path
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        """A's verified shard of ``model_id``: ConfigError for a bad id, NotFound, DamagedModel."""
+        try:
+            return self.store.load(model_id)
+        except NotFound as exc:
+            raise NotFound(f"{exc}; `fedlearn models` lists this node's models") from None
 
     def scores_report(self, scores_path: Path, out_dir: Path) -> Path:
         from fedlearn.scores_report import write_scores_report

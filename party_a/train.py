@@ -165,6 +165,17 @@ def _train_session(
     )
     if len(np.unique(labels[train_rows])) < 2:
         raise DataError("the aligned training rows hold only one label class; nothing to learn")
+    if params.batch_size > len(train_rows):
+        progress(
+            ProgressEvent(
+                "preprocessing",
+                message=(
+                    f"note: batch_size {params.batch_size} is larger than the {len(train_rows)} "
+                    f"training rows, so each epoch is one batch of all {len(train_rows)} rows "
+                    "(full-batch gradient descent)"
+                ),
+            )
+        )
 
     timer.restart()
     preprocessor, features = fit_party_features(

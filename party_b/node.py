@@ -70,6 +70,7 @@ class NodeB:
         self.datasets = datasets
         self.policy = policy
         self.store = ModelStore(model_dir)
+        self.store.sweep()
         self.allowed_partners = frozenset(allowed_partners)
         self.executor = make_executor(workers)
         self.background = background  # where B's obfuscator pools are filled (see OwnKeyEngine)

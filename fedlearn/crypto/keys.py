@@ -30,6 +30,10 @@ class KeyPair:
     private_key: paillier.PaillierPrivateKey
 
 
+#: The largest peer modulus accepted unless the caller says otherwise (B: [policy] max_key_bits).
+MAX_KEY_BITS = 4096
+
+
 def generate_keypair(n_bits: int = 2048) -> KeyPair:
     """A fresh key pair with an ``n_bits``-bit modulus (two ``n_bits / 2``-bit primes, by ``phe``).
 
@@ -47,17 +51,28 @@ def public_key_to_bytes(public_key: paillier.PaillierPublicKey) -> bytes:
     return n.to_bytes((n.bit_length() + 7) // 8, "big")
 
 
-def public_key_from_bytes(data: bytes, *, min_bits: int) -> paillier.PaillierPublicKey:
+def public_key_from_bytes(
+    data: bytes, *, min_bits: int, max_bits: int = MAX_KEY_BITS
+) -> paillier.PaillierPublicKey:
     """Parse and check a peer's public key (the output of :func:`public_key_to_bytes`).
 
+    The size is checked on the byte length first, before any arithmetic: a huge modulus costs
+    nothing to refuse.
+
     Raises:
-        InvalidPeerData: the encoding is not minimal, or n has fewer than ``min_bits`` bits, is
-            even, is a prime or a perfect square, or has a factor below 1000.
+        InvalidPeerData: the encoding is not minimal, or n has fewer than ``min_bits`` or more
+            than ``max_bits`` bits, is even, is a prime or a perfect square, or has a factor
+            below 1000.
     """
     if not data or data[0] == 0:
         raise InvalidPeerData(
             "public key: expected the modulus n as minimal big-endian bytes "
             f"({'empty' if not data else 'leading zero byte'})"
+        )
+    if len(data) > (max_bits + 7) // 8:
+        raise InvalidPeerData(
+            f"public key: modulus has {len(data)} bytes, more than the {max_bits}-bit limit; "
+            "use a smaller key (or raise [policy] max_key_bits on the receiving node)"
         )
     n = int.from_bytes(data, "big")
     bits = n.bit_length()
@@ -65,6 +80,11 @@ def public_key_from_bytes(data: bytes, *, min_bits: int) -> paillier.PaillierPub
         raise InvalidPeerData(
             f"public key: modulus has {bits} bits, but at least {min_bits} are required; "
             "generate a larger key"
+        )
+    if bits > max_bits:
+        raise InvalidPeerData(
+            f"public key: modulus has {bits} bits, more than the limit of {max_bits}; "
+            "use a smaller key (or raise [policy] max_key_bits on the receiving node)"
         )
     if n % 2 == 0:
         raise InvalidPeerData("public key: modulus is even, so it is not a Paillier modulus")

@@ -47,14 +47,16 @@ class TrainParams:
 
     _parameter_constraints: ClassVar[Constraints] = {
         "epochs": Interval(int, 1, 10_000),
-        "batch_size": Interval(int, 1, None),
+        "batch_size": Interval(int, 1, 100_000_000),
         "validation_fraction": Interval(float, 0.0, 0.9),
         "seed": Interval(int, 0, 2**63 - 1),
         "optimizer": Options(OPTIMIZERS),
-        "learning_rate": Interval(float, 0.0, None, closed="neither"),
-        "l2": Interval(float, 0.0, None),
-        "l1": Interval(float, 0.0, None),
-        "key_bits": Interval(int, 256, 8192),
+        # Above 10 no logistic regression on clipped features converges; 1e308 overflows.
+        "learning_rate": Interval(float, 0.0, 10.0, closed="right"),
+        "l2": Interval(float, 0.0, 1e6),  # 1/C: C down to 1e-6
+        "l1": Interval(float, 0.0, 1e6),
+        # Two primes of whole 32-bit words; B's policy bounds it further (max_key_bits).
+        "key_bits": Interval(int, 256, 8192, step=64),
         "score_frac_bits": Interval(int, 6, 24),  # fixed-point bits of u_B in the residual
         "engine": Options(ENGINES),
     }

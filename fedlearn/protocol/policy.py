@@ -21,12 +21,16 @@ class PeerPolicy:
 
     _parameter_constraints: ClassVar[Constraints] = {
         "min_key_bits": Interval(int, 256, None),
+        # Key generation and every Paillier operation grow as the cube of the key size: a
+        # 16384-bit key would cost B minutes of CPU and gigabytes per request.
+        "max_key_bits": Interval(int, 256, 16384),
         "min_batch_size": Interval(int, 1, None),
         "max_epochs": Interval(int, 1, None),
         "min_rows_per_column": Interval(int, 1, 4096),
     }
 
     min_key_bits: int = 2048
+    max_key_bits: int = 4096
     min_batch_size: int = 256
     max_epochs: int = 100
     allow_partial_scores: bool = True
@@ -45,6 +49,8 @@ def check_train_job(name: str, policy: PeerPolicy, params: m.TrainParams) -> Non
     reasons = []
     if params.key_bits < policy.min_key_bits:
         reasons.append(f"key_bits {params.key_bits} is below the minimum {policy.min_key_bits}")
+    if params.key_bits > policy.max_key_bits:
+        reasons.append(f"key_bits {params.key_bits} is above the maximum {policy.max_key_bits}")
     if params.batch_size < policy.min_batch_size:
         reasons.append(
             f"batch_size {params.batch_size} is below the minimum {policy.min_batch_size}"

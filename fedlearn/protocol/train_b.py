@@ -291,7 +291,9 @@ def new_training_keys(
     background: str = "thread",
 ) -> PendingTraining:
     """Check A's key and make B's own; the rest of the training state comes after PSI."""
-    peer_key = public_key_from_bytes(request.paillier_key.n, min_bits=policy.min_key_bits)
+    peer_key = public_key_from_bytes(
+        request.paillier_key.n, min_bits=policy.min_key_bits, max_bits=policy.max_key_bits
+    )
     djn_base = int_from_bytes(request.paillier_key.djn_base, peer_key.nsquare)
     key_bits = max(request.train.key_bits, policy.min_key_bits)
     engine = request.train.engine or "fast"
