@@ -4,12 +4,13 @@ One way, used by every writer (certificates, data tables, scaffolded configs, th
 report): write to a temporary name in the target's own folder (a rename is atomic only within one
 file system), flush and fsync the data, rename it over the target, then fsync the folder so the
 rename itself survives a crash. On any failure the temporary file is removed and the target is left
-as it was.
+as it was; what a killed writer left is removed by the next write to the same target.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -31,6 +32,23 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def sweep_temp_files(path: Path | str) -> int:
+    """Remove the ``.<name>.*.tmp`` files beside ``path`` that a write killed by SIGKILL left.
+
+    ``atomic_file`` calls it before each write, so leftovers live only until the next write to
+    the same target. One writer per target at a time (A's node runs one job at a time). Returns
+    how many files were removed.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    removed = 0
+    for leftover in directory.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+            removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path | str, *, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds it becomes ``path``.
@@ -40,6 +58,7 @@ def atomic_file(path: Path | str, *, mode: int | None = None) -> Iterator[Path]:
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
+    sweep_temp_files(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     temp = Path(name)
     try:

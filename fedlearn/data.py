@@ -249,7 +249,9 @@ def write_table_atomic(frame: pd.DataFrame, path: Path | str) -> None:
 
     The data goes to a temporary file in the same directory, is flushed to disk (fsync) and then
     renamed over ``path``, so a reader sees the old file or the whole new one, never a part.
-    ``.csv.gz`` is gzip-compressed. Raises ``DataError`` for an unknown extension.
+    ``.csv.gz`` is gzip-compressed. Raises ``DataError`` for an unknown extension. Temporary files
+    that an earlier, killed write to the same ``path`` left behind are removed first
+    (``atomic.sweep_temp_files``); this one is removed on every error path.
     """
     path = Path(path)
     fmt = _format_of(path)

@@ -96,3 +96,9 @@ class JobCancelled(FedlearnError):
     """A job was cancelled (by the operator, or because its client went away); nothing was saved."""
 
     grpc_code = "CANCELLED"
+
+
+class Busy(PeerUnavailable):
+    """The node is at one of its limits (open sessions, helper processes): try again later."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"

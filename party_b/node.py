@@ -5,7 +5,14 @@ finds the session, checks the partner, holds the session's lock and hands the st
 the PSI steps and partial scores to ``fedlearn.protocol.session_b``, the training steps to
 ``fedlearn.protocol.train_b``, the training job's policy check to ``fedlearn.protocol.policy``. Anything
 out of order, from another partner, or malformed is refused with a ``FedlearnError`` that the transport
-maps to a gRPC status. Sessions idle longer than ``session_ttl_s`` are dropped.
+maps to a gRPC status.
+
+Limits (b.toml [policy], checked before any work): at most ``max_sessions`` open sessions,
+``max_sessions_per_partner`` per partner and ``max_training_sessions`` training sessions (each holds
+an obfuscator helper process); one more is refused with ``Busy`` (RESOURCE_EXHAUSTED). Each session
+holds a lease of ``session_lease_s`` seconds, renewed by every request: a reaper thread drops the
+sessions of a partner that vanished (and stops their helpers) once the lease has passed, skipping a
+session whose step is still running.
 
 The servicer (``party_b.servicer``) only adapts gRPC streams to these methods; the in-memory transport
 (``fedlearn.protocol.in_memory``) calls them directly, so tests run both roles in one process.
@@ -28,6 +35,7 @@ from fedlearn.crypto.keys import key_fingerprint, public_key_to_bytes
 from fedlearn.crypto.psi import PsiKey, session_salt
 from fedlearn.data import PartyTable
 from fedlearn.errors import (
+    Busy,
     InvalidPeerData,
     NotFound,
     PolicyViolation,
@@ -63,7 +71,7 @@ class NodeB:
         model_dir: Path,
         allowed_partners: frozenset[str] | set[str],
         workers: int = 1,
-        session_ttl_s: float = 3600.0,
+        session_ttl_s: float | None = None,
         background: str = "thread",
     ) -> None:
         self.name = name
@@ -74,14 +82,20 @@ class NodeB:
         self.allowed_partners = frozenset(allowed_partners)
         self.executor = make_executor(workers)
         self.background = background  # where B's obfuscator pools are filled (see OwnKeyEngine)
-        self.session_ttl_s = session_ttl_s
+        # The lease: a session unused this long is dropped (None: the policy's session_lease_s).
+        self.session_ttl_s = session_ttl_s if session_ttl_s is not None else policy.session_lease_s
         self._sessions: dict[str, SessionB] = {}
+        self._opening: list[tuple[str, m.Purpose]] = []  # admitted, not yet in _sessions
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="b-session-reaper", daemon=True)
+        self._reaper.start()
         self._tables = TableCache(name)
         self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="b-gradient")
 
     def close(self) -> None:
         """Drop every open session (stopping their obfuscator helpers), then the worker pools."""
+        self._stopped.set()
         with self._lock:
             sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
@@ -90,6 +104,10 @@ class NodeB:
         self.executor.close()
 
     # ---- sessions -------------------------------------------------------------------------------
+
+    def check_partner(self, partner: str | None) -> str:
+        """``partner`` if it is allowed; PolicyViolation otherwise (before any request is read)."""
+        return self._check_partner(partner)
 
     def _check_partner(self, partner: str | None) -> str:
         if not partner or partner not in self.allowed_partners:
@@ -113,14 +131,60 @@ class NodeB:
         session.last_used = time.monotonic()
         return session
 
-    def _expire_sessions(self) -> None:
+    def _expire_sessions(self) -> int:
+        """Drop the sessions whose lease has passed and that run no step; returns how many."""
         now = time.monotonic()
         with self._lock:
             stale = [
-                sid for sid, s in self._sessions.items() if now - s.last_used > self.session_ttl_s
+                session
+                for session in self._sessions.values()
+                if now - session.last_used > self.session_ttl_s
+                and session.lock.acquire(blocking=False)  # a running step keeps its session
             ]
-            for sid in stale:
-                self._drop(self._sessions.pop(sid))
+            for session in stale:
+                del self._sessions[session.session_id]
+        for session in stale:
+            try:
+                self._drop(session)
+            finally:
+                session.lock.release()
+            log.info(
+                "session %s of %s expired: no request for %.0f s (lease); dropped",
+                session.session_id[:8],
+                session.partner,
+                now - session.last_used,
+            )
+        return len(stale)
+
+    def _reap(self) -> None:
+        interval = min(30.0, max(0.05, self.session_ttl_s / 4))
+        while not self._stopped.wait(interval):
+            try:
+                self._expire_sessions()
+            except Exception:  # the reaper must outlive one bad session
+                log.exception("session reaper")
+
+    def _admit(self, partner: str, purpose: m.Purpose) -> None:
+        """Reserve room for one more session, or raise Busy naming the limit (under ``_lock``)."""
+        policy = self.policy
+        held = [(s.partner, s.purpose) for s in self._sessions.values()] + self._opening
+        if len(held) >= policy.max_sessions:
+            limit = f"{len(held)} open sessions, the limit (max_sessions)"
+        elif sum(p == partner for p, _ in held) >= policy.max_sessions_per_partner:
+            limit = f"{policy.max_sessions_per_partner} open sessions for {partner}, the limit "
+            limit += "(max_sessions_per_partner)"
+        elif purpose == m.Purpose.TRAIN and (
+            sum(k == m.Purpose.TRAIN for _, k in held) >= policy.max_training_sessions
+        ):
+            limit = f"{policy.max_training_sessions} training sessions, the limit "
+            limit += "(max_training_sessions)"
+        else:
+            self._opening.append((partner, purpose))
+            return
+        raise Busy(
+            f"{self.name} has {limit}; wait for a job to finish (idle sessions expire after "
+            f"{self.session_ttl_s:g} s) or raise it in {self.name}'s [policy]"
+        )
 
     def _drop(self, session: SessionB) -> None:
         if session.training is not None:
@@ -134,6 +198,15 @@ class NodeB:
         self._expire_sessions()
         if request.purpose not in (m.Purpose.ALIGN, m.Purpose.TRAIN, m.Purpose.SCORE):
             raise InvalidPeerData("OpenSession: purpose must be ALIGN, TRAIN or SCORE")
+        with self._lock:
+            self._admit(partner, request.purpose)
+        try:
+            return self._open_session(request, partner)
+        finally:
+            with self._lock:
+                self._opening.remove((partner, request.purpose))
+
+    def _open_session(self, request: m.OpenSessionRequest, partner: str) -> m.OpenSessionResponse:
         model: dict[str, Any] | None = None
         dataset_name = request.dataset
         if request.purpose == m.Purpose.SCORE:

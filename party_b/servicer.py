@@ -1,7 +1,7 @@
 """B's gRPC servicer: adapts PeerService streams to ``NodeB`` methods; no protocol logic here.
 
-Each handler parses (and for streamed requests, joins) the request, takes the caller's identity from
-its client certificate, calls the role, and splits a large response into a stream. Exceptions are
+Each handler takes the caller's identity from its client certificate and refuses a partner that is
+not allowed, then parses (and for streamed requests, joins) the request, calls the role, and splits a large response into a stream. Exceptions are
 mapped to status codes in one place, the transport's ErrorMappingInterceptor.
 """
 
@@ -48,7 +48,9 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
 
 def _handler(rpc: Rpc) -> Callable[..., Any]:
     def handle(self: PeerServicer, request: Any, context: grpc.ServicerContext) -> Any:
-        partner = self.identity(context)
+        # The caller's identity first: a partner that is not allowed is refused before a single
+        # message of its stream is read, let alone buffered.
+        partner = self.role.check_partner(self.identity(context))
         parsed: Any
         if rpc.request_streamed:
             parsed = chunking.join(

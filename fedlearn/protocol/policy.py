@@ -27,12 +27,23 @@ class PeerPolicy:
         "min_batch_size": Interval(int, 1, None),
         "max_epochs": Interval(int, 1, None),
         "min_rows_per_column": Interval(int, 1, 4096),
+        # A session nobody has used for this long is dropped with its helper process: A renews
+        # the lease with every request, so only a vanished partner's sessions expire.
+        "session_lease_s": Interval(float, 5.0, 86_400.0),
+        "max_sessions": Interval(int, 1, 10_000),
+        "max_sessions_per_partner": Interval(int, 1, 10_000),
+        # Training sessions each hold B's key and an obfuscator helper process (~200 MB).
+        "max_training_sessions": Interval(int, 1, 1_000),
     }
 
     min_key_bits: int = 2048
     max_key_bits: int = 4096
     min_batch_size: int = 256
     max_epochs: int = 100
+    session_lease_s: float = 300.0
+    max_sessions: int = 16
+    max_sessions_per_partner: int = 4
+    max_training_sessions: int = 2
     allow_partial_scores: bool = True
     #: Batch rows per feature column, at least, for either party (docs/threat-model.md: with many
     #: columns per row a party solves its own gradients for the other's per-row values).

@@ -7,7 +7,8 @@ Lifecycle, as in gRPC's own examples::
     serve_until_signal(server, grace_s=5.0)       # start, SERVING, block; SIGTERM -> graceful stop
 
 Every server built here has the standard health service (``grpc.health.v1.Health``) and the error
-mapping interceptor (``fedlearn.transport.errors``) in front of every handler.
+mapping interceptor (``fedlearn.transport.errors``) in front of every handler; requests gRPC cannot
+parse are logged as one rate-limited line (``fedlearn.transport.malformed``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fedlearn.errors import ConfigError
-from fedlearn.transport import tls
+from fedlearn.transport import malformed, tls
 from fedlearn.transport.config import TransportConfig
 from fedlearn.transport.errors import ErrorMappingInterceptor
 from fedlearn.transport.options import server_options
@@ -124,6 +125,7 @@ def build_server(
         raise _bind_error(address, source)  # before gRPC, which would log a raw line about it
     mapping = ErrorMappingInterceptor(peer_facing=peer_facing)
     chain = [mapping, *interceptors] if map_errors else list(interceptors)
+    malformed.install()  # one rate-limited line per malformed request, not a traceback each
     pool = HandlerPool(max_workers)
     server = grpc.server(
         pool,

@@ -127,3 +127,16 @@ def test_oversized_modulus_is_refused_on_its_length_before_any_arithmetic() -> N
     with pytest.raises(InvalidPeerData, match="has 512 bits, more than the limit of 508"):
         public_key_from_bytes(public_key_to_bytes(key), min_bits=256, max_bits=508)
     assert public_key_from_bytes(public_key_to_bytes(key), min_bits=512, max_bits=512).n == key.n
+
+
+def test_a_write_sweeps_the_temp_files_a_killed_write_left(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from fedlearn.data import write_table_atomic
+
+    output = tmp_path / "scores.csv"
+    (tmp_path / ".scores.csv.abc123.tmp").write_text("half")
+    (tmp_path / ".other.csv.abc123.tmp").write_text("not ours")
+    write_table_atomic(pd.DataFrame({"id": ["u1"], "score": [0.5]}), output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.csv.abc123.tmp", "scores.csv"]
+    assert output.read_text().splitlines() == ["id,score", "u1,0.5"]
