@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.installed-run-stamp
 DEMO_DIR ?= demo
 DEMO_ROWS ?= 20000
 
-.PHONY: report-check demo test test-fast test-full check lint typecheck protos bench bench-crypto bench-psi bench-quality clean setup
+.PHONY: report-check demo test test-fast test-full fuzz check lint typecheck protos bench bench-crypto bench-psi bench-quality clean setup
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ test: $(STAMP)
 # none of the tests marked slow (whole training runs). `make test` runs everything but fullsize.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not fullsize and not e2e and not slow"
+
+# The fuzz targets of tests/reliability at 500 examples per RPC (make test runs 8).
+fuzz: $(STAMP)
+	FEDLEARN_FUZZ_EXAMPLES=500 $(PY) -m pytest -q tests/reliability/test_fuzz_peer.py
 
 test-full: $(STAMP)
 	$(PY) -m pytest -q

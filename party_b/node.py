@@ -287,7 +287,9 @@ class NodeB:
         session = self._session(request.session_id, partner)
         with self._lock:
             self._sessions.pop(session.session_id, None)
-        self._drop(session)
+        # Stopping the helper waits for its current chunk of work; the caller (often a node that
+        # is stopping, with a short deadline) need not.
+        threading.Thread(target=self._drop, args=(session,), name="b-drop", daemon=True).start()
         log.info("session %s closed", session.session_id[:8])
         return m.CloseSessionResponse()
 
