@@ -65,7 +65,9 @@ class Peer:
         self.channel = build_channel(f"127.0.0.1:{port}", config, server_name=None)
         opened = self.call(
             RPCS["open_session"],
-            peer_pb2.OpenSessionRequest(purpose=1, dataset="d", psi_salt=b"s" * 32),
+            peer_pb2.OpenSessionRequest(
+                purpose=peer_pb2.PURPOSE_ALIGN, dataset="d", psi_salt=b"s" * 32
+            ),
         )
         self.session_id = opened[1].session_id
 
@@ -137,8 +139,9 @@ def _field(field: FieldDescriptor, session_id: str, depth: int) -> st.SearchStra
     if kind in _INTS:
         return _edgy_int(*_INTS[kind])
     if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-        width = 32 if kind == FieldDescriptor.TYPE_FLOAT else 64
-        return st.floats(allow_nan=True, allow_infinity=True, width=width)
+        if kind == FieldDescriptor.TYPE_FLOAT:
+            return st.floats(allow_nan=True, allow_infinity=True, width=32)
+        return st.floats(allow_nan=True, allow_infinity=True)
     if kind == FieldDescriptor.TYPE_BOOL:
         return st.booleans()
     if kind == FieldDescriptor.TYPE_STRING:

@@ -14,7 +14,7 @@ from fedlearn.crypto.keys import generate_keypair, public_key_to_bytes
 from fedlearn.crypto.paillier import OwnKeyEngine
 from fedlearn.errors import Busy, InvalidPeerData, PolicyViolation, SessionError
 from fedlearn.protocol import messages as m
-from fedlearn.protocol.steps import int_to_bytes
+from fedlearn.protocol.payloads import int_to_bytes
 from fedlearn.transport import exit_code_for
 from fedlearn.transport.malformed import MalformedRequestFilter
 from party_b.node import NodeB
@@ -111,7 +111,7 @@ def test_a_vanished_partners_sessions_are_reclaimed_after_the_lease(tmp_path: Pa
         while idle.session_id in role._sessions and time.monotonic() < deadline:
             time.sleep(0.05)
         assert idle.session_id not in role._sessions
-        assert helper.own._stop.is_set()  # its obfuscator filler (helper) was stopped
+        assert helper.own._stop.is_set()  # type: ignore[attr-defined]  # its helper was stopped
         assert busy.session_id in role._sessions  # a running step keeps its session
         role._sessions[busy.session_id].lock.release()
         with pytest.raises(SessionError, match="unknown or expired session"):
@@ -137,7 +137,7 @@ def test_a_partner_that_is_not_allowed_is_refused_before_its_stream_is_read(
 
     servicer = PeerServicer(node, insecure_identity="party-z")
     with pytest.raises(PolicyViolation, match="partner 'party-z' is not allowed"):
-        servicer.PsiBlind(stream(), _Context())  # type: ignore[attr-defined]
+        servicer.PsiBlind(stream(), _Context())
     assert read == []
 
 
