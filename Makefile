@@ -34,9 +34,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not fullsize and not e2e and not slow"
 
-# The fuzz targets of tests/reliability at 500 examples per RPC (make test runs 8).
+# The fuzz targets of both services (tests/reliability) at 500 examples per RPC (make test runs 8).
 fuzz: $(STAMP)
-	FEDLEARN_FUZZ_EXAMPLES=500 $(PY) -m pytest -q tests/reliability/test_fuzz_peer.py
+	FEDLEARN_FUZZ_EXAMPLES=500 $(PY) -m pytest -q tests/reliability/test_fuzz_peer.py tests/reliability/test_fuzz_control.py
 
 test-full: $(STAMP)
 	$(PY) -m pytest -q
