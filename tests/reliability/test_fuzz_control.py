@@ -23,12 +23,16 @@ from fedlearn.transport import build_channel, build_server, start_server
 from party_a.control import ControlServicer, add_to_server
 from party_a.node import NodeA
 from tests.e2e.conftest import small_demo
-from tests.reliability.test_fuzz_peer import FUZZ, OURS, message_of
+from tests.reliability.test_fuzz_peer import FUZZ, OURS, _class_of, message_of
 
 SERVICE = "/fedlearn.v1.ControlService/"
 #: A's own answers, plus "B is unavailable" (B is down in this test).
 ALLOWED = OURS | {grpc.StatusCode.UNAVAILABLE}
-RPCS = {"Align": True, "Train": True, "Score": True, "ListModels": False, "Report": False}
+#: Every RPC of the service, read from its descriptor (a new RPC is fuzzed without a change here).
+METHODS = {
+    method.name: method
+    for method in control_pb2.DESCRIPTOR.services_by_name["ControlService"].methods
+}
 
 
 class Control:
@@ -46,8 +50,9 @@ class Control:
 
     def call(self, name: str, request: Any) -> tuple[grpc.StatusCode, str]:
         serialize = (lambda raw: raw) if isinstance(request, bytes) else None
-        response_type = getattr(control_pb2, f"{name}Response")
-        shape = "unary_stream" if RPCS[name] else "unary_unary"
+        spec = METHODS[name]
+        response_type = _class_of(spec.output_type)
+        shape = "unary_stream" if spec.server_streaming else "unary_unary"
         method = getattr(self.channel, shape)(
             SERVICE + name,
             request_serializer=serialize or (lambda message: message.SerializeToString()),
@@ -55,7 +60,7 @@ class Control:
         )
         try:
             result = method(request, timeout=60)
-            if RPCS[name]:
+            if spec.server_streaming:
                 for _ in result:
                     pass
             return grpc.StatusCode.OK, ""
@@ -81,9 +86,9 @@ def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Control]:
     running.close()
 
 
-@pytest.mark.parametrize("name", list(RPCS))
+@pytest.mark.parametrize("name", list(METHODS))
 def test_fuzzed_control_requests_never_get_internal(control: Control, name: str) -> None:
-    descriptor = getattr(control_pb2, f"{name}Request").DESCRIPTOR
+    descriptor = METHODS[name].input_type
 
     @FUZZ
     @given(message_of(descriptor, session_id=""))
@@ -95,7 +100,7 @@ def test_fuzzed_control_requests_never_get_internal(control: Control, name: str)
     assert control.serving()
 
 
-@pytest.mark.parametrize("name", list(RPCS))
+@pytest.mark.parametrize("name", list(METHODS))
 def test_raw_bytes_to_the_control_api_are_refused(control: Control, name: str) -> None:
     @FUZZ
     @given(st.binary(max_size=1024))
