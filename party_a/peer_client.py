@@ -10,13 +10,14 @@ say what went wrong at B (the transport's ``error_from_rpc``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
 
 import grpc
 
-from fedlearn.errors import FedlearnError
+from fedlearn.errors import FedlearnError, PeerUnavailable
 from fedlearn.proto.v1 import peer_pb2_grpc
 from fedlearn.protocol import chunking, wire
 from fedlearn.protocol import messages as m
@@ -95,7 +96,9 @@ class GrpcPeer:
 
     def open_session(self, request: m.OpenSessionRequest) -> m.OpenSessionResponse:
         if self.connect_wait_s > 0:
-            wait_ready(self.channel, timeout_s=self.connect_wait_s, peer=self.label)
+            # Still down (or TLS refused) after the wait: the call below reports it as usual.
+            with contextlib.suppress(PeerUnavailable):
+                wait_ready(self.channel, timeout_s=self.connect_wait_s, peer=self.label)
         response: m.OpenSessionResponse = self._call("open_session", request)
         with self._sessions_lock:
             self.open_sessions.add(response.session_id)
