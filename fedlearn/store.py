@@ -12,8 +12,8 @@ missing, cut off, altered or from a newer format with ``DamagedModel``, naming t
 checksums existed (no ``format_version``) are read unverified.
 
 Model ids are checked (``MODEL_ID_PATTERN``: no path parts, at most 100 characters) before any file
-is touched; a refused id is never echoed in full. ``NotFound`` names the id only: no folder, no other
-model ids (B's errors cross to the partner).
+is touched; a refused id is never echoed in full. ``NotFound``'s ``public`` message (what crosses to
+the partner) names the id only: no folder, no other model ids; the full one goes to the node's log.
 """
 
 from __future__ import annotations
@@ -106,6 +106,12 @@ def verify_shard(raw: bytes) -> dict[str, Any]:
     return data
 
 
+def _damaged(model_id: str, reason: str) -> DamagedModel:
+    """The error for a damaged shard; its reason names no path, so it may cross to the partner."""
+    message = f"model {model_id} is damaged: {reason}; delete the model and train again"
+    return DamagedModel(message, public=message)
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One folder of the store: its shard when it is sound, else why it is damaged."""
@@ -157,24 +163,22 @@ class ModelStore:
         folder = self.path(model_id)
         target = folder / SHARD_FILE
         if not folder.is_dir():
-            raise NotFound(f"no model {model_id!r}")
+            known = ", ".join(self.list_ids()[-5:]) or "none yet"
+            # The partner sees neither the folder nor the other models (they may be other partners').
+            raise NotFound(
+                f"no model {model_id!r} in {self.root} (latest: {known})",
+                public=f"no model {model_id!r} here",
+            )
         try:
             raw = target.read_bytes()
         except FileNotFoundError:
-            raise DamagedModel(
-                f"model {model_id} is damaged: model.json is missing (partly deleted?); "
-                "delete the model and train again"
-            ) from None
+            raise _damaged(model_id, "model.json is missing (partly deleted?)") from None
         except OSError as exc:
-            raise DamagedModel(
-                f"model {model_id} is damaged: model.json cannot be read ({exc.strerror})"
-            ) from None
+            raise _damaged(model_id, f"model.json cannot be read ({exc.strerror})") from None
         try:
             return verify_shard(raw)
         except DamagedModel as exc:
-            raise DamagedModel(
-                f"model {model_id} is damaged: {exc}; delete the model and train again"
-            ) from None
+            raise _damaged(model_id, str(exc)) from None
 
     def delete(self, model_id: str) -> bool:
         final = self.path(model_id)
