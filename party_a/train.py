@@ -6,7 +6,7 @@ both save their shard under the same model id, B first, and A asks B to delete i
 save its own, so no half model is registered on either side.
 
 This module runs the phases and the epoch loop (loss, early stopping, progress) and writes A's model
-metadata; one batch's exchange with B is in ``party_a.batch``, the validation metrics in ``party_a.evaluate``.
+metadata; one batch's exchange with B is in ``fedlearn.protocol.train_a``, the validation metrics in ``party_a.evaluate``.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from fedlearn.protocol import messages as m
 from fedlearn.protocol.payloads import int_to_bytes
 from fedlearn.protocol.peer_api import PeerApi
 from fedlearn.protocol.steps import fit_party_features
+from fedlearn.protocol.train_a import Timer, TrainingA, peer_engine_for
 from fedlearn.store import ModelStore, new_model_id
 from party_a.align import Alignment, close_quietly, open_and_align
-from party_a.batch import Timer, TrainingA, peer_engine_for
 from party_a.evaluate import evaluate, joint_validation_scores
 
 log = logging.getLogger(__name__)

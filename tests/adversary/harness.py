@@ -34,8 +34,8 @@ from fedlearn.protocol.in_memory import InMemoryPeer, RecordedMessage
 from fedlearn.protocol.payloads import int_to_bytes
 from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.protocol.steps import SCORE_CLIP, feature_party_scores, fit_party_features
+from fedlearn.protocol.train_a import Timer, TrainingA, peer_engine_for
 from party_a.align import open_and_align
-from party_a.batch import Timer, TrainingA, peer_engine_for
 from party_b.node import NodeB as RoleB
 from tests.protocol.harness import TEST_POLICY, TEST_ROWS_PER_COLUMN, fate_specs
 

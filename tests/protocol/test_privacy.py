@@ -31,9 +31,8 @@ from fedlearn.crypto.psi import POINT_BYTES
 from fedlearn.crypto.wire import ciphertext_width
 from fedlearn.model import epoch_batches, max_batch_rows, sigmoid, sigmoid_slope
 from fedlearn.protocol import messages as m
-from fedlearn.protocol import steps, train_b
+from fedlearn.protocol import steps, train_a, train_b
 from fedlearn.protocol.steps import SCORE_CLIP, gradient_layout, loss_bound_bits
-from party_a import batch as batch_a
 from tests.protocol.harness import MemoryRun, fate_specs, job_text, rebuild, run_memory
 
 EPOCHS = 2
@@ -60,7 +59,7 @@ class Recorded:
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     captured = Captured()
     real_terms, real_scores, real_unmask = (
-        batch_a.label_party_terms,
+        train_a.label_party_terms,
         train_b.feature_party_scores,
         steps.unmask_truncated,
     )
@@ -80,7 +79,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
 
     a_spec, b_spec = fate_specs("breast")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(batch_a, "label_party_terms", label_party_terms)
+        patch.setattr(train_a, "label_party_terms", label_party_terms)
         patch.setattr(train_b, "feature_party_scores", feature_party_scores)
         patch.setattr(steps, "unmask_truncated", unmask)
         run = run_memory(
