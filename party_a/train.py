@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fedlearn import metrics
 from fedlearn.config import DatasetSpec
-from fedlearn.crypto.engines import OwnKeyOps, own_key_engine
+from fedlearn.crypto.engines import OwnKeyOps, PeerKeyOps, own_key_engine
 from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import generate_keypair, key_fingerprint, public_key_to_bytes
 from fedlearn.data import PartyTable
@@ -33,6 +34,7 @@ from fedlearn.model import (
     score_change,
     split_train_validation,
 )
+from fedlearn.preprocess import Preprocessor
 from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.payloads import int_to_bytes
@@ -134,6 +136,60 @@ def train(
     return meta
 
 
+@dataclass(frozen=True)
+class StartedTraining:
+    """A's side of a session after alignment: its training state and what it was built from."""
+
+    training: TrainingA
+    preprocessor: Preprocessor
+    labels: np.ndarray  # (aligned rows,) 0/1, in the session's common order
+    train_rows: np.ndarray  # indices into the aligned rows
+    validation_rows: np.ndarray
+
+
+def start_training(
+    peer: PeerApi,
+    *,
+    own: OwnKeyOps,
+    alignment: Alignment,
+    table: PartyTable,
+    params: m.TrainParams,
+    peer_engine: PeerKeyOps,
+    timer: Timer,
+    min_rows_per_column: int,
+) -> StartedTraining:
+    """Cut the job's split, fit A's features on the training rows and start A's step order.
+
+    The intercept starts at the training rows' log-odds (A knows the labels), so the model starts
+    calibrated. Raises DataError when the training rows hold one label class only; TrainingA.start
+    raises when A's columns break the job's rows-per-column limit.
+    """
+    labels = np.asarray(table.labels)[alignment.own_rows].astype(np.float64)
+    train_rows, validation_rows = split_train_validation(
+        len(alignment.own_rows), params.validation_fraction, params.seed
+    )
+    if len(np.unique(labels[train_rows])) < 2:
+        raise DataError("the aligned training rows hold only one label class; nothing to learn")
+    preprocessor, features = fit_party_features(
+        table, alignment.own_rows, train_rows, params.preprocess, intercept=True
+    )
+    training = TrainingA.start(
+        peer,
+        session_id=alignment.session.session_id,
+        params=params,
+        own=own,
+        peer_engine=peer_engine,
+        features=features,
+        labels=labels,
+        n_train=len(train_rows),
+        timer=timer,
+        min_rows_per_column=min_rows_per_column,
+    )
+    training.weights[-1] = log_odds(labels[train_rows])
+    training.model_weights = training.weights.copy()
+    return StartedTraining(training, preprocessor, labels, train_rows, validation_rows)
+
+
 def _train_session(
     peer: PeerApi,
     *,
@@ -159,12 +215,20 @@ def _train_session(
             f"no IDs in common with {peer.peer_name}: check that both sides use the same kind of "
             f"ID in {spec.id_column!r} (white space is stripped, case is kept)"
         )
-    labels = np.asarray(table.labels)[alignment.own_rows].astype(np.float64)
-    train_rows, validation_rows = split_train_validation(
-        n_aligned, params.validation_fraction, params.seed
+    timer.restart()
+    start = start_training(
+        peer,
+        own=own,
+        alignment=alignment,
+        table=table,
+        params=params,
+        peer_engine=peer_engine,
+        timer=timer,
+        min_rows_per_column=job.min_rows_per_column,
     )
-    if len(np.unique(labels[train_rows])) < 2:
-        raise DataError("the aligned training rows hold only one label class; nothing to learn")
+    training, labels, preprocessor = start.training, start.labels, start.preprocessor
+    train_rows, validation_rows = start.train_rows, start.validation_rows
+    training.gradient_noise = job.gradient_noise
     if params.batch_size > len(train_rows):
         progress(
             ProgressEvent(
@@ -176,27 +240,6 @@ def _train_session(
                 ),
             )
         )
-
-    timer.restart()
-    preprocessor, features = fit_party_features(
-        table, alignment.own_rows, train_rows, params.preprocess, intercept=True
-    )
-    training = TrainingA.start(
-        peer,
-        session_id=session_id,
-        params=params,
-        own=own,
-        peer_engine=peer_engine,
-        features=features,
-        labels=labels,
-        n_train=len(train_rows),
-        timer=timer,
-        min_rows_per_column=job.min_rows_per_column,
-    )
-    training.gradient_noise = job.gradient_noise
-    # Start calibrated: the intercept at the training rows' log-odds (A knows the labels).
-    training.weights[-1] = log_odds(labels[train_rows])
-    training.model_weights = training.weights.copy()
     timer.lap("preprocessing")
 
     history, stopped = _run_epochs(training, job, train_rows, validation_rows, started, progress)
@@ -213,7 +256,7 @@ def _train_session(
     evaluation = evaluate(
         peer,
         session_id,
-        features.x,
+        training.features.x,
         weights,
         labels,
         train_rows,

@@ -28,14 +28,15 @@ from fedlearn.crypto.packing import PackingLayout
 from fedlearn.crypto.paillier import OwnKeyEngine
 from fedlearn.crypto.wire import ciphertexts_from_bytes, ciphertexts_to_bytes
 from fedlearn.data import PartyTable, load_party_table
-from fedlearn.model import epoch_batches, split_train_validation
+from fedlearn.model import epoch_batches
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.in_memory import InMemoryPeer, RecordedMessage
 from fedlearn.protocol.payloads import int_to_bytes
 from fedlearn.protocol.policy import PeerPolicy
-from fedlearn.protocol.steps import SCORE_CLIP, feature_party_scores, fit_party_features
+from fedlearn.protocol.steps import SCORE_CLIP, feature_party_scores
 from fedlearn.protocol.train_a import Timer, TrainingA, peer_engine_for
 from party_a.align import open_and_align
+from party_a.train import start_training
 from party_b.node import NodeB as RoleB
 from tests.protocol.harness import TEST_POLICY, TEST_ROWS_PER_COLUMN, fate_specs
 
@@ -183,29 +184,20 @@ def open_a_session(
         ),
     )
     alignment = open_and_align(peer, request, [str(i) for i in table.ids])
-    session_id = alignment.session.session_id
-    peer_engine = peer_engine_for(alignment.session.paillier_key, params, None)
-    assert table.labels is not None
-    labels = np.asarray(table.labels)[alignment.own_rows].astype(np.float64)
-    train_rows, _ = split_train_validation(
-        len(alignment.own_rows), params.validation_fraction, params.seed
-    )
-    _, features = fit_party_features(
-        table, alignment.own_rows, train_rows, params.preprocess, intercept=True
-    )
-    training = TrainingA.start(
+    start = start_training(
         peer,
-        session_id=session_id,
-        params=params,
         own=own,
-        peer_engine=peer_engine,
-        features=features,
-        labels=labels,
-        n_train=len(train_rows),
+        alignment=alignment,
+        table=table,
+        params=params,
+        peer_engine=peer_engine_for(alignment.session.paillier_key, params, None),
         timer=Timer(),
         min_rows_per_column=rows_per_column,
     )
-    return ASession(role, peer, record, session_id, training, train_rows, params, keypair)
+    session_id = alignment.session.session_id
+    return ASession(
+        role, peer, record, session_id, start.training, start.train_rows, params, keypair
+    )
 
 
 def close(session: ASession) -> None:
