@@ -29,10 +29,10 @@ demo: $(RUN_STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not fullsize"
 
-# The edit-test loop (under a minute): unit and in-memory tests; no node processes, no 2048-bit keys,
-# none of the tests marked slow (whole training runs). `make test` runs everything but fullsize.
+# The edit-test loop (under a minute on 2 cores, one pytest worker per core): unit and in-memory tests;
+# no node processes, no 2048-bit keys, no tests marked slow. `make test` runs everything but fullsize, serially.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not fullsize and not e2e and not slow"
+	$(PY) -m pytest -q -n auto -m "not fullsize and not e2e and not slow"
 
 # The fuzz targets of both services (tests/reliability) at 500 examples per RPC (make test runs 8).
 fuzz: $(STAMP)
