@@ -96,7 +96,7 @@ def main() -> None:
         "psi",
         {
             "rows": args.rows,
-            "shared": shared,
+            "common_ids": shared,
             "seconds_median": measured,
             "seconds_all": seconds,
             "ristretto255_rate": rate,
