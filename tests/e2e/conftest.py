@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,15 +43,23 @@ def small_demo(root: Path, *, rows: int = 2000, seed: int = 11) -> VipDemo:
     return demo
 
 
-@pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
-    demo = small_demo(tmp_path_factory.mktemp("nodes"))
+@contextmanager
+def running_nodes(demo: VipDemo) -> Iterator[Nodes]:
+    """B's node, then A's, over the demo's configs; both stopped on the way out."""
     b = NodeProcess("b", demo.b_config, demo.root / "logs" / "b.log")
     try:
         a = NodeProcess("a", demo.a_config, demo.root / "logs" / "a.log")
     except BaseException:
         b.stop()
         raise
-    yield Nodes(demo, a, b)
-    a.stop()
-    b.stop()
+    try:
+        yield Nodes(demo, a, b)
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+    with running_nodes(small_demo(tmp_path_factory.mktemp("nodes"))) as started:
+        yield started

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from fedlearn.client import Client
-from fedlearn.launch import NodeProcess
 from fedlearn.store import ModelStore
-from tests.e2e.conftest import Nodes, small_demo
+from tests.e2e.conftest import Nodes, running_nodes, small_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -22,16 +21,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def long_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     """Nodes whose job runs long enough (many epochs, no early stop) to be cancelled mid-way."""
-    demo = small_demo(tmp_path_factory.mktemp("jobs"), rows=3000)
-    b = NodeProcess("b", demo.b_config, demo.root / "logs" / "b.log")
-    try:
-        a = NodeProcess("a", demo.a_config, demo.root / "logs" / "a.log")
-    except BaseException:
-        b.stop()
-        raise
-    yield Nodes(demo, a, b)
-    a.stop()
-    b.stop()
+    with running_nodes(small_demo(tmp_path_factory.mktemp("jobs"), rows=3000)) as started:
+        yield started
 
 
 def _long_job(nodes: Nodes, tmp_path: Path) -> Path:
