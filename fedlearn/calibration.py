@@ -7,8 +7,12 @@ out too spread or off-centre, so ``sigmoid(u)`` is not a probability to act on. 
 joint scores A receives anyway) and applies it when scoring. The map is increasing, so ranks, deciles
 and AUC do not change; only the probabilities do.
 
-Platt's smoothed targets ((N+ + 1) / (N+ + 2) for positives, 1 / (N- + 2) for negatives) keep the fit
-finite on small or separable validation sets.
+The fit is maximum likelihood with a weak Gaussian prior pulling (slope, offset) toward the identity
+(1, 0) (``PRIOR``, in units of the summed log loss: a tenth of one row's worth), so it stays finite
+when the validation rows are separable. Platt's original smoothed targets ((N+ + 1) / (N+ + 2) and
+1 / (N- + 2)) are NOT used: on a small, nearly separable validation set they cap every probability
+near 1 - 1/N+ and 1/N-, which cost FATE's breast split 1.8x scikit-learn's log loss even for
+scikit-learn's own model (docs/quality.md).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from fedlearn.model import sigmoid
 
 #: Fewer validation rows than this (or a single class) leave the scores as they are.
 MIN_ROWS = 20
+#: Precision of the prior on (slope - 1, offset), in units of the summed log loss (data-independent:
+#: it only matters when the validation rows nearly separate, where it keeps the slope finite).
+PRIOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -51,11 +58,13 @@ class Calibration:
         return cls(slope, offset, int(data.get("rows", 0)))
 
 
-def fit_platt(logits: np.ndarray, labels: np.ndarray, *, iterations: int = 50) -> Calibration:
-    """Fit ``slope`` and ``offset`` by damped Newton steps on the log loss (Platt's smoothed targets).
+def fit_platt(logits: np.ndarray, labels: np.ndarray, *, iterations: int = 100) -> Calibration:
+    """Fit ``slope`` and ``offset`` by damped Newton steps on the log loss plus the prior.
 
-    ``logits``: shape (n,), the model's uncalibrated scores; ``labels``: 0/1, shape (n,). Returns the
-    identity when there are fewer than ``MIN_ROWS`` rows or one class only.
+    ``logits``: shape (n,), the model's uncalibrated scores; ``labels``: 0/1, shape (n,). Minimises
+    ``sum(log(1 + e^z) - y z) + PRIOR / 2 ((slope - 1)^2 + offset^2)``, z = slope u + offset (convex,
+    finite even on separable rows). Returns the identity when there are fewer than ``MIN_ROWS``
+    rows or one class only.
     """
     u = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
@@ -63,19 +72,20 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, *, iterations: int = 50) -
     negatives = float(len(y) - positives)
     if len(y) < MIN_ROWS or positives == 0 or negatives == 0:
         return Calibration()
-    target = np.where(y > 0.5, (positives + 1) / (positives + 2), 1 / (negatives + 2))
     design = np.column_stack([u, np.ones_like(u)])
+    identity = np.array([1.0, 0.0])
 
     def loss(params: np.ndarray) -> float:
         z = design @ params
-        return float(np.sum(np.logaddexp(0.0, z) - target * z))
+        prior = 0.5 * PRIOR * float(np.sum((params - identity) ** 2))
+        return float(np.sum(np.logaddexp(0.0, z) - y * z)) + prior
 
-    params = np.array([1.0, 0.0])
+    params = identity.copy()
     current = loss(params)
     for _ in range(iterations):
         p = sigmoid(design @ params)
-        gradient = design.T @ (p - target)
-        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
+        gradient = design.T @ (p - y) + PRIOR * (params - identity)
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + PRIOR * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
         # Newton's step, halved until the loss goes down (a full step can overshoot far away).
         scale = 1.0

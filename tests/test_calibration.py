@@ -50,3 +50,27 @@ def test_calibration_round_trips_and_refuses_non_finite_values() -> None:
     assert Calibration.from_dict(None) == Calibration()
     with pytest.raises(ValueError, match="finite"):
         Calibration.from_dict({"slope": float("nan"), "offset": 0.0})
+
+
+def test_calibration_stays_finite_and_confident_on_separable_rows() -> None:
+    # Nearly separable validation rows (as on FATE's breast split): the fit must stay finite and
+    # must not cap the probabilities near 1 - 1/N+ as Platt's smoothed targets did.
+    rng = np.random.default_rng(5)
+    y = (rng.random(90) < 0.6).astype(float)
+    u = np.where(y == 1, 1.0, -1.0) * rng.uniform(0.5, 3.0, 90)
+    calibration = fit_platt(u, y)
+    assert np.isfinite(calibration.slope) and np.isfinite(calibration.offset)
+    assert calibration.slope > 1.0  # separable rows ask for more confidence, not less
+    p = calibration.apply(u)
+    assert p[y == 1].min() > 0.5 and p[y == 0].max() < 0.5
+    assert p.max() > 1 - 1 / (y.sum() + 2)  # above the old smoothed target's cap
+    assert calibration.slope < 50  # the prior toward the identity keeps it finite
+
+
+def test_calibration_is_near_the_identity_for_well_calibrated_scores() -> None:
+    rng = np.random.default_rng(6)
+    u = rng.normal(-1.0, 1.5, 20_000)
+    y = (rng.random(len(u)) < sigmoid(u)).astype(float)
+    calibration = fit_platt(u, y)
+    assert calibration.slope == pytest.approx(1.0, abs=0.05)
+    assert calibration.offset == pytest.approx(0.0, abs=0.05)
