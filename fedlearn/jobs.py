@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from fedlearn.atomic import write_atomic
-from fedlearn.errors import FedlearnError, JobCancelled, NotFound
+from fedlearn.errors import DataError, FedlearnError, JobCancelled, NotFound
 from fedlearn.progress import ProgressCallback, ProgressEvent
 
 log = logging.getLogger("fedlearn.jobs")
@@ -42,6 +42,8 @@ log = logging.getLogger("fedlearn.jobs")
 JOB_ID_PATTERN = re.compile(r"^job-[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$")
 ACTIVE_STATES = ("queued", "running", "cancelling")
 FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
+#: A job in one of these states can be run again from its checkpoints (``fedlearn train --resume``).
+RESUMABLE_STATES = ("failed", "interrupted")
 #: How often, at most, a record is rewritten for batch progress alone (seconds).
 PERSIST_EVERY_S = 2.0
 
@@ -165,13 +167,27 @@ class JobRunner:
         for record in self.store.records():
             if record.state in ACTIVE_STATES:
                 record.state, record.finished_at = "interrupted", utc_now()
-                record.error = "the node stopped while the job ran; nothing was saved"
+                record.error = (
+                    "the node stopped while the job ran; nothing was saved. Continue it from its "
+                    f"last epoch with `fedlearn train --resume {record.job_id}`"
+                )
                 self.store.save(record)
 
     # ---- submitting and running ------------------------------------------------------------------
-    def submit(self, kind: str, work: Work, *, dataset: str = "", job_path: str = "") -> JobRecord:
-        """Start ``work`` in a thread; return its record (state "queued") at once."""
-        record = JobRecord(new_job_id(), kind, "queued", utc_now(), dataset, job_path)
+    def submit(
+        self,
+        kind: str,
+        work: Work,
+        *,
+        dataset: str = "",
+        job_path: str = "",
+        job_id: str = "",
+    ) -> JobRecord:
+        """Start ``work`` in a thread; return its record (state "queued") at once.
+
+        ``job_id``: one the caller made with ``new_job_id`` (to keep files under it first).
+        """
+        record = JobRecord(job_id or new_job_id(), kind, "queued", utc_now(), dataset, job_path)
         live = _Live(record)
         with self._changed:
             self._live[record.job_id] = live
@@ -179,6 +195,33 @@ class JobRunner:
         self._event(
             live, f"{kind} job opened (dataset {dataset or '-'}, job file {job_path or '-'})"
         )
+        return self._start(live, work)
+
+    def resume(self, job_id: str, work: Work) -> JobRecord:
+        """Run an interrupted or failed job again under its own id (``work`` resumes it).
+
+        Raises ``DataError`` for a job that is running, succeeded or was cancelled.
+        """
+        with self._changed:
+            if check_job_id(job_id) in self._live:
+                raise DataError(f"job {job_id} is still running; `fedlearn jobs watch {job_id}`")
+            record = self.store.load(job_id)
+            if record.state not in RESUMABLE_STATES:
+                raise DataError(
+                    f"job {job_id} {record.state}; only an interrupted or failed job can be resumed"
+                )
+            record.state, record.finished_at, record.error, record.error_class = (
+                "queued", "", "", ""
+            )  # fmt: skip
+            record.cancel_requested = False
+            live = _Live(record)
+            self._live[job_id] = live
+            self.store.save(record)
+        self._event(live, "resumed by the operator")
+        return self._start(live, work)
+
+    def _start(self, live: _Live, work: Work) -> JobRecord:
+        record = live.record
         submitted = JobRecord.from_dict(record.to_dict())
         threading.Thread(
             target=self._run, args=(live, work), name=f"job-{record.job_id}", daemon=True

@@ -17,6 +17,7 @@ Secret scalars and the salt are fresh per session; the salt mixes a random share
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 import time
 from collections.abc import Sequence
@@ -58,16 +59,7 @@ def open_and_align(
     """
     started = time.perf_counter()
     own_salt = secrets.token_bytes(32)
-    opened = peer.open_session(
-        m.OpenSessionRequest(
-            purpose=request.purpose,
-            dataset=request.dataset,
-            psi_salt=own_salt,
-            train=request.train,
-            paillier_key=request.paillier_key,
-            model_id=request.model_id,
-        )
-    )
+    opened = peer.open_session(dataclasses.replace(request, psi_salt=own_salt))
     try:
         own_rows, peer_size = _intersect(peer, opened, own_salt, own_ids, workers)
         own_rows = own_rows[common_order([own_ids[i] for i in own_rows], order_seed(request))]

@@ -21,7 +21,6 @@ from typing import Any
 import grpc
 
 from fedlearn.errors import InvalidPeerData, JobCancelled, PolicyViolation
-from fedlearn.job import parse_job
 from fedlearn.jobs import JobRecord
 from fedlearn.progress import ProgressEvent
 from fedlearn.proto.v1 import control_pb2 as pb
@@ -226,13 +225,10 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
     ) -> pb.SubmitTrainResponse:
         self._authorize(context)
         job_path = request.job_path or "job.toml"
-        job_spec = parse_job(request.job_toml, job_path)  # a bad job file fails the call itself
-
-        def work(progress: Callable[[ProgressEvent], None]) -> tuple[str, dict[str, Any]]:
-            meta = self.node.train(job_spec, progress)
-            return meta["model_id"], _summary(meta)
-
-        record = self.node.jobs.submit("train", work, dataset=job_spec.dataset, job_path=job_path)
+        # A bad job file fails the call itself; a resume reads the job's own file.
+        record = self.node.submit_train(
+            request.job_toml, job_path, request.resume_job_id, summarize=_summary
+        )
         return pb.SubmitTrainResponse(job=_job(record))
 
     def ListJobs(

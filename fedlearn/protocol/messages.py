@@ -83,6 +83,8 @@ class OpenSessionRequest:
     train: TrainParams = field(default_factory=TrainParams)
     paillier_key: PaillierKey = field(default_factory=PaillierKey)
     model_id: str = ""
+    job_id: str = ""  # TRAIN: A's job id, B's checkpoint key (with the partner)
+    resume_epochs: tuple[int, ...] = ()  # resume: the epochs A holds checkpoints of
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class OpenSessionResponse:
     session_id: str = ""
     psi_salt: bytes = b""
     paillier_key: PaillierKey = field(default_factory=PaillierKey)
+    checkpoint_epochs: tuple[int, ...] = ()  # resume: the epochs B holds for this job and partner
+    resume_epoch: int = 0  # resume: the latest epoch both hold (0: from the start)
 
 
 @dataclass(frozen=True)

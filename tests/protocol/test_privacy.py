@@ -242,11 +242,15 @@ FIELDS: dict[type, dict[str, Check]] = {
         "train": public,
         "paillier_key": public_key("A"),
         "model_id": equals(lambda s, msg: ""),
+        "job_id": public,  # A's job id: B's checkpoint folder is a hash of it and the partner
+        "resume_epochs": equals(lambda s, msg: ()),  # a fresh job
     },
     m.OpenSessionResponse: {
         "session_id": session_id,
         "psi_salt": salt,
         "paillier_key": public_key("B"),
+        "checkpoint_epochs": equals(lambda s, msg: ()),
+        "resume_epoch": equals(lambda s, msg: 0),
     },
     m.PsiBlindRequest: {"session_id": session_id, "points": points(lambda s, msg: s.a_rows)},
     m.PsiBlindResponse: {"accepted": equals(lambda s, msg: s.a_rows)},
