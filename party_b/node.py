@@ -52,6 +52,7 @@ from fedlearn.errors import (
     SessionEnded,
     SessionError,
 )
+from fedlearn.faults import pause_point
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.payloads import int_to_bytes, scores_to_bytes
 from fedlearn.protocol.policy import PeerPolicy, check_train_job
@@ -369,6 +370,7 @@ class NodeB:
 
     def psi_blind(self, request: m.PsiBlindRequest, partner: str | None) -> m.PsiBlindResponse:
         session = self._session(request.session_id, partner)
+        pause_point("align")  # fault-injection tests only (fedlearn.faults)
         with session.lock:
             return session.psi_blind(request, self._background)
 
@@ -492,6 +494,7 @@ class NodeB:
         session = self._session(request.session_id, partner)
         if not self.policy.allow_partial_scores:
             raise PolicyViolation(f"{self.name}'s policy does not allow returning partial scores")
+        pause_point("score")  # fault-injection tests only (fedlearn.faults)
         with session.lock:
             scores = session.partial_scores(request.subset)
         return m.PartialScoresResponse(scores=scores_to_bytes(scores))
