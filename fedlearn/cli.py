@@ -445,6 +445,13 @@ def _models(args: argparse.Namespace) -> int:
         if model.summary.get("damaged"):
             print(f"{model.model_id:34s} DAMAGED: {model.summary['damaged']}")
             continue
+        peer_shard = str(model.summary.get("peer_shard", ""))
+        if peer_shard == "missing":
+            print(f"{model.model_id:34s} UNUSABLE: the partner no longer holds its shard (deleted)")
+            continue
+        if peer_shard.startswith("damaged"):
+            print(f"{model.model_id:34s} DAMAGED AT THE PARTNER: {peer_shard[9:]}")
+            continue
         job = model.summary.get("job", {})
         rows = model.summary.get("rows", {})
         print(
@@ -454,6 +461,8 @@ def _models(args: argparse.Namespace) -> int:
             f"{_fmt(job.get('learning_rate'), 4):>7s} {job.get('batch_size', '-')!s:>6s} "
             f"{rows.get('validation', '-')!s:>8s}"
         )
+        if peer_shard.startswith("unknown"):
+            print(f"{'':34s} (partner's shard not checked: {peer_shard[9:]})")
     return 0
 
 

@@ -166,7 +166,9 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
     ) -> pb.ListModelsResponse:
         self._authorize(context)
         models = []
-        for entry in self.node.store.entries():
+        entries = self.node.store.entries()
+        at_peer = self.node.peer_shards([e.model_id for e in entries if e.shard is not None])
+        for entry in entries:
             if entry.shard is None:
                 # Listed, not hidden: the operator sees the model and why it cannot be used.
                 log.warning("%s", entry.problem)
@@ -175,11 +177,12 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
                     pb.ModelSummary(model_id=entry.model_id, summary_json=json.dumps(summary))
                 )
                 continue
+            summary = {**_summary(entry.shard), "peer_shard": at_peer.get(entry.model_id, "")}
             models.append(
                 pb.ModelSummary(
                     model_id=entry.model_id,
                     created_at=str(entry.shard.get("created_at", "")),
-                    summary_json=json.dumps(_summary(entry.shard)),
+                    summary_json=json.dumps(summary),
                 )
             )
         return pb.ListModelsResponse(models=models)

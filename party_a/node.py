@@ -216,6 +216,28 @@ class NodeA:
         log.info("model %s: %s deleted its shard", model_id, self.config.peer_name)
         return True, ""
 
+    def peer_shards(self, model_ids: list[str]) -> dict[str, str]:
+        """Whether B holds an intact shard of each model: "intact", "missing" (B deleted it, or
+        never committed it), "damaged: <reason>", or for all "unknown: <why>" when B cannot be
+        asked. B answers for this partner's models only and names no path."""
+        if not model_ids:
+            return {}
+        try:
+            reply = self.peer.check_models(m.CheckModelsRequest(tuple(model_ids)))
+        except FedlearnError as exc:
+            return dict.fromkeys(model_ids, f"unknown: {exc}")
+        if len(reply.states) != len(model_ids) or len(reply.reasons) != len(model_ids):
+            return dict.fromkeys(model_ids, "unknown: party-b's answer does not match the request")
+        states = {}
+        for model_id, state, reason in zip(model_ids, reply.states, reply.reasons, strict=True):
+            if state == m.ShardState.INTACT:
+                states[model_id] = "intact"
+            elif state == m.ShardState.DAMAGED:
+                states[model_id] = f"damaged: {reason[:300]}"
+            else:
+                states[model_id] = "missing"
+        return states
+
     def report(self, model_id: str, out_dir: Path) -> Path:
         from fedlearn.report import write_report
 

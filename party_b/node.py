@@ -536,6 +536,37 @@ class NodeB:
         log.info("model %s deleted at %s's request", model_id, partner)
         return m.DeleteModelResponse()
 
+    def check_models(
+        self, request: m.CheckModelsRequest, partner: str | None
+    ) -> m.CheckModelsResponse:
+        """Whether B holds an intact shard of each model id, for this partner only.
+
+        Another partner's model is MISSING, as is an unknown one (so nothing tells A which ids
+        exist for others); a damaged shard is DAMAGED with its reason (which names no path).
+        Raises ``InvalidPeerData`` for more than ``MAX_CHECKED_MODELS`` ids or an invalid id.
+        """
+        partner = self._check_partner(partner)
+        if len(request.model_ids) > MAX_CHECKED_MODELS:
+            raise InvalidPeerData(f"CheckModels: at most {MAX_CHECKED_MODELS} model ids at a time")
+        states, reasons = [], []
+        for model_id in request.model_ids:
+            try:
+                shard = self.store.load(check_model_id(model_id))
+            except NotFound:
+                state, reason = m.ShardState.MISSING, ""
+            except DataError as exc:  # DamagedModel: its public message names no path
+                state, reason = m.ShardState.DAMAGED, exc.public or "damaged"
+            else:
+                owned = shard.get("partner") == partner
+                state, reason = (m.ShardState.INTACT if owned else m.ShardState.MISSING), ""
+            states.append(int(state))
+            reasons.append(reason)
+        return m.CheckModelsResponse(states=tuple(states), reasons=tuple(reasons))
+
+
+#: The most model ids one CheckModels request may ask about.
+MAX_CHECKED_MODELS = 1000
+
 
 def _params_dict(params: m.TrainParams) -> dict[str, Any]:
     """The job's parameters as they read back from a checkpoint's JSON."""

@@ -219,6 +219,24 @@ class DeleteModelResponse:
     pass
 
 
+class ShardState(enum.IntEnum):
+    UNSPECIFIED = 0
+    INTACT = 1
+    MISSING = 2
+    DAMAGED = 3
+
+
+@dataclass(frozen=True)
+class CheckModelsRequest:
+    model_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckModelsResponse:
+    states: tuple[int, ...] = ()  # ShardState values, one per requested id
+    reasons: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class CloseSessionRequest:
     session_id: str = ""

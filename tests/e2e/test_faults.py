@@ -186,6 +186,15 @@ def test_damaged_model_shards_are_refused_with_the_reason(tmp_path: Path) -> Non
         assert report.returncode == 3
         bad_id = _cli(demo, "report", "--model", "../x", "--out", str(tmp_path / "r"))
         assert bad_id.returncode == 2
+
+        # `fedlearn models` asks B: a model B deleted is listed as unusable, naming no path.
+        again = _cli(demo, "train", "--job", str(demo.job))
+        assert again.returncode == 0
+        second = (again.stdout.read() if again.stdout else "").split("model: ", 1)[1].split()[0]
+        ModelStore(demo.root / "models-b").delete(second)
+        shown = _cli(demo, "models").stdout.read()  # type: ignore[union-attr]
+        line = next(row for row in shown.splitlines() if row.startswith(second))
+        assert "UNUSABLE" in line and "deleted" in line and "models-b" not in shown
     finally:
         a.stop()
         b.stop()

@@ -20,6 +20,13 @@ class RowSubset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROW_SUBSET_UNSPECIFIED: _ClassVar[RowSubset]
     ROW_SUBSET_ALIGNED: _ClassVar[RowSubset]
     ROW_SUBSET_VALIDATION: _ClassVar[RowSubset]
+
+class ShardState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SHARD_STATE_UNSPECIFIED: _ClassVar[ShardState]
+    SHARD_STATE_INTACT: _ClassVar[ShardState]
+    SHARD_STATE_MISSING: _ClassVar[ShardState]
+    SHARD_STATE_DAMAGED: _ClassVar[ShardState]
 PURPOSE_UNSPECIFIED: Purpose
 PURPOSE_ALIGN: Purpose
 PURPOSE_TRAIN: Purpose
@@ -27,6 +34,10 @@ PURPOSE_SCORE: Purpose
 ROW_SUBSET_UNSPECIFIED: RowSubset
 ROW_SUBSET_ALIGNED: RowSubset
 ROW_SUBSET_VALIDATION: RowSubset
+SHARD_STATE_UNSPECIFIED: ShardState
+SHARD_STATE_INTACT: ShardState
+SHARD_STATE_MISSING: ShardState
+SHARD_STATE_DAMAGED: ShardState
 
 class PaillierKey(_message.Message):
     __slots__ = ("n", "djn_base")
@@ -273,6 +284,20 @@ class DeleteModelRequest(_message.Message):
 class DeleteModelResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class CheckModelsRequest(_message.Message):
+    __slots__ = ("model_ids",)
+    MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    model_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CheckModelsResponse(_message.Message):
+    __slots__ = ("states", "reasons")
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedScalarFieldContainer[ShardState]
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, states: _Optional[_Iterable[_Union[ShardState, str]]] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CloseSessionRequest(_message.Message):
     __slots__ = ("session_id",)
