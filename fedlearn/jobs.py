@@ -146,11 +146,18 @@ class JobStore:
         return path.read_text(encoding="utf-8").splitlines()[start:]
 
 
+class NodeStopping(FedlearnError):
+    """A's node is stopping: the job ends at its next batch as "interrupted" (it can be resumed)."""
+
+    grpc_code = "UNAVAILABLE"
+
+
 @dataclass
 class _Live:
     record: JobRecord
     events: list[ProgressEvent] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)
     last_saved: float = 0.0
 
 
@@ -234,6 +241,8 @@ class JobRunner:
             model_id, summary = work(lambda event: self._progress(live, event))
         except JobCancelled as exc:
             self._finish(live, "cancelled", error=str(exc), error_class=type(exc).__name__)
+        except NodeStopping as exc:
+            self._finish(live, "interrupted", error=str(exc), error_class=type(exc).__name__)
         except FedlearnError as exc:
             self._finish(live, "failed", error=str(exc), error_class=type(exc).__name__)
         except Exception as exc:  # the record says what happened; the traceback is in the log
@@ -251,6 +260,11 @@ class JobRunner:
         record = live.record
         if live.cancel.is_set():
             raise JobCancelled(f"job {record.job_id} was cancelled by the operator; nothing saved")
+        if live.stopping.is_set():
+            raise NodeStopping(
+                f"A's node stopped while job {record.job_id} ran; continue it from its last "
+                f"epoch with `fedlearn train --resume {record.job_id}`"
+            )
         lines = []
         now = time.monotonic()
         with self._changed:
@@ -304,6 +318,7 @@ class JobRunner:
         self._log(record.job_id, f"{state}: {note or error}" if (note or error) else state)
         with self._changed:
             self._live.pop(record.job_id, None)
+            self._changed.notify_all()
 
     def _event(self, live: _Live, line: str) -> None:
         self._log(live.record.job_id, line)
@@ -329,6 +344,18 @@ class JobRunner:
         return sorted(
             [*records, *live.values()], key=lambda r: (r.created_at, r.job_id), reverse=True
         )
+
+    def interrupt_all(self, timeout_s: float = 60.0) -> int:
+        """The node is stopping: every running job stops at its next progress event (one batch at
+        most) as "interrupted", keeping its checkpoints. Waits up to ``timeout_s`` for them to
+        unwind (closing their sessions at B); returns how many were still running."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            for live in self._live.values():
+                live.stopping.set()
+            while self._live and time.monotonic() < deadline:
+                self._changed.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+            return len(self._live)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Ask a job to stop at its next batch; returns its record (state "cancelling" or final)."""

@@ -56,7 +56,11 @@ class NodeA:
         self.checkpoints.sweep()
 
     def close(self) -> None:
-        """Close the sessions still open at B (a stop mid-job), then the channel and the pool."""
+        """Stop running jobs at their next batch (they end "interrupted", resumable), close the
+        sessions still open at B, then the channel and the pool."""
+        left = self.jobs.interrupt_all()
+        if left:
+            log.warning("%d job(s) did not stop within 60 s; closing their sessions at B", left)
         closed = self.peer.close_open_sessions()
         if closed:
             log.info("closed %d open session(s) at %s", closed, self.config.peer_name)

@@ -117,6 +117,7 @@ def test_a_stopped_or_killed_mid_training_leaves_nothing_at_b(
         cli = _start_training(demo, b_log)
         (session,) = _opened_sessions(b_log.read_text())[-1:]
         assert _children(b_node.process.pid) > baseline  # the session's helper process
+        signalled = time.monotonic()
         if how == "SIGTERM":
             a.process.send_signal(signal.SIGTERM)
             ended = f"session {session} closed"
@@ -129,6 +130,12 @@ def test_a_stopped_or_killed_mid_training_leaves_nothing_at_b(
         cli.kill()
         cli.wait(30)
         a.process.wait(120)
+        if how == "SIGTERM":
+            # The job stops at its next batch (after the 5 s grace for running calls), not after
+            # its remaining epochs, and ends "interrupted": resumable.
+            assert time.monotonic() - signalled < 20
+            a_log = a.log_path.read_text()
+            assert re.search(r"job-\S+: interrupted", a_log), a_log[-2000:]
         assert _wait_for(lambda: _children(b_node.process.pid) <= baseline, 15)
         assert b_node.process.poll() is None  # B keeps serving
         assert ModelStore(demo.root / "models-b").list_ids() == []
