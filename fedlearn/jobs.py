@@ -34,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from fedlearn.atomic import write_atomic
-from fedlearn.errors import DataError, FedlearnError, JobCancelled, NotFound
+from fedlearn.errors import (
+    DataError,
+    FedlearnError,
+    JobCancelled,
+    NotFound,
+    PeerUnavailable,
+    SessionError,
+)
 from fedlearn.progress import ProgressCallback, ProgressEvent
 
 log = logging.getLogger("fedlearn.jobs")
@@ -244,7 +251,14 @@ class JobRunner:
         except NodeStopping as exc:
             self._finish(live, "interrupted", error=str(exc), error_class=type(exc).__name__)
         except FedlearnError as exc:
-            self._finish(live, "failed", error=str(exc), error_class=type(exc).__name__)
+            error = str(exc)
+            if record.kind == "train" and isinstance(exc, (PeerUnavailable, SessionError)):
+                # The partner went away or ended the session: both sides kept their checkpoints.
+                error += (
+                    f". Once {'it is back' if isinstance(exc, PeerUnavailable) else 'fixed'}, "
+                    f"continue from the last epoch with `fedlearn train --resume {record.job_id}`"
+                )
+            self._finish(live, "failed", error=error, error_class=type(exc).__name__)
         except Exception as exc:  # the record says what happened; the traceback is in the log
             log.error("job %s failed", record.job_id, exc_info=exc)
             self._finish(live, "failed", error=f"internal error: {exc}", error_class="")

@@ -11,7 +11,7 @@ from typing import Any
 from fedlearn.checkpoint import CheckpointStore
 from fedlearn.config_a import NodeAConfig
 from fedlearn.crypto.executor import Executor, make_executor
-from fedlearn.errors import ConfigError, DataError, FedlearnError, NotFound
+from fedlearn.errors import ConfigError, DataError, FedlearnError, JobCancelled, NotFound
 from fedlearn.job import JobSpec, parse_job
 from fedlearn.jobs import JobRecord, JobRunner, JobStore, new_job_id
 from fedlearn.progress import ProgressCallback
@@ -132,7 +132,11 @@ class NodeA:
         spec = parse_job(job_toml, job_path)
 
         def work(progress: ProgressCallback) -> tuple[str, dict[str, Any]]:
-            meta = self.train(spec, progress, job_id=job_id, resume=bool(resume_job_id))
+            try:
+                meta = self.train(spec, progress, job_id=job_id, resume=bool(resume_job_id))
+            except JobCancelled:
+                self.checkpoints.remove(job_id)  # a cancelled job is never resumed
+                raise
             return meta["model_id"], summarize(meta)
 
         if resume_job_id:
