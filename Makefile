@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.installed-run-stamp
 DEMO_DIR ?= demo
 DEMO_ROWS ?= 20000
 
-.PHONY: report-check demo test test-fast test-full fuzz check lint typecheck protos bench bench-crypto bench-psi bench-quality clean setup
+.PHONY: report-check demo test test-fast test-full faults fuzz check lint typecheck protos bench bench-crypto bench-psi bench-quality clean setup
 
 setup: $(STAMP)
 
@@ -27,7 +27,7 @@ demo: $(RUN_STAMP)
 	$(PY) -m fedlearn.demo --dir $(DEMO_DIR) --rows $(DEMO_ROWS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not fullsize"
+	$(PY) -m pytest -q -m "not fullsize and not heavy"
 
 # The edit-test loop (under a minute on 2 cores, one pytest worker per core): unit and in-memory tests;
 # no node processes, no 2048-bit keys, no tests marked slow. `make test` runs everything but fullsize, serially.
@@ -37,6 +37,11 @@ test-fast: $(STAMP)
 # The fuzz targets of both services (tests/reliability) at 500 examples per RPC (make test runs 8).
 fuzz: $(STAMP)
 	FEDLEARN_FUZZ_EXAMPLES=500 $(PY) -m pytest -q tests/reliability/test_fuzz_peer.py tests/reliability/test_fuzz_control.py
+
+# Fault injection at every phase with real node processes (tests/e2e/test_faults*.py), the heavy
+# cases included (make test runs a representative of each kind: ~2 minutes; this: ~8).
+faults: $(STAMP)
+	$(PY) -m pytest -q tests/e2e/test_faults.py tests/e2e/test_faults_phases.py
 
 test-full: $(STAMP)
 	$(PY) -m pytest -q

@@ -17,6 +17,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from fedlearn.faults import pause_point
+
 
 def fsync_directory(directory: Path) -> None:
     """Flush a folder's entries (renames, new files) to disk."""
@@ -66,6 +68,7 @@ def atomic_file(path: Path | str, *, mode: int | None = None) -> Iterator[Path]:
             os.fchmod(fd, mode)
         os.close(fd)
         yield temp
+        pause_point("write", path.name)  # fault-injection tests only (fedlearn.faults)
         _fsync_file(temp)
         os.replace(temp, path)
     except BaseException:

@@ -4,6 +4,7 @@
     fedlearn datasets make-vip --rows 50000 --seed 7 --out DIR
     fedlearn align --dataset NAME
     fedlearn train --job job.toml [--detach | --cancel-on-interrupt]
+    fedlearn train --resume JOB_ID
     fedlearn jobs [show ID | cancel ID | logs ID [--follow] | watch ID]
     fedlearn score --model ID --input new_users.csv --output scores.csv
     fedlearn models [show ID | delete ID]
@@ -111,7 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     train = node_command(
         commands, "train", "start a training job at A's node and follow it (a job id)", _train
     )
-    train.add_argument("--job", required=True, type=Path, help="the job file (TOML)")
+    what_to_train = train.add_mutually_exclusive_group(required=True)
+    what_to_train.add_argument("--job", type=Path, help="the job file (TOML)")
+    what_to_train.add_argument(
+        "--resume",
+        metavar="JOB_ID",
+        help="continue an interrupted or failed job from the last epoch both nodes hold",
+    )
     train.add_argument("--detach", action="store_true", help="print the job id and return at once")
     train.add_argument(
         "--cancel-on-interrupt",
@@ -255,7 +262,7 @@ def _align(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        job = client.submit_train(args.job)
+        job = client.resume_train(args.resume) if args.resume else client.submit_train(args.job)
         if args.detach:
             if args.json:
                 _print_json(job.to_dict())
@@ -267,7 +274,8 @@ def _train(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             return 0
-        print(f"job {job.job_id} started at {client.label}", file=sys.stderr)
+        started = "resumed" if args.resume else "started"
+        print(f"job {job.job_id} {started} at {client.label}", file=sys.stderr)
         return _follow(client, job.job_id, args)
 
 
@@ -437,6 +445,13 @@ def _models(args: argparse.Namespace) -> int:
         if model.summary.get("damaged"):
             print(f"{model.model_id:34s} DAMAGED: {model.summary['damaged']}")
             continue
+        peer_shard = str(model.summary.get("peer_shard", ""))
+        if peer_shard == "missing":
+            print(f"{model.model_id:34s} UNUSABLE: the partner no longer holds its shard (deleted)")
+            continue
+        if peer_shard.startswith("damaged"):
+            print(f"{model.model_id:34s} DAMAGED AT THE PARTNER: {peer_shard[9:]}")
+            continue
         job = model.summary.get("job", {})
         rows = model.summary.get("rows", {})
         print(
@@ -446,6 +461,8 @@ def _models(args: argparse.Namespace) -> int:
             f"{_fmt(job.get('learning_rate'), 4):>7s} {job.get('batch_size', '-')!s:>6s} "
             f"{rows.get('validation', '-')!s:>8s}"
         )
+        if peer_shard.startswith("unknown"):
+            print(f"{'':34s} (partner's shard not checked: {peer_shard[9:]})")
     return 0
 
 

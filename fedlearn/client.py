@@ -201,6 +201,18 @@ class Client:
         )
         return _record(reply.job)
 
+    def resume_train(self, job_id: str) -> JobRecord:
+        """Resume an interrupted or failed training job from the last epoch both nodes hold.
+
+        The job runs again under its own id with its own job file (kept by A's node); keys and
+        the alignment are made afresh. Raises NotFound for an unknown job, DataError for one that
+        cannot be resumed (succeeded, cancelled, or its checkpoints are gone).
+        """
+        from fedlearn.proto.v1 import control_pb2 as pb
+
+        reply = self._unary("SubmitTrain", pb.SubmitTrainRequest(resume_job_id=job_id))
+        return _record(reply.job)
+
     def train(
         self,
         job_file: str | Path | None = None,

@@ -34,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from fedlearn.atomic import write_atomic
-from fedlearn.errors import FedlearnError, JobCancelled, NotFound
+from fedlearn.errors import (
+    DataError,
+    FedlearnError,
+    JobCancelled,
+    NotFound,
+    PeerUnavailable,
+    SessionError,
+)
 from fedlearn.progress import ProgressCallback, ProgressEvent
 
 log = logging.getLogger("fedlearn.jobs")
@@ -42,6 +49,8 @@ log = logging.getLogger("fedlearn.jobs")
 JOB_ID_PATTERN = re.compile(r"^job-[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$")
 ACTIVE_STATES = ("queued", "running", "cancelling")
 FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
+#: A job in one of these states can be run again from its checkpoints (``fedlearn train --resume``).
+RESUMABLE_STATES = ("failed", "interrupted")
 #: How often, at most, a record is rewritten for batch progress alone (seconds).
 PERSIST_EVERY_S = 2.0
 
@@ -144,11 +153,18 @@ class JobStore:
         return path.read_text(encoding="utf-8").splitlines()[start:]
 
 
+class NodeStopping(FedlearnError):
+    """A's node is stopping: the job ends at its next batch as "interrupted" (it can be resumed)."""
+
+    grpc_code = "UNAVAILABLE"
+
+
 @dataclass
 class _Live:
     record: JobRecord
     events: list[ProgressEvent] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)
     last_saved: float = 0.0
 
 
@@ -165,13 +181,27 @@ class JobRunner:
         for record in self.store.records():
             if record.state in ACTIVE_STATES:
                 record.state, record.finished_at = "interrupted", utc_now()
-                record.error = "the node stopped while the job ran; nothing was saved"
+                record.error = (
+                    "the node stopped while the job ran; nothing was saved. Continue it from its "
+                    f"last epoch with `fedlearn train --resume {record.job_id}`"
+                )
                 self.store.save(record)
 
     # ---- submitting and running ------------------------------------------------------------------
-    def submit(self, kind: str, work: Work, *, dataset: str = "", job_path: str = "") -> JobRecord:
-        """Start ``work`` in a thread; return its record (state "queued") at once."""
-        record = JobRecord(new_job_id(), kind, "queued", utc_now(), dataset, job_path)
+    def submit(
+        self,
+        kind: str,
+        work: Work,
+        *,
+        dataset: str = "",
+        job_path: str = "",
+        job_id: str = "",
+    ) -> JobRecord:
+        """Start ``work`` in a thread; return its record (state "queued") at once.
+
+        ``job_id``: one the caller made with ``new_job_id`` (to keep files under it first).
+        """
+        record = JobRecord(job_id or new_job_id(), kind, "queued", utc_now(), dataset, job_path)
         live = _Live(record)
         with self._changed:
             self._live[record.job_id] = live
@@ -179,6 +209,33 @@ class JobRunner:
         self._event(
             live, f"{kind} job opened (dataset {dataset or '-'}, job file {job_path or '-'})"
         )
+        return self._start(live, work)
+
+    def resume(self, job_id: str, work: Work) -> JobRecord:
+        """Run an interrupted or failed job again under its own id (``work`` resumes it).
+
+        Raises ``DataError`` for a job that is running, succeeded or was cancelled.
+        """
+        with self._changed:
+            if check_job_id(job_id) in self._live:
+                raise DataError(f"job {job_id} is still running; `fedlearn jobs watch {job_id}`")
+            record = self.store.load(job_id)
+            if record.state not in RESUMABLE_STATES:
+                raise DataError(
+                    f"job {job_id} {record.state}; only an interrupted or failed job can be resumed"
+                )
+            record.state, record.finished_at, record.error, record.error_class = (
+                "queued", "", "", ""
+            )  # fmt: skip
+            record.cancel_requested = False
+            live = _Live(record)
+            self._live[job_id] = live
+            self.store.save(record)
+        self._event(live, "resumed by the operator")
+        return self._start(live, work)
+
+    def _start(self, live: _Live, work: Work) -> JobRecord:
+        record = live.record
         submitted = JobRecord.from_dict(record.to_dict())
         threading.Thread(
             target=self._run, args=(live, work), name=f"job-{record.job_id}", daemon=True
@@ -191,8 +248,17 @@ class JobRunner:
             model_id, summary = work(lambda event: self._progress(live, event))
         except JobCancelled as exc:
             self._finish(live, "cancelled", error=str(exc), error_class=type(exc).__name__)
+        except NodeStopping as exc:
+            self._finish(live, "interrupted", error=str(exc), error_class=type(exc).__name__)
         except FedlearnError as exc:
-            self._finish(live, "failed", error=str(exc), error_class=type(exc).__name__)
+            error = str(exc)
+            if record.kind == "train" and isinstance(exc, (PeerUnavailable, SessionError)):
+                # The partner went away or ended the session: both sides kept their checkpoints.
+                error += (
+                    f". Once {'it is back' if isinstance(exc, PeerUnavailable) else 'fixed'}, "
+                    f"continue from the last epoch with `fedlearn train --resume {record.job_id}`"
+                )
+            self._finish(live, "failed", error=error, error_class=type(exc).__name__)
         except Exception as exc:  # the record says what happened; the traceback is in the log
             log.error("job %s failed", record.job_id, exc_info=exc)
             self._finish(live, "failed", error=f"internal error: {exc}", error_class="")
@@ -208,6 +274,11 @@ class JobRunner:
         record = live.record
         if live.cancel.is_set():
             raise JobCancelled(f"job {record.job_id} was cancelled by the operator; nothing saved")
+        if live.stopping.is_set():
+            raise NodeStopping(
+                f"A's node stopped while job {record.job_id} ran; continue it from its last "
+                f"epoch with `fedlearn train --resume {record.job_id}`"
+            )
         lines = []
         now = time.monotonic()
         with self._changed:
@@ -261,6 +332,7 @@ class JobRunner:
         self._log(record.job_id, f"{state}: {note or error}" if (note or error) else state)
         with self._changed:
             self._live.pop(record.job_id, None)
+            self._changed.notify_all()
 
     def _event(self, live: _Live, line: str) -> None:
         self._log(live.record.job_id, line)
@@ -286,6 +358,18 @@ class JobRunner:
         return sorted(
             [*records, *live.values()], key=lambda r: (r.created_at, r.job_id), reverse=True
         )
+
+    def interrupt_all(self, timeout_s: float = 60.0) -> int:
+        """The node is stopping: every running job stops at its next progress event (one batch at
+        most) as "interrupted", keeping its checkpoints. Waits up to ``timeout_s`` for them to
+        unwind (closing their sessions at B); returns how many were still running."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            for live in self._live.values():
+                live.stopping.set()
+            while self._live and time.monotonic() < deadline:
+                self._changed.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+            return len(self._live)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Ask a job to stop at its next batch; returns its record (state "cancelling" or final)."""

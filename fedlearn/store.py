@@ -32,6 +32,7 @@ from typing import Any
 
 from fedlearn.atomic import publish, staging_directory
 from fedlearn.errors import AlreadyExists, DamagedModel, FedlearnError, InvalidPeerData, NotFound
+from fedlearn.faults import pause_point
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class ModelStore:
         with staging_directory(final) as staging:
             text = json.dumps(content, indent=1, sort_keys=True, allow_nan=True)
             (staging / SHARD_FILE).write_text(text, encoding="utf-8")
+            pause_point("commit")  # fault-injection tests only (fedlearn.faults)
             publish(staging, final)
         return final
 

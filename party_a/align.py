@@ -17,6 +17,7 @@ Secret scalars and the salt are fresh per session; the salt mixes a random share
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 import time
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from fedlearn.crypto.psi import (
     session_salt,
 )
 from fedlearn.errors import FedlearnError, InvalidPeerData
+from fedlearn.faults import pause_point
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.peer_api import PeerApi
 
@@ -58,17 +60,9 @@ def open_and_align(
     """
     started = time.perf_counter()
     own_salt = secrets.token_bytes(32)
-    opened = peer.open_session(
-        m.OpenSessionRequest(
-            purpose=request.purpose,
-            dataset=request.dataset,
-            psi_salt=own_salt,
-            train=request.train,
-            paillier_key=request.paillier_key,
-            model_id=request.model_id,
-        )
-    )
+    opened = peer.open_session(dataclasses.replace(request, psi_salt=own_salt))
     try:
+        pause_point("align")  # fault-injection tests only (fedlearn.faults)
         own_rows, peer_size = _intersect(peer, opened, own_salt, own_ids, workers)
         own_rows = own_rows[common_order([own_ids[i] for i in own_rows], order_seed(request))]
     except BaseException:

@@ -21,7 +21,6 @@ from typing import Any
 import grpc
 
 from fedlearn.errors import InvalidPeerData, JobCancelled, PolicyViolation
-from fedlearn.job import parse_job
 from fedlearn.jobs import JobRecord
 from fedlearn.progress import ProgressEvent
 from fedlearn.proto.v1 import control_pb2 as pb
@@ -167,7 +166,9 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
     ) -> pb.ListModelsResponse:
         self._authorize(context)
         models = []
-        for entry in self.node.store.entries():
+        entries = self.node.store.entries()
+        at_peer = self.node.peer_shards([e.model_id for e in entries if e.shard is not None])
+        for entry in entries:
             if entry.shard is None:
                 # Listed, not hidden: the operator sees the model and why it cannot be used.
                 log.warning("%s", entry.problem)
@@ -176,11 +177,12 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
                     pb.ModelSummary(model_id=entry.model_id, summary_json=json.dumps(summary))
                 )
                 continue
+            summary = {**_summary(entry.shard), "peer_shard": at_peer.get(entry.model_id, "")}
             models.append(
                 pb.ModelSummary(
                     model_id=entry.model_id,
                     created_at=str(entry.shard.get("created_at", "")),
-                    summary_json=json.dumps(_summary(entry.shard)),
+                    summary_json=json.dumps(summary),
                 )
             )
         return pb.ListModelsResponse(models=models)
@@ -226,13 +228,10 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
     ) -> pb.SubmitTrainResponse:
         self._authorize(context)
         job_path = request.job_path or "job.toml"
-        job_spec = parse_job(request.job_toml, job_path)  # a bad job file fails the call itself
-
-        def work(progress: Callable[[ProgressEvent], None]) -> tuple[str, dict[str, Any]]:
-            meta = self.node.train(job_spec, progress)
-            return meta["model_id"], _summary(meta)
-
-        record = self.node.jobs.submit("train", work, dataset=job_spec.dataset, job_path=job_path)
+        # A bad job file fails the call itself; a resume reads the job's own file.
+        record = self.node.submit_train(
+            request.job_toml, job_path, request.resume_job_id, summarize=_summary
+        )
         return pb.SubmitTrainResponse(job=_job(record))
 
     def ListJobs(

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fedlearn.checkpoint import CheckpointStore
 from fedlearn.config_a import NodeAConfig
 from fedlearn.crypto.executor import Executor, make_executor
-from fedlearn.errors import ConfigError, FedlearnError, NotFound
-from fedlearn.job import JobSpec
-from fedlearn.jobs import JobRunner, JobStore
+from fedlearn.errors import ConfigError, DataError, FedlearnError, JobCancelled, NotFound
+from fedlearn.job import JobSpec, parse_job
+from fedlearn.jobs import JobRecord, JobRunner, JobStore, new_job_id
 from fedlearn.progress import ProgressCallback
 from fedlearn.protocol import messages as m
 from fedlearn.store import ModelStore
@@ -22,6 +24,8 @@ from party_a.peer_client import GrpcPeer
 from party_a.train import train
 
 log = logging.getLogger(__name__)
+#: A job's file, kept in its checkpoint folder for a resume.
+JOB_FILE = "job.toml"
 
 
 class NodeA:
@@ -47,9 +51,16 @@ class NodeA:
         self.job_lock = threading.Lock()
         # Training jobs and their records (state, phases, timings, errors) in <model_dir>/.jobs.
         self.jobs = JobRunner(JobStore(Path(config.model_dir) / ".jobs"))
+        # Each job's job file and last epochs, for `fedlearn train --resume` (fedlearn.checkpoint).
+        self.checkpoints = CheckpointStore(Path(config.model_dir) / ".checkpoints")
+        self.checkpoints.sweep()
 
     def close(self) -> None:
-        """Close the sessions still open at B (a stop mid-job), then the channel and the pool."""
+        """Stop running jobs at their next batch (they end "interrupted", resumable), close the
+        sessions still open at B, then the channel and the pool."""
+        left = self.jobs.interrupt_all()
+        if left:
+            log.warning("%d job(s) did not stop within 60 s; closing their sessions at B", left)
         closed = self.peer.close_open_sessions()
         if closed:
             log.info("closed %d open session(s) at %s", closed, self.config.peer_name)
@@ -92,7 +103,52 @@ class NodeA:
         )
         return alignment
 
-    def train(self, job: JobSpec, progress: ProgressCallback) -> dict[str, Any]:
+    def submit_train(
+        self,
+        job_toml: str,
+        job_path: str,
+        resume_job_id: str = "",
+        *,
+        summarize: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+    ) -> JobRecord:
+        """Start a training job (or resume ``resume_job_id``, from its own job file) as a job.
+
+        A new job's file is kept beside its checkpoints, so a resume trains the same job. Raises
+        ``ConfigError`` for a bad job file, ``NotFound`` for an unknown job and ``DataError`` for
+        a job that cannot be resumed (it succeeded, was cancelled, or its job file is gone).
+        """
+        if resume_job_id:
+            record = self.jobs.get(resume_job_id)  # NotFound for an unknown job
+            job_id = record.job_id
+            job_toml = self.checkpoints.read_file(job_id, JOB_FILE) or ""
+            if not job_toml:
+                raise DataError(
+                    f"job {job_id} cannot be resumed: its job file is not kept (checkpoints are "
+                    "removed when a model is saved, and after 7 days); start it afresh"
+                )
+            job_path = record.job_path
+        else:
+            job_id = new_job_id()
+        spec = parse_job(job_toml, job_path)
+
+        def work(progress: ProgressCallback) -> tuple[str, dict[str, Any]]:
+            try:
+                meta = self.train(spec, progress, job_id=job_id, resume=bool(resume_job_id))
+            except JobCancelled:
+                self.checkpoints.remove(job_id)  # a cancelled job is never resumed
+                raise
+            return meta["model_id"], summarize(meta)
+
+        if resume_job_id:
+            return self.jobs.resume(job_id, work)
+        self.checkpoints.write_file(job_id, JOB_FILE, job_toml)
+        return self.jobs.submit(
+            "train", work, dataset=spec.dataset, job_path=job_path, job_id=job_id
+        )
+
+    def train(
+        self, job: JobSpec, progress: ProgressCallback, *, job_id: str = "", resume: bool = False
+    ) -> dict[str, Any]:
         spec = self.dataset(job.dataset)
         label = job.label_column or spec.label_column
         if not label:
@@ -113,6 +169,9 @@ class NodeA:
                 workers=self.config.workers,
                 background="process",  # fill A's obfuscator pool on a core this node is not using
                 progress=progress,
+                job_id=job_id,
+                checkpoints=self.checkpoints if job_id else None,
+                resume=resume,
             )
 
     def score(
@@ -164,6 +223,28 @@ class NodeA:
             return False, str(exc)
         log.info("model %s: %s deleted its shard", model_id, self.config.peer_name)
         return True, ""
+
+    def peer_shards(self, model_ids: list[str]) -> dict[str, str]:
+        """Whether B holds an intact shard of each model: "intact", "missing" (B deleted it, or
+        never committed it), "damaged: <reason>", or for all "unknown: <why>" when B cannot be
+        asked. B answers for this partner's models only and names no path."""
+        if not model_ids:
+            return {}
+        try:
+            reply = self.peer.check_models(m.CheckModelsRequest(tuple(model_ids)))
+        except FedlearnError as exc:
+            return dict.fromkeys(model_ids, f"unknown: {exc}")
+        if len(reply.states) != len(model_ids) or len(reply.reasons) != len(model_ids):
+            return dict.fromkeys(model_ids, "unknown: party-b's answer does not match the request")
+        states = {}
+        for model_id, state, reason in zip(model_ids, reply.states, reply.reasons, strict=True):
+            if state == m.ShardState.INTACT:
+                states[model_id] = "intact"
+            elif state == m.ShardState.DAMAGED:
+                states[model_id] = f"damaged: {reason[:300]}"
+            else:
+                states[model_id] = "missing"
+        return states
 
     def report(self, model_id: str, out_dir: Path) -> Path:
         from fedlearn.report import write_report

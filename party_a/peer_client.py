@@ -134,6 +134,9 @@ class GrpcPeer:
     def delete_model(self, request: m.DeleteModelRequest) -> m.DeleteModelResponse:
         return self._call("delete_model", request)
 
+    def check_models(self, request: m.CheckModelsRequest) -> m.CheckModelsResponse:
+        return self._call("check_models", request)
+
     def close_session(self, request: m.CloseSessionRequest) -> m.CloseSessionResponse:
         with self._sessions_lock:
             self.open_sessions.discard(request.session_id)

@@ -11,6 +11,8 @@ metadata; one batch's exchange with B is in ``fedlearn.protocol.train_a``, the v
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import time
@@ -20,12 +22,21 @@ from typing import Any
 import numpy as np
 
 from fedlearn import metrics
+from fedlearn.checkpoint import (
+    MAX_RESUME_EPOCHS,
+    CheckpointStore,
+    data_fingerprint,
+    floats,
+    latest_common_epoch,
+    optimizer_state,
+    restore_optimizer,
+)
 from fedlearn.config import DatasetSpec
 from fedlearn.crypto.engines import OwnKeyOps, PeerKeyOps, own_key_engine
 from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import generate_keypair, key_fingerprint, public_key_to_bytes
 from fedlearn.data import PartyTable
-from fedlearn.errors import DataError, FedlearnError, PolicyViolation
+from fedlearn.errors import DataError, FedlearnError, InvalidPeerData, PolicyViolation
 from fedlearn.job import JobSpec
 from fedlearn.model import (
     converged,
@@ -61,10 +72,17 @@ def train(
     workers: int = 1,
     background: str = "thread",
     progress: ProgressCallback = no_progress,
+    job_id: str = "",
+    checkpoints: CheckpointStore | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run one joint training job with B; returns A's model metadata (also saved in ``store``).
 
     ``background``: where A's obfuscator pool is filled ("process" on a node, see OwnKeyEngine).
+    With ``job_id`` and ``checkpoints`` both parties checkpoint after every epoch; with ``resume``
+    the job continues after the latest epoch both hold (fresh keys, PSI again; A and B each refuse
+    a checkpoint whose job or aligned data differ). Raises ``InvalidPeerData`` when B names another
+    resume epoch than the latest common one.
     """
     if table.labels is None:
         raise DataError(f"dataset {spec.name!r} has no label column; set label_column")
@@ -84,6 +102,7 @@ def train(
         progress(
             ProgressEvent("alignment", message="private set intersection with " + peer.peer_name)
         )
+        resume_from = _ResumeFrom(job_id, checkpoints if job_id else None, resume)
         request = m.OpenSessionRequest(
             purpose=m.Purpose.TRAIN,
             dataset=job.peer_dataset,
@@ -91,6 +110,8 @@ def train(
             paillier_key=m.PaillierKey(
                 n=public_key_to_bytes(own.public_key), djn_base=int_to_bytes(own.djn_base)
             ),
+            job_id=job_id if resume_from.store is not None else "",
+            resume_epochs=resume_from.held_epochs(),
         )
         try:
             alignment = open_and_align(peer, request, [str(i) for i in table.ids], workers=workers)
@@ -104,6 +125,11 @@ def train(
             raise
         timer.lap("alignment")
         session_id = alignment.session.session_id
+        try:
+            resume_from.agree(alignment.session, peer.peer_name)
+        except BaseException:
+            close_quietly(peer, session_id)
+            raise
         progress(
             ProgressEvent(
                 "alignment",
@@ -128,6 +154,7 @@ def train(
                 timer=timer,
                 started=started,
                 progress=progress,
+                resume_from=resume_from,
             )
         finally:
             close_quietly(peer, session_id)
@@ -204,6 +231,7 @@ def _train_session(
     timer: Timer,
     started: float,
     progress: ProgressCallback,
+    resume_from: _ResumeFrom,
 ) -> dict[str, Any]:
     params = job.params
     traffic_start = (getattr(peer, "bytes_sent", 0), getattr(peer, "bytes_received", 0))
@@ -241,8 +269,15 @@ def _train_session(
             )
         )
     timer.lap("preprocessing")
-
-    history, stopped = _run_epochs(training, job, train_rows, validation_rows, started, progress)
+    fingerprint = data_fingerprint(
+        table.ids[alignment.own_rows],
+        table.features.iloc[alignment.own_rows].reset_index(drop=True),
+        labels,
+    )
+    loop = _EpochLoop(job, training, resume_from, fingerprint, peer.peer_name, job.dataset)
+    if resume_from.epoch:
+        loop.restore(progress)
+    history, stopped = loop.run(train_rows, validation_rows, started, progress)
 
     progress(
         ProgressEvent(
@@ -265,6 +300,7 @@ def _train_session(
     )
     timer.lap("evaluation")
     model_id = new_model_id(spec.name)
+    resume_from.committing(model_id)
     committed = peer.commit_model(m.CommitModelRequest(session_id, model_id))
     names = [*preprocessor.output_names_, INTERCEPT]
     meta = {
@@ -310,30 +346,195 @@ def _train_session(
         **evaluation,
     }
     _save_or_roll_back(peer, store, model_id, meta)
+    resume_from.done()
     return meta
 
 
-def _run_epochs(
-    training: TrainingA,
-    job: JobSpec,
-    train_rows: np.ndarray,
-    validation_rows: np.ndarray,
-    started: float,
-    progress: ProgressCallback,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The epochs of batches until early stopping or the budget; (loss history, why it stopped).
+@dataclass
+class _ResumeFrom:
+    """A's side of checkpoints for one job: what A holds, the epoch agreed with B, and cleanup."""
+
+    job_id: str
+    store: CheckpointStore | None
+    resume: bool
+    epoch: int = 0  # the latest epoch both hold, agreed at OpenSession (0: from the start)
+    held: tuple[int, ...] = ()
+
+    def held_epochs(self) -> tuple[int, ...]:
+        """The epochs A offers B (a fresh start forgets the job's old epochs and offers none)."""
+        if self.store is None:
+            return ()
+        if not self.resume:
+            self.store.prune(self.job_id, 0)
+            return ()
+        self.held = tuple(self.store.epochs(self.job_id)[-MAX_RESUME_EPOCHS:])
+        return self.held
+
+    def agree(self, answer: m.OpenSessionResponse, peer_name: str) -> None:
+        """Check B's resume epoch (untrusted): it must be the latest epoch both hold."""
+        expected = latest_common_epoch(self.held, answer.checkpoint_epochs) if self.resume else 0
+        if answer.resume_epoch != expected:
+            raise InvalidPeerData(
+                f"{peer_name} proposes to resume after epoch {answer.resume_epoch}, but the latest "
+                f"epoch both hold is {expected}"
+            )
+        self.epoch = expected
+
+    def load(self) -> dict[str, Any]:
+        assert self.store is not None
+        return self.store.load(self.job_id, self.epoch)
+
+    def save(self, epoch: int, state: dict[str, Any]) -> None:
+        if self.store is not None:
+            self.store.save(self.job_id, epoch, state)
+
+    def committing(self, model_id: str) -> None:
+        """Note the model id before B commits it: a resume after a kill right here deletes B's
+        orphan shard first (A never saved its own)."""
+        if self.store is not None:
+            self.store.write_file(self.job_id, COMMIT_FILE, model_id)
+
+    def orphan(self) -> str | None:
+        return self.store.read_file(self.job_id, COMMIT_FILE) if self.store is not None else None
+
+    def done(self) -> None:
+        """The model is saved at both parties: A's checkpoints of the job go."""
+        if self.store is not None:
+            self.store.remove(self.job_id)
+
+
+#: In A's checkpoint folder: the model id A asked B to commit, until A has saved its own shard.
+COMMIT_FILE = "committing.txt"
+
+
+class _EpochLoop:
+    """The epochs of batches until early stopping or the budget, checkpointed after each epoch.
 
     After each epoch A's model is the average of its weights over the epoch; ``score_change`` is
     the RMS change of the joint score over the training rows since the last epoch, combined from
     A's part (computed here) and B's (told in B's last BatchUpdate of the epoch).
     """
-    params = job.params
-    history: list[dict[str, Any]] = []
-    best_loss, stale_epochs = math.inf, 0
-    n_batches = max(1, len(train_rows) // params.batch_size)
-    train_started = time.perf_counter()
-    x_train = training.features.x[train_rows]
-    for epoch in range(params.epochs):
+
+    def __init__(
+        self,
+        job: JobSpec,
+        training: TrainingA,
+        resume_from: _ResumeFrom,
+        fingerprint: str,
+        peer_name: str,
+        dataset: str,
+    ) -> None:
+        self.job, self.training, self.resume_from = job, training, resume_from
+        self.identity = {
+            "job_id": resume_from.job_id,
+            "partner": peer_name,
+            "dataset": dataset,
+            "params": json.loads(json.dumps(dataclasses.asdict(job.params))),
+            "data_fingerprint": fingerprint,
+        }
+        self.first_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_loss, self.stale_epochs = math.inf, 0
+        self.stopped: dict[str, Any] | None = None
+
+    def restore(self, progress: ProgressCallback) -> None:
+        """Continue after the agreed epoch: A's state from its checkpoint, checked against this
+        job and these aligned rows (``DataError`` when they changed); B's orphan shard deleted."""
+        state = self.resume_from.load()
+        changed = [k for k, v in self.identity.items() if state.get(k) != v]
+        if changed:
+            raise DataError(
+                f"cannot resume job {self.resume_from.job_id}: its {', '.join(changed)} differ "
+                "from its checkpoint (the job file or the data changed); start the job afresh"
+            )
+        training = self.training
+        restore_optimizer(training.optimizer, state["optimizer"])
+        training.weights = np.asarray(state["weights"], dtype=np.float64)
+        training.model_weights = np.asarray(state["model_weights"], dtype=np.float64)
+        self.first_epoch = int(state["completed_epochs"])
+        self.history = list(state["history"])
+        self.best_loss, self.stale_epochs = float(state["best_loss"]), int(state["stale_epochs"])
+        self.stopped = state.get("stopped")
+        orphan = self.resume_from.orphan()
+        if orphan:
+            try:
+                training.peer.delete_model(m.DeleteModelRequest(orphan))
+            except FedlearnError as exc:  # NotFound: B never committed it
+                log.info("resume: %s's shard of %s not deleted: %s", training.peer.peer_name,
+                         orphan, exc)  # fmt: skip
+        progress(
+            ProgressEvent(
+                "training",
+                epoch=self.first_epoch,
+                epochs=self.job.params.epochs,
+                message=f"resuming job {self.resume_from.job_id} after epoch {self.first_epoch}",
+            )
+        )
+
+    def _checkpoint(self, epoch: int) -> None:
+        training = self.training
+        self.resume_from.save(
+            epoch,
+            {
+                **self.identity,
+                "completed_epochs": epoch,
+                "weights": floats(training.weights),
+                "model_weights": floats(training.model_weights),
+                "optimizer": optimizer_state(training.optimizer),
+                "history": self.history,
+                "best_loss": self.best_loss,
+                "stale_epochs": self.stale_epochs,
+                "stopped": self.stopped,
+            },
+        )
+
+    def run(
+        self,
+        train_rows: np.ndarray,
+        validation_rows: np.ndarray,
+        started: float,
+        progress: ProgressCallback,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Run the remaining epochs; (loss history, why it stopped)."""
+        if self.stopped is not None:  # the checkpoint was taken after the last epoch
+            return self.history, self.stopped
+        job, training, history = self.job, self.training, self.history
+        params = job.params
+        n_batches = max(1, len(train_rows) // params.batch_size)
+        train_started = time.perf_counter()
+        x_train = training.features.x[train_rows]
+        for epoch in range(self.first_epoch, params.epochs):
+            record = self._epoch(epoch, train_rows, validation_rows, x_train, started, progress,
+                                 n_batches, train_started)  # fmt: skip
+            history.append(record)
+            if _should_stop(job, history, self.best_loss, self.stale_epochs):
+                self.stopped = stop_reason(job, history, converged=True)
+            elif record["loss"] < self.best_loss - job.tolerance:
+                self.best_loss, self.stale_epochs = record["loss"], 0
+            else:
+                self.stale_epochs += 1
+            if self.stopped is None and epoch + 1 == params.epochs:
+                self.stopped = stop_reason(job, history, converged=False)
+            self._checkpoint(epoch + 1)
+            if self.stopped is not None:
+                return history, self.stopped
+        return history, stop_reason(job, history, converged=False)
+
+    def _epoch(
+        self,
+        epoch: int,
+        train_rows: np.ndarray,
+        validation_rows: np.ndarray,
+        x_train: np.ndarray,
+        started: float,
+        progress: ProgressCallback,
+        n_batches: int,
+        train_started: float,
+    ) -> dict[str, Any]:
+        """One epoch's batches, its loss and score change: the epoch's history record."""
+        job, training, history = self.job, self.training, self.history
+        params = job.params
+        done_before = self.first_epoch * n_batches
         previous_model = training.model_weights.copy()
         training.start_epoch()
         for batch, rows in enumerate(
@@ -351,7 +552,7 @@ def _run_epochs(
                     batches=n_batches,
                     loss=history[-1]["loss"] if history else math.nan,
                     elapsed_s=time.perf_counter() - started,
-                    eta_s=elapsed / done * (params.epochs * n_batches - done),
+                    eta_s=elapsed / (done - done_before) * (params.epochs * n_batches - done),
                 )
             )
         training.end_epoch()
@@ -375,7 +576,6 @@ def _run_epochs(
                     validation_rows,
                 ),
             )
-        history.append(record)
         training.timer.lap("loss")
         progress(
             ProgressEvent(
@@ -392,13 +592,7 @@ def _run_epochs(
                 ),
             )
         )
-        if _should_stop(job, history, best_loss, stale_epochs):
-            return history, stop_reason(job, history, converged=True)
-        if loss < best_loss - job.tolerance:
-            best_loss, stale_epochs = loss, 0
-        else:
-            stale_epochs += 1
-    return history, stop_reason(job, history, converged=False)
+        return record
 
 
 def stop_reason(job: JobSpec, history: list[dict[str, Any]], *, converged: bool) -> dict[str, Any]:

@@ -20,6 +20,8 @@ The servicer (``party_b.servicer``) only adapts gRPC streams to these methods; t
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import secrets
 import threading
@@ -29,6 +31,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fedlearn.checkpoint import (
+    MAX_RESUME_EPOCHS,
+    CheckpointStore,
+    check_job_id,
+    latest_common_epoch,
+    partner_job_key,
+)
 from fedlearn.config import DatasetSpec
 from fedlearn.crypto.executor import make_executor
 from fedlearn.crypto.keys import key_fingerprint, public_key_to_bytes
@@ -36,12 +45,14 @@ from fedlearn.crypto.psi import PsiKey, session_salt
 from fedlearn.data import PartyTable
 from fedlearn.errors import (
     Busy,
+    DataError,
     InvalidPeerData,
     NotFound,
     PolicyViolation,
     SessionEnded,
     SessionError,
 )
+from fedlearn.faults import pause_point
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.payloads import int_to_bytes, scores_to_bytes
 from fedlearn.protocol.policy import PeerPolicy, check_train_job
@@ -79,6 +90,9 @@ class NodeB:
         self.policy = policy
         self.store = ModelStore(model_dir)
         self.store.sweep()
+        # Each training job's last epochs, per partner and job id (fedlearn.checkpoint).
+        self.checkpoints = CheckpointStore(Path(model_dir) / ".checkpoints")
+        self.checkpoints.sweep()
         self.allowed_partners = frozenset(allowed_partners)
         self.executor = make_executor(workers)
         self.background = background  # where B's obfuscator pools are filled (see OwnKeyEngine)
@@ -235,8 +249,13 @@ class NodeB:
                 f"{', '.join(sorted(self.datasets)) or 'none'}"
             )
         response_key = m.PaillierKey()
+        held: tuple[int, ...] = ()
+        checkpoint_key, resume_epoch, resume_state = "", 0, None
         if request.purpose == m.Purpose.TRAIN:
             check_train_job(self.name, self.policy, request.train)
+            checkpoint_key, held, resume_epoch, resume_state = self._resume_point(
+                request, partner, spec.name
+            )
         table = self._load_table(spec)
         own_salt = secrets.token_bytes(32)
         salt = session_salt(request.psi_salt, own_salt)
@@ -249,11 +268,14 @@ class NodeB:
             psi_key=PsiKey.generate(),
             salt=salt,
             model=model,
+            checkpoint_key=checkpoint_key,
+            job_id=request.job_id if checkpoint_key else "",
         )
         if request.purpose == m.Purpose.TRAIN:
             session.training = new_training_keys(
                 request, self.policy, self.executor, background=self.background
             )
+            session.training.resume = resume_state
             own = session.training.own
             response_key = m.PaillierKey(
                 n=public_key_to_bytes(own.public_key),
@@ -274,9 +296,60 @@ class NodeB:
             len(table.ids),
             _key_note(session.training),
         )
+        if resume_epoch:
+            log.info(
+                "session %s resumes its job after epoch %d", session.session_id[:8], resume_epoch
+            )
         return m.OpenSessionResponse(
-            session_id=session.session_id, psi_salt=own_salt, paillier_key=response_key
+            session_id=session.session_id,
+            psi_salt=own_salt,
+            paillier_key=response_key,
+            checkpoint_epochs=held,
+            resume_epoch=resume_epoch,
         )
+
+    def _resume_point(
+        self, request: m.OpenSessionRequest, partner: str, dataset: str
+    ) -> tuple[str, tuple[int, ...], int, dict[str, Any] | None]:
+        """(checkpoint key, epochs B holds, epoch to resume after, B's state there) for a training
+        session. Without a job id B keeps no checkpoints; without ``resume_epochs`` the job starts
+        afresh (and B forgets what it held under that id). Everything A sent is untrusted: the job
+        id must be a plain name, the list short and in range, and the checkpoint must be B's own
+        for this partner, dataset and exactly these job parameters (``PolicyViolation`` otherwise).
+        """
+        if not request.job_id:
+            return "", (), 0, None
+        try:
+            key = partner_job_key(partner, check_job_id(request.job_id))
+        except DataError as exc:
+            raise InvalidPeerData(f"OpenSession: {exc}") from None
+        asked = request.resume_epochs
+        if len(asked) > MAX_RESUME_EPOCHS or any(not 1 <= e <= request.train.epochs for e in asked):
+            raise InvalidPeerData(
+                f"OpenSession: resume_epochs must list at most {MAX_RESUME_EPOCHS} epochs "
+                f"within the job's {request.train.epochs}"
+            )
+        if not asked:
+            self.checkpoints.remove(key)
+            return key, (), 0, None
+        held = tuple(self.checkpoints.epochs(key))
+        epoch = latest_common_epoch(list(asked), list(held))
+        if not epoch:
+            return key, held, 0, None
+        state = self.checkpoints.load(key, epoch)
+        expected = {
+            "partner": partner,
+            "job_id": request.job_id,
+            "dataset": dataset,
+            "params": _params_dict(request.train),
+        }
+        changed = [name for name, value in expected.items() if state.get(name) != value]
+        if changed:
+            raise PolicyViolation(
+                f"{self.name} refuses to resume job {request.job_id}: its {', '.join(changed)} "
+                "differ from its checkpoint; start the job afresh"
+            )
+        return key, held, epoch, state
 
     def _load_table(self, spec: DatasetSpec) -> PartyTable:
         return self._tables.get(spec)
@@ -297,6 +370,7 @@ class NodeB:
 
     def psi_blind(self, request: m.PsiBlindRequest, partner: str | None) -> m.PsiBlindResponse:
         session = self._session(request.session_id, partner)
+        pause_point("align")  # fault-injection tests only (fedlearn.faults)
         with session.lock:
             return session.psi_blind(request, self._background)
 
@@ -353,7 +427,10 @@ class NodeB:
 
         def step() -> m.BatchUpdateResponse:
             training = check_step(session.training, session.purpose, "update", request.header)
-            return training.update(request)
+            response = training.update(request)
+            if training.between_epochs and session.checkpoint_key:
+                self._checkpoint(session, training)
+            return response
 
         return self._ending_on_refusal(session, "BatchUpdate", step)
 
@@ -367,6 +444,17 @@ class NodeB:
             return training.epoch_loss(request)
 
         return self._ending_on_refusal(session, "EpochLoss", step)
+
+    def _checkpoint(self, session: SessionB, training: TrainingB) -> None:
+        """B's state after a complete epoch, kept for a resume of the same job (fedlearn.checkpoint)."""
+        state = {
+            **training.checkpoint_state(),
+            "partner": session.partner,
+            "job_id": session.job_id,
+            "dataset": session.dataset.name,
+            "params": _params_dict(training.params),
+        }
+        self.checkpoints.save(session.checkpoint_key, training.completed_epochs, state)
 
     def _ending_on_refusal(self, session: SessionB, step_name: str, step: Callable[[], T]) -> T:
         """Run one training step under the session's lock; a refusal ends the session.
@@ -406,6 +494,7 @@ class NodeB:
         session = self._session(request.session_id, partner)
         if not self.policy.allow_partial_scores:
             raise PolicyViolation(f"{self.name}'s policy does not allow returning partial scores")
+        pause_point("score")  # fault-injection tests only (fedlearn.faults)
         with session.lock:
             scores = session.partial_scores(request.subset)
         return m.PartialScoresResponse(scores=scores_to_bytes(scores))
@@ -425,6 +514,10 @@ class NodeB:
                 model_id, party=self.name, partner=session.partner, dataset=session.dataset.name
             )
             self.store.save(model_id, shard)
+            if session.checkpoint_key:
+                # The last epoch stays until the bounds remove it: A may be killed before it saved
+                # its own shard, and then resumes from there (and deletes this model first).
+                self.checkpoints.prune(session.checkpoint_key, 1)
         log.info("model %s committed (%d epochs)", model_id, training.completed_epochs)
         return m.CommitModelResponse(mean_partial_score=shard["mean_partial_score"])
 
@@ -442,6 +535,42 @@ class NodeB:
         self.store.delete(model_id)
         log.info("model %s deleted at %s's request", model_id, partner)
         return m.DeleteModelResponse()
+
+    def check_models(
+        self, request: m.CheckModelsRequest, partner: str | None
+    ) -> m.CheckModelsResponse:
+        """Whether B holds an intact shard of each model id, for this partner only.
+
+        Another partner's model is MISSING, as is an unknown one (so nothing tells A which ids
+        exist for others); a damaged shard is DAMAGED with its reason (which names no path).
+        Raises ``InvalidPeerData`` for more than ``MAX_CHECKED_MODELS`` ids or an invalid id.
+        """
+        partner = self._check_partner(partner)
+        if len(request.model_ids) > MAX_CHECKED_MODELS:
+            raise InvalidPeerData(f"CheckModels: at most {MAX_CHECKED_MODELS} model ids at a time")
+        states, reasons = [], []
+        for model_id in request.model_ids:
+            try:
+                shard = self.store.load(check_model_id(model_id))
+            except NotFound:
+                state, reason = m.ShardState.MISSING, ""
+            except DataError as exc:  # DamagedModel: its public message names no path
+                state, reason = m.ShardState.DAMAGED, exc.public or "damaged"
+            else:
+                owned = shard.get("partner") == partner
+                state, reason = (m.ShardState.INTACT if owned else m.ShardState.MISSING), ""
+            states.append(int(state))
+            reasons.append(reason)
+        return m.CheckModelsResponse(states=tuple(states), reasons=tuple(reasons))
+
+
+#: The most model ids one CheckModels request may ask about.
+MAX_CHECKED_MODELS = 1000
+
+
+def _params_dict(params: m.TrainParams) -> dict[str, Any]:
+    """The job's parameters as they read back from a checkpoint's JSON."""
+    return dict(json.loads(json.dumps(dataclasses.asdict(params))))
 
 
 def _key_note(training: object) -> str:

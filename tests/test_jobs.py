@@ -92,3 +92,31 @@ def test_unknown_and_malformed_job_ids(tmp_path: Path) -> None:
         runner.get("job-20260101-000000-abcd")
     with pytest.raises(NotFound, match="not a job id"):
         runner.get("../../etc/passwd")
+
+
+def test_a_stopping_node_interrupts_its_jobs_at_the_next_batch_and_they_can_resume(
+    tmp_path: Path,
+) -> None:
+    runner = JobRunner(JobStore(tmp_path))
+    gate = threading.Event()
+    done, work = _batches(gate)
+    record = runner.submit("train", work)  # type: ignore[arg-type]
+    for event in runner.watch(record.job_id):
+        if isinstance(event, ProgressEvent) and event.batch >= 3:
+            break
+    stopper = threading.Thread(target=runner.interrupt_all, kwargs={"timeout_s": 10})
+    stopper.start()
+    gate.set()
+    stopper.join(15)
+    interrupted = runner.get(record.job_id)
+    assert interrupted.state == "interrupted" and len(done) == 3  # not one batch more
+    assert f"fedlearn train --resume {record.job_id}" in interrupted.error
+    again_gate = threading.Event()
+    again_gate.set()
+    _, again = _batches(again_gate, batches=4)
+    resumed = runner.resume(record.job_id, again)  # type: ignore[arg-type]
+    assert resumed.job_id == record.job_id
+    final = list(runner.watch(record.job_id))[-1]
+    assert isinstance(final, JobRecord) and final.state == "succeeded"
+    with pytest.raises(DataError, match="only an interrupted or failed job"):
+        runner.resume(record.job_id, again)  # type: ignore[arg-type]

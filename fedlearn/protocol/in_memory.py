@@ -93,5 +93,8 @@ class InMemoryPeer:
     def delete_model(self, request: m.DeleteModelRequest) -> m.DeleteModelResponse:
         return self._call("delete_model", request, m.DeleteModelResponse)
 
+    def check_models(self, request: m.CheckModelsRequest) -> m.CheckModelsResponse:
+        return self._call("check_models", request, m.CheckModelsResponse)
+
     def close_session(self, request: m.CloseSessionRequest) -> m.CloseSessionResponse:
         return self._call("close_session", request, m.CloseSessionResponse)

@@ -83,6 +83,8 @@ class OpenSessionRequest:
     train: TrainParams = field(default_factory=TrainParams)
     paillier_key: PaillierKey = field(default_factory=PaillierKey)
     model_id: str = ""
+    job_id: str = ""  # TRAIN: A's job id, B's checkpoint key (with the partner)
+    resume_epochs: tuple[int, ...] = ()  # resume: the epochs A holds checkpoints of
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class OpenSessionResponse:
     session_id: str = ""
     psi_salt: bytes = b""
     paillier_key: PaillierKey = field(default_factory=PaillierKey)
+    checkpoint_epochs: tuple[int, ...] = ()  # resume: the epochs B holds for this job and partner
+    resume_epoch: int = 0  # resume: the latest epoch both hold (0: from the start)
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,24 @@ class DeleteModelRequest:
 @dataclass(frozen=True)
 class DeleteModelResponse:
     pass
+
+
+class ShardState(enum.IntEnum):
+    UNSPECIFIED = 0
+    INTACT = 1
+    MISSING = 2
+    DAMAGED = 3
+
+
+@dataclass(frozen=True)
+class CheckModelsRequest:
+    model_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckModelsResponse:
+    states: tuple[int, ...] = ()  # ShardState values, one per requested id
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ RPCS: dict[str, Rpc] = {
         ),
         Rpc("CommitModel", "commit_model", m.CommitModelRequest, m.CommitModelResponse),
         Rpc("DeleteModel", "delete_model", m.DeleteModelRequest, m.DeleteModelResponse, retry=True),
+        Rpc("CheckModels", "check_models", m.CheckModelsRequest, m.CheckModelsResponse, retry=True),
         Rpc(
             "CloseSession",
             "close_session",

@@ -56,6 +56,9 @@ class SessionB:
     blinded_own: Future[bytes] | None = None  # B's own blinded IDs, computed while A blinds its own
     # A's points raised to B's scalar: computed from PsiBlind on, sent only in PsiResult's answer.
     double_blinded_peer: Future[bytes] | None = None
+    # Training: B's checkpoint folder for this partner's job (fedlearn.checkpoint), "" for none.
+    checkpoint_key: str = ""
+    job_id: str = ""
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from fedlearn.checkpoint import data_fingerprint, floats, optimizer_state, restore_optimizer
 from fedlearn.crypto.codec import FixedPointCodec
 from fedlearn.crypto.engines import OwnKeyOps, PeerKeyOps, own_key_engine, peer_key_engine
 from fedlearn.crypto.executor import Executor
@@ -87,6 +88,7 @@ class PendingTraining:
     params: m.TrainParams
     own: OwnKeyOps
     peer: PeerKeyOps
+    resume: dict[str, Any] | None = None  # B's checkpoint to continue from (checked at OpenSession)
 
 
 @dataclass
@@ -116,6 +118,7 @@ class TrainingB:
     own_masks: list[int] = field(default_factory=list)
     completed_epochs: int = 0
     loss_epochs_answered: set[int] = field(default_factory=set)
+    data_fingerprint: str = ""  # of B's aligned rows (checkpoint.data_fingerprint)
 
     @property
     def between_batches(self) -> bool:
@@ -257,6 +260,35 @@ class TrainingB:
             raise InvalidPeerData("EpochLoss: the decrypted value is beyond the loss bound")
         return m.EpochLossResponse(value=int_to_bytes(truncate_loss(int(value), bound_bits)))
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """B's plaintext state between epochs, for ``fedlearn.checkpoint`` (no key, no ciphertext)."""
+        return {
+            "completed_epochs": self.completed_epochs,
+            "weights": floats(self.weights),
+            "model_weights": floats(self.model_weights),
+            "optimizer": optimizer_state(self.optimizer),
+            "data_fingerprint": self.data_fingerprint,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from B's checkpoint ``state``: the next step is epoch ``completed_epochs``'s
+        first BatchForward. Raises ``PolicyViolation`` when B's aligned data differ from the
+        checkpoint's (the same epochs would not give the same model)."""
+        if state.get("data_fingerprint") != self.data_fingerprint:
+            raise PolicyViolation(
+                "cannot resume: the aligned rows or B's data changed since the checkpoint; "
+                "start the job afresh"
+            )
+        restore_optimizer(self.optimizer, state["optimizer"])
+        self.weights = np.asarray(state["weights"], dtype=np.float64)
+        self.model_weights = np.asarray(state["model_weights"], dtype=np.float64)
+        if self.weights.shape != (self.features.n_features,) or self.model_weights.shape != (
+            self.features.n_features,
+        ):
+            raise PolicyViolation("cannot resume: B's column count changed since the checkpoint")
+        self.completed_epochs = int(state["completed_epochs"])
+        self.expect = ("forward", self.completed_epochs, 0)
+
     def validation_scores(self) -> np.ndarray:
         """B's partial scores on the validation rows, shape (validation rows,)."""
         return self.features.x[self.validation_rows] @ self.model_weights
@@ -377,6 +409,10 @@ def prepare_training(
             policy.min_rows_per_column,
         ),
     )
+    frame = table.features.iloc[aligned_rows].reset_index(drop=True)
+    training.data_fingerprint = data_fingerprint(table.ids[aligned_rows], frame)
+    if pending.resume is not None:
+        training.restore(pending.resume)
     # Keep a batch of obfuscators ready: the pool refills while B waits for A.
     training.own.pool_target = max_rows
     training.own.prefill(max_rows)

@@ -38,6 +38,8 @@ def to_proto(message: Any) -> Message:
             getattr(proto, spec.name).CopyFrom(to_proto(value))
         elif isinstance(value, enum.Enum):
             setattr(proto, spec.name, int(value.value))
+        elif isinstance(value, tuple):  # a repeated scalar field
+            getattr(proto, spec.name).extend(value)
         else:
             setattr(proto, spec.name, value)
     return proto
@@ -59,6 +61,8 @@ def from_proto(proto: Message, message_type: type[T]) -> T:
                 raise InvalidPeerData(
                     f"{message_type.__name__}.{name}: unknown value {raw}"
                 ) from None
+        elif proto.DESCRIPTOR.fields_by_name[name].is_repeated:  # a repeated scalar field
+            values[name] = tuple(raw)
         else:
             values[name] = raw
     return message_type(**values)

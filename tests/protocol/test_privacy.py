@@ -242,11 +242,15 @@ FIELDS: dict[type, dict[str, Check]] = {
         "train": public,
         "paillier_key": public_key("A"),
         "model_id": equals(lambda s, msg: ""),
+        "job_id": public,  # A's job id: B's checkpoint folder is a hash of it and the partner
+        "resume_epochs": equals(lambda s, msg: ()),  # a fresh job
     },
     m.OpenSessionResponse: {
         "session_id": session_id,
         "psi_salt": salt,
         "paillier_key": public_key("B"),
+        "checkpoint_epochs": equals(lambda s, msg: ()),
+        "resume_epoch": equals(lambda s, msg: 0),
     },
     m.PsiBlindRequest: {"session_id": session_id, "points": points(lambda s, msg: s.a_rows)},
     m.PsiBlindResponse: {"accepted": equals(lambda s, msg: s.a_rows)},
@@ -296,6 +300,9 @@ FIELDS: dict[type, dict[str, Check]] = {
     m.CommitModelResponse: {"mean_partial_score": finite_scalar},
     m.DeleteModelRequest: {"model_id": public},  # only when A cannot save its shard
     m.DeleteModelResponse: {},
+    # `fedlearn models`: whether B holds each of A's models (B answers for A's models only).
+    m.CheckModelsRequest: {"model_ids": public},
+    m.CheckModelsResponse: {"states": public, "reasons": public},
     m.CloseSessionRequest: {"session_id": session_id},
     m.CloseSessionResponse: {},
 }
@@ -352,7 +359,9 @@ def test_every_field_of_every_message_is_of_a_documented_kind(recorded: Recorded
             except AssertionError as exc:
                 raise AssertionError(f"message {index} {kind.__name__}.{name}: {exc}") from exc
     # Every step of a training session happened, so every row of the table was exercised.
-    assert seen == set(FIELDS) - {m.DeleteModelRequest, m.DeleteModelResponse}
+    not_in_training = {m.DeleteModelRequest, m.DeleteModelResponse}
+    not_in_training |= {m.CheckModelsRequest, m.CheckModelsResponse}  # `fedlearn models` only
+    assert seen == set(FIELDS) - not_in_training
     n_batches = len(session.batch_sizes)
     assert sum(isinstance(r.message, m.BatchUpdateRequest) for r in record) == n_batches
     assert sum(isinstance(r.message, m.EpochLossRequest) for r in record) == EPOCHS

@@ -128,12 +128,14 @@ class Job(_message.Message):
     def __init__(self, record_json: _Optional[str] = ...) -> None: ...
 
 class SubmitTrainRequest(_message.Message):
-    __slots__ = ("job_toml", "job_path")
+    __slots__ = ("job_toml", "job_path", "resume_job_id")
     JOB_TOML_FIELD_NUMBER: _ClassVar[int]
     JOB_PATH_FIELD_NUMBER: _ClassVar[int]
+    RESUME_JOB_ID_FIELD_NUMBER: _ClassVar[int]
     job_toml: str
     job_path: str
-    def __init__(self, job_toml: _Optional[str] = ..., job_path: _Optional[str] = ...) -> None: ...
+    resume_job_id: str
+    def __init__(self, job_toml: _Optional[str] = ..., job_path: _Optional[str] = ..., resume_job_id: _Optional[str] = ...) -> None: ...
 
 class SubmitTrainResponse(_message.Message):
     __slots__ = ("job",)

@@ -90,6 +90,11 @@ class PeerServiceStub:
                 request_serializer=fedlearn_dot_v1_dot_peer__pb2.DeleteModelRequest.SerializeToString,
                 response_deserializer=fedlearn_dot_v1_dot_peer__pb2.DeleteModelResponse.FromString,
                 _registered_method=True)
+        self.CheckModels = channel.unary_unary(
+                '/fedlearn.v1.PeerService/CheckModels',
+                request_serializer=fedlearn_dot_v1_dot_peer__pb2.CheckModelsRequest.SerializeToString,
+                response_deserializer=fedlearn_dot_v1_dot_peer__pb2.CheckModelsResponse.FromString,
+                _registered_method=True)
         self.CloseSession = channel.unary_unary(
                 '/fedlearn.v1.PeerService/CloseSession',
                 request_serializer=fedlearn_dot_v1_dot_peer__pb2.CloseSessionRequest.SerializeToString,
@@ -181,6 +186,13 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckModels(self, request, context):
+        """Whether B holds an intact shard of each model (for `fedlearn models`); names no path.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CloseSession(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -244,6 +256,11 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.DeleteModel,
                     request_deserializer=fedlearn_dot_v1_dot_peer__pb2.DeleteModelRequest.FromString,
                     response_serializer=fedlearn_dot_v1_dot_peer__pb2.DeleteModelResponse.SerializeToString,
+            ),
+            'CheckModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckModels,
+                    request_deserializer=fedlearn_dot_v1_dot_peer__pb2.CheckModelsRequest.FromString,
+                    response_serializer=fedlearn_dot_v1_dot_peer__pb2.CheckModelsResponse.SerializeToString,
             ),
             'CloseSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseSession,
@@ -548,6 +565,33 @@ class PeerService:
             '/fedlearn.v1.PeerService/DeleteModel',
             fedlearn_dot_v1_dot_peer__pb2.DeleteModelRequest.SerializeToString,
             fedlearn_dot_v1_dot_peer__pb2.DeleteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedlearn.v1.PeerService/CheckModels',
+            fedlearn_dot_v1_dot_peer__pb2.CheckModelsRequest.SerializeToString,
+            fedlearn_dot_v1_dot_peer__pb2.CheckModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,
