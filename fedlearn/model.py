@@ -38,17 +38,21 @@ def sigmoid_slope(u: np.ndarray) -> np.ndarray:
     return p * (1.0 - p)
 
 
-def linearized_residual(u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray) -> np.ndarray:
+def linearized_residual(
+    u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, slope: np.ndarray | None = None
+) -> np.ndarray:
     """d = sigmoid(u_A + u_B) - y, linearised in u_B around A's own score u_A (shape (s,)).
 
     sigmoid(u_A + u_B) ~ sigmoid(u_A) + sigmoid'(u_A) u_B: the first-order Taylor expansion, taken per
     row at the point A knows in the clear instead of at 0, so it stays accurate where the intercept
     and A's columns move the score far from 0 (a rare label puts most rows near logit(base rate)).
+    ``slope`` (shape (s,)) replaces sigmoid'(u_A): the slope whose ciphertext B holds for the row
+    when the protocol reuses an earlier epoch's (``slopes_refreshed``).
     """
+    if slope is None:
+        slope = sigmoid_slope(u_a)
     return (
-        sigmoid(u_a)
-        + sigmoid_slope(u_a) * np.asarray(u_b, dtype=np.float64)
-        - np.asarray(y, dtype=np.float64)
+        sigmoid(u_a) + slope * np.asarray(u_b, dtype=np.float64) - np.asarray(y, dtype=np.float64)
     )
 
 
@@ -104,6 +108,22 @@ def max_batch_rows(n_train: int, batch_size: int) -> int:
     """The largest batch ``epoch_batches`` produces for ``n_train`` rows (sizes bound the encoding)."""
     n_batches = max(1, n_train // batch_size)
     return -(-n_train // n_batches)
+
+
+#: A sends a fresh [[beta]] (its slope sigmoid'(u_A), docs/protocol.md section 2) for every row in the
+#: first SLOPE_FRESH_EPOCHS epochs, then in every SLOPE_REFRESH_EVERY-th epoch and in the budget's last
+#: epoch; in the other epochs B reuses the ciphertext it holds for the row (from the row's last fresh
+#: epoch) and A uses that same slope. The schedule depends on the epoch number only: public.
+SLOPE_FRESH_EPOCHS = 2
+SLOPE_REFRESH_EVERY = 4
+
+
+def slopes_refreshed(epoch: int, epochs: int) -> bool:
+    """Whether epoch ``epoch`` (0-based) of a budget of ``epochs`` sends fresh slopes for every row.
+
+    Epoch 0 always does (B holds no slope before it), so every later epoch has one to reuse.
+    """
+    return epoch < SLOPE_FRESH_EPOCHS or epoch % SLOPE_REFRESH_EVERY == 0 or epoch == epochs - 1
 
 
 #: The step size decays as ``learning_rate / (1 + (t - 1) / DECAY_STEPS)`` over the optimizer's steps t:
@@ -265,6 +285,7 @@ def fit_plain_reference(
     opt_a = Optimizer(optimizer, learning_rate, mask_a, l2=penalty, l1=l1)
     opt_b = Optimizer(optimizer, learning_rate, np.ones_like(w_b), l2=penalty, l1=l1)
     rows = np.arange(len(y))
+    slopes = np.zeros(len(y))  # the slope of each row whose ciphertext B holds
     model_a, model_b = w_a.copy(), w_b.copy()
     losses: list[float] = []
     changes: list[float] = []
@@ -275,7 +296,9 @@ def fit_plain_reference(
         for batch in epoch_batches(rows, batch_size, seed, epoch):
             u_a = x_a[batch] @ w_a
             u_b = np.clip(x_b[batch] @ w_b, -score_clip, score_clip)
-            d = linearized_residual(u_a, u_b, y[batch])
+            if slopes_refreshed(epoch, epochs):
+                slopes[batch] = sigmoid_slope(u_a)
+            d = linearized_residual(u_a, u_b, y[batch], slopes[batch])
             epoch_loss += majorized_loss(u_a, u_b, y[batch]) * len(batch)
             w_a = opt_a.step(w_a, x_a[batch].T @ d / len(batch))
             w_b = opt_b.step(w_b, x_b[batch].T @ d / len(batch))

@@ -142,6 +142,7 @@ class BatchForwardRequest:
     header: BatchHeader = field(default_factory=BatchHeader)
     ciphertexts: bytes = b""
     slopes: bytes = b""
+    reuse_slopes: bool = False  # no slopes: B reuses the [[beta]]_A it holds for the batch's rows
 
 
 @dataclass(frozen=True)

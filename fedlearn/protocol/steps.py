@@ -83,10 +83,18 @@ def gradient_layout(
 
 
 def label_party_terms(
-    u_a: np.ndarray, y: np.ndarray, score_frac_bits: int
+    u_a: np.ndarray, y: np.ndarray, score_frac_bits: int, beta: Sequence[int] | None = None
 ) -> tuple[list[int], list[int]]:
-    """A's per-row (alpha, beta) as signed fixed-point ints; the K offset cancels exactly in d."""
-    beta = [int(v) for v in np.rint(sigmoid_slope(u_a) * 2.0**SLOPE_FRAC_BITS)]
+    """A's per-row (alpha, beta) as signed fixed-point ints; the K offset cancels exactly in d.
+
+    ``beta`` (s,), when given, is the slope to use instead of sigmoid'(u_A): the one whose
+    ciphertext B already holds for the row (reused on the public schedule, ``slopes_refreshed``);
+    alpha is then formed with it, so d = alpha + beta v stays exact for that slope.
+    """
+    if beta is None:
+        beta = [int(v) for v in np.rint(sigmoid_slope(u_a) * 2.0**SLOPE_FRAC_BITS)]
+    else:
+        beta = [int(v) for v in beta]
     base = np.rint(
         (sigmoid(u_a) - np.asarray(y, dtype=np.float64))
         * 2.0 ** residual_frac_bits(score_frac_bits)

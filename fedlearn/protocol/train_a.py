@@ -34,7 +34,7 @@ from fedlearn.crypto.wire import (
     keyed_ciphertexts_from_bytes,
 )
 from fedlearn.errors import EncodingOverflow, InvalidPeerData
-from fedlearn.model import Optimizer, l2_per_row, max_batch_rows
+from fedlearn.model import Optimizer, l2_per_row, max_batch_rows, slopes_refreshed
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.limits import (
     MIN_ROWS_PER_COLUMN,
@@ -129,6 +129,9 @@ class TrainingA:
     # A's model: its weights averaged over the last epoch (train.py sets it before the first).
     model_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
     gradient_noise: float = 0.0  # label DP: std of the noise on B's mean gradient (see add_noise)
+    # Per aligned row, the fixed-point slope beta whose [[beta]]_A B holds in this session (-1: none
+    # sent yet). A forms alpha with it in the epochs that reuse it (``slopes_refreshed``).
+    held_slopes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
     def start(
@@ -163,6 +166,7 @@ class TrainingA:
         penalty_mask = np.ones(features.n_features)
         penalty_mask[-1] = 0.0
         training = cls(
+            held_slopes=np.full(len(labels), -1, dtype=np.int64),
             peer=peer,
             session_id=session_id,
             params=params,
@@ -218,14 +222,15 @@ class TrainingA:
         timer.restart()
         u_a = features.x[rows] @ self.weights
         y = self.labels[rows]
-        alpha, beta = label_party_terms(u_a, y, frac)
-        encrypted = own.encrypt(own_codec.encode_int(alpha + beta))
+        alpha, beta, reuse = self._residual_terms(epoch, rows, u_a, y)
+        encrypted = own.encrypt(own_codec.encode_int(alpha if reuse else alpha + beta))
         timer.lap("encryption")
         forward = peer.batch_forward(
             m.BatchForwardRequest(
                 header,
                 ciphertexts_to_bytes(encrypted[:s], own_n),
-                ciphertexts_to_bytes(encrypted[s:], own_n),
+                b"" if reuse else ciphertexts_to_bytes(encrypted[s:], own_n),
+                reuse_slopes=reuse,
             )
         )
         timer.lap("network")
@@ -278,6 +283,24 @@ class TrainingA:
         )
         self.peer_change = update.weight_change_norm
         timer.lap("network")
+
+    def _residual_terms(
+        self, epoch: int, rows: np.ndarray, u_a: np.ndarray, y: np.ndarray
+    ) -> tuple[list[int], list[int], bool]:
+        """(alpha, beta, reuse) for the batch's rows: fresh slopes, or the ones B holds.
+
+        The slopes are reused (no [[beta]] is sent, B takes the ciphertexts it holds) when the
+        public schedule says so (``slopes_refreshed``) and this session has sent a slope for every
+        row of the batch; alpha is then formed with the held slopes. Otherwise the batch's slopes
+        are fresh and become the held ones.
+        """
+        held = self.held_slopes[rows]
+        reuse = not slopes_refreshed(epoch, self.params.epochs) and bool(np.all(held >= 0))
+        frac = self.params.score_frac_bits
+        alpha, beta = label_party_terms(u_a, y, frac, [int(b) for b in held] if reuse else None)
+        if not reuse:
+            self.held_slopes[rows] = beta
+        return alpha, beta, reuse
 
     def epoch_loss(self, epoch: int) -> float:
         """The epoch's mean loss (the quadratic bound), B's part revealed through ``EpochLoss``."""

@@ -119,6 +119,8 @@ class TrainingB:
     completed_epochs: int = 0
     loss_epochs_answered: set[int] = field(default_factory=set)
     data_fingerprint: str = ""  # of B's aligned rows (checkpoint.data_fingerprint)
+    # [[beta]]_A per aligned row, the last one A sent in this session: reused when A says so.
+    held_slopes: dict[int, Any] = field(default_factory=dict)
 
     @property
     def between_batches(self) -> bool:
@@ -146,9 +148,7 @@ class TrainingB:
         alpha = keyed_ciphertexts_from_bytes(
             request.ciphertexts, peer_key, expected_count=len(rows)
         ).under(peer_key)
-        beta = keyed_ciphertexts_from_bytes(
-            request.slopes, peer_key, expected_count=len(rows)
-        ).under(peer_key)
+        beta = self._slopes(request, rows)
         frac = self.params.score_frac_bits
         scores = feature_party_scores(self.features.x[rows] @ self.weights, frac)
         encrypted_scores = self.own.encrypt(self.own_codec.encode_int(scores))
@@ -168,6 +168,31 @@ class TrainingB:
             ciphertexts=ciphertexts_to_bytes(encrypted_scores, own_n),
             loss_term=ciphertexts_to_bytes(encrypted_loss, own_n),
         )
+
+    def _slopes(self, request: m.BatchForwardRequest, rows: np.ndarray) -> list[Any]:
+        """[[beta]]_A for each row of the batch: the ones A sent, or with ``reuse_slopes`` the
+        ones B holds from earlier in this session (which the fresh ones replace).
+
+        Raises ``InvalidPeerData`` for slopes sent with ``reuse_slopes``, or a reuse for a row
+        whose slope A has not sent in this session (a new session holds none).
+        """
+        held = self.held_slopes
+        if request.reuse_slopes:
+            if request.slopes:
+                raise InvalidPeerData("BatchForward: slopes sent with reuse_slopes")
+            missing = sum(1 for row in rows if int(row) not in held)
+            if missing:
+                raise InvalidPeerData(
+                    f"BatchForward: reuse_slopes for {missing} rows whose slope was not sent in "
+                    "this session"
+                )
+            return [held[int(row)] for row in rows]
+        peer_key = self.peer.public_key
+        beta = keyed_ciphertexts_from_bytes(
+            request.slopes, peer_key, expected_count=len(rows)
+        ).under(peer_key)
+        held.update(zip((int(row) for row in rows), beta, strict=True))
+        return beta
 
     def gradient(self, request: m.BatchGradientRequest) -> m.BatchGradientResponse:
         """Decrypt A's masked gradient (under B's key); hand over B's (masked, under A's key).

@@ -1,6 +1,7 @@
 """What crosses between A and B during a training run (issue 3 item 8; docs/protocol.md's table).
 
-One training run in memory on FATE's breast split (512-bit keys, 2 epochs, batch 64) with every
+One training run in memory on FATE's breast split (512-bit keys, 4 epochs, batch 64; the third
+reuses the slopes' ciphertexts, so no [[beta]] crosses in it) with every
 message recorded as it crossed the wire. Two kinds of check:
 
 1. Field by field, every field of every message is one of the documented kinds: ciphertexts
@@ -29,13 +30,19 @@ import pytest
 
 from fedlearn.crypto.psi import POINT_BYTES
 from fedlearn.crypto.wire import ciphertext_width
-from fedlearn.model import epoch_batches, max_batch_rows, sigmoid, sigmoid_slope
+from fedlearn.model import (
+    epoch_batches,
+    max_batch_rows,
+    sigmoid,
+    sigmoid_slope,
+    slopes_refreshed,
+)
 from fedlearn.protocol import messages as m
 from fedlearn.protocol import steps, train_a, train_b
 from fedlearn.protocol.steps import SCORE_CLIP, gradient_layout, loss_bound_bits
 from tests.protocol.harness import MemoryRun, fate_specs, job_text, rebuild, run_memory
 
-EPOCHS = 2
+EPOCHS = 4
 BATCH_SIZE = 64
 
 
@@ -44,6 +51,7 @@ class Captured:
     """Plaintext values each party computed in the run (captured in process, never sent)."""
 
     a_terms: list[tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=list)
+    a_slopes: list[np.ndarray] = dataclasses.field(default_factory=list)  # as used (held or fresh)
     b_scores: list[np.ndarray] = dataclasses.field(default_factory=list)
     gradients: list[list[int]] = dataclasses.field(default_factory=list)
 
@@ -64,9 +72,11 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
         steps.unmask_truncated,
     )
 
-    def label_party_terms(u_a: np.ndarray, y: np.ndarray, frac: int) -> Any:
+    def label_party_terms(u_a: np.ndarray, y: np.ndarray, frac: int, beta: Any = None) -> Any:
         captured.a_terms.append((np.array(u_a), np.array(y)))
-        return real_terms(u_a, y, frac)
+        alpha, used = real_terms(u_a, y, frac, beta)
+        captured.a_slopes.append(np.array(used) / 2.0**steps.SLOPE_FRAC_BITS)
+        return alpha, used
 
     def feature_party_scores(u_b: np.ndarray, frac: int) -> list[int]:
         captured.b_scores.append(np.array(u_b))
@@ -222,6 +232,11 @@ def _batch_rows(session: Session, message: Any) -> int:
     return session.batch_sizes[(message.header.epoch, message.header.batch)]
 
 
+def _fresh_slope_rows(session: Session, message: Any) -> int:
+    """[[beta]] per row in the epochs the public schedule refreshes, none in the others."""
+    return _batch_rows(session, message) if not message.reuse_slopes else 0
+
+
 def _packed_count(key: str) -> Callable[[Session, Any], int]:
     """Packed ciphertexts of A's gradient (under B's key) or B's (under A's key)."""
 
@@ -267,7 +282,8 @@ FIELDS: dict[type, dict[str, Check]] = {
     m.BatchForwardRequest: {
         "header": header,
         "ciphertexts": ciphertexts("A", _batch_rows),
-        "slopes": ciphertexts("A", _batch_rows),
+        "slopes": ciphertexts("A", _fresh_slope_rows),
+        "reuse_slopes": equals(lambda s, msg: not slopes_refreshed(msg.header.epoch, EPOCHS)),
     },
     m.BatchForwardResponse: {
         "ciphertexts": ciphertexts("B", _batch_rows),
@@ -552,10 +568,12 @@ def test_no_scores_residuals_or_gradients_in_any_payload(
     frac = m.TrainParams().score_frac_bits
     assert len(captured.a_terms) == len(captured.b_scores) > 0
     per_row: list[np.ndarray] = []
-    for (u_a, y), u_b in zip(captured.a_terms, captured.b_scores, strict=True):
+    terms = zip(captured.a_terms, captured.a_slopes, captured.b_scores, strict=True)
+    for (u_a, y), slope, u_b in terms:
         clipped = np.clip(u_b, -SCORE_CLIP, SCORE_CLIP)
-        residual = sigmoid(u_a) + sigmoid_slope(u_a) * clipped - y
-        per_row += [u_a, u_b, residual, sigmoid(u_a), sigmoid(u_a + u_b)]
+        residual = sigmoid(u_a) + slope * clipped - y  # with the slope B holds (fresh or reused)
+        fresh = sigmoid(u_a) + sigmoid_slope(u_a) * clipped - y
+        per_row += [u_a, u_b, residual, fresh, sigmoid(u_a), sigmoid(u_a + u_b)]
         per_row.append(np.rint(clipped * 2.0**frac))  # B's fixed-point score before the offset
         per_row.append(np.rint(residual * 2.0 ** steps.residual_frac_bits(frac)))
     assert _hits(index, vector_needles(per_row)) == set()

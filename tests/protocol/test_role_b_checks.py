@@ -165,3 +165,28 @@ def test_partial_scores_mid_epoch_are_refused(session: tuple[NodeB, str, int, in
     )
     with pytest.raises(SessionError, match="only between epochs"):
         role.partial_scores(m.PartialScoresRequest(sid, m.RowSubset.VALIDATION), "party-a")
+
+
+# ---- reusing [[beta]] (docs/protocol.md section 2): only slopes A sent in this session -----------
+
+
+def test_reuse_before_any_slope_was_sent_is_refused(
+    session: tuple[NodeB, str, int, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    role, sid, n, count = session
+    ciphertext = (2).to_bytes(ciphertext_width(n), "big")
+    request = m.BatchForwardRequest(m.BatchHeader(sid, 0, 0), ciphertext * count, reuse_slopes=True)
+    with _refused(caplog, f"reuse_slopes for {count} rows whose slope was not sent"):
+        role.batch_forward(request, "party-a")
+    assert sid not in role._sessions
+
+
+def test_slopes_sent_with_reuse_are_refused(
+    session: tuple[NodeB, str, int, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    role, sid, n, count = session
+    ciphertext = (2).to_bytes(ciphertext_width(n), "big")
+    header = m.BatchHeader(sid, 0, 0)
+    request = m.BatchForwardRequest(header, ciphertext * count, ciphertext * count, True)
+    with _refused(caplog, "slopes sent with reuse_slopes"):
+        role.batch_forward(request, "party-a")

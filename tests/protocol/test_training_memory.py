@@ -1,6 +1,7 @@
 """The encrypted training protocol in memory (both roles, one process, 512-bit keys).
 
-- the encrypted run reproduces the plaintext reference (same schedule, same linearised residual);
+- the encrypted run reproduces the plaintext reference (same schedule, same linearised residual,
+  the same stale slopes in the epochs that reuse [[beta]]);
 - its held-out AUC is within 0.005 of scikit-learn on FATE's breast and default_credit splits;
 - on the demo data, B's columns add value over A's alone;
 - B's policy, an empty intersection and bad data end in clear errors and no model on either side.
@@ -25,7 +26,8 @@ from fedlearn.data import load_party_table
 from fedlearn.datasets import make_vip
 from fedlearn.errors import DataError, PolicyViolation
 from fedlearn.job import parse_job
-from fedlearn.model import PlainRun, fit_plain_reference
+from fedlearn.model import PlainRun, fit_plain_reference, slopes_refreshed
+from fedlearn.protocol import messages as m
 from fedlearn.protocol.in_memory import InMemoryPeer
 from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.store import ModelStore
@@ -107,6 +109,13 @@ def _check_matches_reference(run: MemoryRun) -> None:
     np.testing.assert_allclose(losses, ref_losses, atol=1e-4, rtol=0)
     changes = [record["score_change"] for record in run.meta["loss_history"]]
     np.testing.assert_allclose(changes, reference.changes, atol=1e-3, rtol=0)
+    # The slopes were reused where the public schedule says so (10 epochs: half of them), and only
+    # there: the reference replays the same stale slopes.
+    forwards = [r.message for r in run.record if isinstance(r.message, m.BatchForwardRequest)]
+    reused = [f.reuse_slopes for f in forwards]
+    epochs = run.job.params.epochs
+    assert reused == [not slopes_refreshed(f.header.epoch, epochs) for f in forwards]
+    assert any(reused) and not all(reused)
     # The weights moved: a run that learned nothing would match a reference that learned nothing.
     assert np.abs(ref_b).max() > 0.05
     assert losses[-1] < losses[0]

@@ -180,14 +180,16 @@ class BatchHeader(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., epoch: _Optional[int] = ..., batch: _Optional[int] = ...) -> None: ...
 
 class BatchForwardRequest(_message.Message):
-    __slots__ = ("header", "ciphertexts", "slopes")
+    __slots__ = ("header", "ciphertexts", "slopes", "reuse_slopes")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
     SLOPES_FIELD_NUMBER: _ClassVar[int]
+    REUSE_SLOPES_FIELD_NUMBER: _ClassVar[int]
     header: BatchHeader
     ciphertexts: bytes
     slopes: bytes
-    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., ciphertexts: _Optional[bytes] = ..., slopes: _Optional[bytes] = ...) -> None: ...
+    reuse_slopes: bool
+    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., ciphertexts: _Optional[bytes] = ..., slopes: _Optional[bytes] = ..., reuse_slopes: _Optional[bool] = ...) -> None: ...
 
 class BatchForwardResponse(_message.Message):
     __slots__ = ("ciphertexts", "loss_term")

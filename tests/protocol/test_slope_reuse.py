@@ -1,0 +1,104 @@
+"""[[beta]] reused across epochs on the public schedule (docs/protocol.md section 2).
+
+A reuse claim from A is untrusted: B accepts it only for rows whose [[beta]] A sent earlier in the
+same session. A cheating A that claims reuse for rows it never sent, or in a new session for slopes
+of an old one, ends the session. That the encrypted run with reuse equals the plaintext replay of
+the same schedule is checked in tests/protocol/test_training_memory.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedlearn.data import load_party_table
+from fedlearn.errors import SessionEnded
+from fedlearn.job import parse_job
+from fedlearn.model import slopes_refreshed
+from fedlearn.protocol import train_a
+from fedlearn.protocol.in_memory import InMemoryPeer
+from fedlearn.protocol.train_a import TrainingA
+from fedlearn.store import ModelStore
+from party_a.train import train
+from party_b.node import NodeB
+from tests.protocol.harness import TEST_POLICY, fate_specs, job_text, run_memory
+
+JOB = job_text(epochs=4, batch_size=128)
+
+
+def test_schedule_is_fresh_first_and_last_and_reuses_between() -> None:
+    assert [slopes_refreshed(e, 10) for e in range(10)] == [
+        True, True, False, False, True, False, False, False, True, True,
+    ]  # fmt: skip
+    assert slopes_refreshed(0, 1)
+
+
+def test_reuse_for_rows_whose_slope_was_not_sent_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sends fresh slopes for the first batch of epoch 0, then claims reuse for the second."""
+    honest = TrainingA._residual_terms
+    calls: list[int] = []
+
+    def cheating(
+        self: TrainingA, epoch: int, rows: np.ndarray, u_a: np.ndarray, y: np.ndarray
+    ) -> tuple[list[int], list[int], bool]:
+        alpha, beta, reuse = honest(self, epoch, rows, u_a, y)
+        calls.append(epoch)
+        return alpha, beta, reuse or len(calls) == 2
+
+    monkeypatch.setattr(TrainingA, "_residual_terms", cheating)
+    with caplog.at_level("WARNING"), pytest.raises(SessionEnded, match="ended the session"):
+        run_memory(*fate_specs("breast"), JOB, tmp_path)
+    assert calls == [0, 0]  # B refused the second batch
+    assert "whose slope was not sent in this session" in caplog.text
+
+
+def _train(role: NodeB, tmp: Path, job: str) -> dict[str, object]:
+    a_spec, _ = fate_specs("breast")
+    table = load_party_table(a_spec.path, id_column="id", label_column="y", require_label=True)
+    return train(
+        InMemoryPeer(role, identity="party-a"),
+        table=table,
+        spec=a_spec,
+        job=parse_job(job),
+        own_name="party-a",
+        store=ModelStore(tmp / "a-models"),
+    )
+
+
+def test_reuse_in_a_new_session_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """B holds every row's slope after a session's first epoch; a second session with the same B
+    (fresh keys) holds none, and A reusing the first session's slopes there is refused."""
+    held: list[np.ndarray] = []
+    start = TrainingA.start.__func__  # type: ignore[attr-defined]
+
+    def remembering(cls: type[TrainingA], *args: object, **kwargs: object) -> TrainingA:
+        training: TrainingA = start(cls, *args, **kwargs)
+        if held:  # the second session starts with the first one's slopes, as if B still held them
+            training.held_slopes = held[0]
+        else:
+            held.append(training.held_slopes)
+        return training
+
+    monkeypatch.setattr(TrainingA, "start", classmethod(remembering))
+    role = NodeB(
+        name="party-b",
+        datasets={"d": fate_specs("breast")[1]},
+        policy=TEST_POLICY,
+        model_dir=tmp_path / "b-models",
+        allowed_partners={"party-a"},
+    )
+    try:
+        _train(role, tmp_path, job_text(epochs=1, batch_size=128))
+        assert np.count_nonzero(held[0] >= 0) > 0 and np.all(held[0] <= 2**14)
+        monkeypatch.setattr(train_a, "slopes_refreshed", lambda epoch, epochs: False)
+        with caplog.at_level("WARNING"), pytest.raises(SessionEnded, match="ended the session"):
+            _train(role, tmp_path, JOB)
+    finally:
+        role.close()
+    assert "whose slope was not sent in this session" in caplog.text
