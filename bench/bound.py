@@ -195,8 +195,12 @@ def count_epoch(
     score_frac_bits: int = 12,
     feature_bits: int = 8,
     max_batches: int | None = None,
+    slope_fraction: float = 1.0,
 ) -> dict[str, dict[str, float]]:
     """Operation counts of one epoch (or its first ``max_batches`` batches), per party and kind.
+
+    ``slope_fraction`` is the share of the job's epochs in which A encrypts fresh slopes
+    (``fedlearn.model.slopes_refreshed``; 1.0: every epoch): the epoch counted is their average.
 
     ``x_a_q`` is A's quantised matrix *without* the intercept (added here), ``x_b_q`` B's; both
     indexed by aligned row. Returns ``{"A": {kind: count}, "B": {...}}`` with kinds ``mul_n2``,
@@ -222,9 +226,10 @@ def count_epoch(
     for rows in batches:
         s = len(rows)
         a, b = counts["A"], counts["B"]
-        # A: 2 encryptions per row; [[v]]^beta and + alpha per row; its mat-vec; packing; loss dot.
-        a["mul_p2"] += 2 * s * encrypt_p2
-        a["mul_n"] += 2 * s + s + packed_a + 1
+        # A: alpha and, in the epochs that refresh them, beta per row (``slope_fraction`` of the
+        # epochs); [[v]]^beta and + alpha per row; its mat-vec; packing; loss dot.
+        a["mul_p2"] += (1 + slope_fraction) * s * encrypt_p2
+        a["mul_n"] += (1 + slope_fraction) * s + s + packed_a + 1
         a["pow_n2_14"] += s
         for column in x_a[rows].T:
             mults, inversions = matvec_column_cost(column)

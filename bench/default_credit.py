@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench import bound
@@ -36,6 +37,7 @@ from bench.training import (
     traffic_mb,
     train_through_nodes,
 )
+from fedlearn.model import slopes_refreshed
 
 FATE = Path(__file__).resolve().parents[1] / "data" / "fate"
 A_DATA = FATE / "default_credit_hetero_guest.csv.gz"
@@ -64,8 +66,15 @@ def run(epochs: int, *, quick: bool = False) -> dict[str, Any]:
     primitives.append(bound.time_primitives(job.key_bits))
     data = aligned(a_data, b_data, seed=job.seed, validation_fraction=job.validation_fraction)
     reference = sklearn_aucs(data)
+    epochs_run = range(int(meta["epochs_completed"]))
     counts = bound.count_epoch(
-        data.x_a_q, data.x_b_q, data.train, batch_size=job.batch_size, seed=job.seed, key_bits=2048
+        data.x_a_q,
+        data.x_b_q,
+        data.train,
+        batch_size=job.batch_size,
+        seed=job.seed,
+        key_bits=2048,
+        slope_fraction=float(np.mean([slopes_refreshed(e, job.epochs) for e in epochs_run])),
     )
     prim = bound.Primitives(
         bits=job.key_bits,

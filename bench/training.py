@@ -4,7 +4,7 @@ Every benchmark here runs the two nodes as real processes on loopback with mTLS
 (:mod:`bench.nodes`), trains with ``fedlearn train --job``, and reads A's model metadata: per-phase
 seconds as A's driver measures them (``meta["timings"]``) and the bytes each way (``meta["traffic"]``).
 
-A's phases: ``encryption`` (A's 2 encryptions per row), ``matvec`` (A's residual powmods, its
+A's phases: ``encryption`` (A's encryptions of alpha per row, and of beta in the epochs that refresh it), ``matvec`` (A's residual powmods, its
 X_A^T [[d]], packing and the loss dot product), ``decryption`` (A decrypting B's packed gradient),
 ``network`` (A waiting on B: transfer plus whatever of B's work A does not overlap), ``loss`` (the
 epoch loss exchange). Their sum over the training loop is the epoch time.
@@ -28,7 +28,7 @@ from fedlearn import metrics
 from fedlearn.crypto.psi import common_order
 from fedlearn.crypto.wire import ciphertext_width
 from fedlearn.data import PartyTable, load_party_table
-from fedlearn.model import max_batch_rows, split_train_validation
+from fedlearn.model import max_batch_rows, slopes_refreshed, split_train_validation
 from fedlearn.preprocess import Preprocessor, PreprocessParams
 from fedlearn.protocol.steps import gradient_layout
 
@@ -144,14 +144,17 @@ def payload_mb(
 ) -> tuple[float, float]:
     """Megabytes A -> B and B -> A of the training messages' bulk fields, from the protocol's counts
     (docs/protocol.md section 8): ciphertexts at the byte length of n^2, masked slots at their
-    width. ``f_a`` includes the intercept. Protobuf framing and headers are not included."""
+    width. ``f_a`` includes the intercept; A's slopes cross only in the epochs that refresh them
+    (``slopes_refreshed`` over a budget of ``epochs``). Protobuf framing and headers are not
+    included."""
     n = (1 << (key_bits - 1)) + 1
     rows = max_batch_rows(train_rows, batch_size)
     layout = gradient_layout(n, max_rows=rows, feature_bits=8, score_frac_bits=12)
     width = ciphertext_width(n)
     batches = max(1, train_rows // batch_size)
+    fresh = sum(slopes_refreshed(epoch, epochs) for epoch in range(epochs))
     a_to_b = (
-        2 * train_rows * width
+        train_rows * width
         + batches * (layout.ciphertext_count(f_a) * width + f_b * layout.slot_bytes)
         + width
     )
@@ -160,7 +163,7 @@ def payload_mb(
         + batches * (width + layout.ciphertext_count(f_b) * width + f_a * layout.slot_bytes)
         + width
     )
-    return epochs * a_to_b / 1e6, epochs * b_to_a / 1e6
+    return (epochs * a_to_b + fresh * train_rows * width) / 1e6, epochs * b_to_a / 1e6
 
 
 @dataclass
