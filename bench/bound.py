@@ -12,8 +12,8 @@ actually perform, in four kinds:
   ``[[alpha]] * [[beta]]^v`` product, the Horner products of packing, re-randomisation of packed
   ciphertexts (128 table products each: 8-bit windows over 1024-bit exponents) and the loss dot
   product (the engine's own estimate for s signed 17-bit coefficients);
-* multiplications mod p^2 or q^2 (half the size): DJN obfuscators, ``2 x 102`` table products per
-  encryption (10-bit windows over 1024-bit exponents) plus 2 for the CRT join;
+* multiplications mod p^2 or q^2 (half the size): DJN obfuscators, ``2 x 93`` table products per
+  encryption (11-bit windows over 1024-bit exponents) plus 2 for the CRT join;
 * multiplications mod n: the online step of an encryption and ``add_plain`` (one each);
 * whole ``gmpy2.powmod`` calls and inversions, timed directly rather than counted (GMP's own
   exponentiation is faster per multiplication than a Python-level product): the per-row residual
@@ -45,11 +45,12 @@ from gmpy2 import mpz
 from bench.nodes import save
 from fedlearn.crypto.keys import generate_keypair
 from fedlearn.crypto.matvec import bucket_window
+from fedlearn.crypto.paillier import DJN_TABLE_WINDOW
 from fedlearn.model import epoch_batches, max_batch_rows
 from fedlearn.protocol.steps import SLOPE_FRAC_BITS, gradient_layout
 
 #: Window bits of the DJN obfuscator tables (keys of 2048 bits or more).
-DJN_WINDOW = 10
+DJN_WINDOW = DJN_TABLE_WINDOW
 #: Re-randomisation is r**n with the party's own r (never the peer's base): a full-length
 #: exponentiation mod n^2, about key_bits squarings and key_bits / 5 multiplications (gmpy2's
 #: sliding window).
