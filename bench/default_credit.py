@@ -74,7 +74,14 @@ def run(epochs: int, *, quick: bool = False) -> dict[str, Any]:
         batch_size=job.batch_size,
         seed=job.seed,
         key_bits=2048,
-        slope_fraction=float(np.mean([slopes_refreshed(e, job.epochs) for e in epochs_run])),
+        slope_fraction=float(
+            np.mean(
+                [
+                    slopes_refreshed(e, job.epochs, len(data.train) // job.batch_size)
+                    for e in epochs_run
+                ]
+            )
+        ),
     )
     prim = bound.Primitives(
         bits=job.key_bits,

@@ -145,14 +145,14 @@ def payload_mb(
     """Megabytes A -> B and B -> A of the training messages' bulk fields, from the protocol's counts
     (docs/protocol.md section 8): ciphertexts at the byte length of n^2, masked slots at their
     width. ``f_a`` includes the intercept; A's slopes cross only in the epochs that refresh them
-    (``slopes_refreshed`` over a budget of ``epochs``). Protobuf framing and headers are not
+    (``slopes_refreshed`` over a budget of ``epochs``, all run). Protobuf framing and headers are not
     included."""
     n = (1 << (key_bits - 1)) + 1
     rows = max_batch_rows(train_rows, batch_size)
     layout = gradient_layout(n, max_rows=rows, feature_bits=8, score_frac_bits=12)
     width = ciphertext_width(n)
     batches = max(1, train_rows // batch_size)
-    fresh = sum(slopes_refreshed(epoch, epochs) for epoch in range(epochs))
+    fresh = sum(slopes_refreshed(epoch, epochs, batches) for epoch in range(epochs))
     a_to_b = (
         train_rows * width
         + batches * (layout.ciphertext_count(f_a) * width + f_b * layout.slot_bytes)

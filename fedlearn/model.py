@@ -111,19 +111,25 @@ def max_batch_rows(n_train: int, batch_size: int) -> int:
 
 
 #: A sends a fresh [[beta]] (its slope sigmoid'(u_A), docs/protocol.md section 2) for every row in the
-#: first SLOPE_FRESH_EPOCHS epochs, then in every SLOPE_REFRESH_EVERY-th epoch and in the budget's last
-#: epoch; in the other epochs B reuses the ciphertext it holds for the row (from the row's last fresh
-#: epoch) and A uses that same slope. The schedule depends on the epoch number only: public.
+#: epochs that hold the first SLOPE_FRESH_STEPS optimizer steps (at least SLOPE_FRESH_EPOCHS epochs),
+#: then in every SLOPE_REFRESH_EVERY-th epoch and in the budget's last epoch; in the other epochs B
+#: reuses the ciphertext it holds for the row (from the row's last fresh epoch) and A uses that same
+#: slope. The schedule depends on the epoch number, the budget and the batches per epoch: all public.
+#: 40 steps are two decay constants of the step size (DECAY_STEPS): the weights, hence the slopes,
+#: move most in them; a data set of few batches per epoch (a small one) then hardly reuses at all.
 SLOPE_FRESH_EPOCHS = 2
+SLOPE_FRESH_STEPS = 40
 SLOPE_REFRESH_EVERY = 4
 
 
-def slopes_refreshed(epoch: int, epochs: int) -> bool:
-    """Whether epoch ``epoch`` (0-based) of a budget of ``epochs`` sends fresh slopes for every row.
+def slopes_refreshed(epoch: int, epochs: int, batches: int) -> bool:
+    """Whether epoch ``epoch`` (0-based) of a budget of ``epochs`` epochs of ``batches`` batches
+    each sends fresh slopes for every row.
 
     Epoch 0 always does (B holds no slope before it), so every later epoch has one to reuse.
     """
-    return epoch < SLOPE_FRESH_EPOCHS or epoch % SLOPE_REFRESH_EVERY == 0 or epoch == epochs - 1
+    fresh_epochs = max(SLOPE_FRESH_EPOCHS, -(-SLOPE_FRESH_STEPS // max(1, batches)))
+    return epoch < fresh_epochs or epoch % SLOPE_REFRESH_EVERY == 0 or epoch == epochs - 1
 
 
 #: The step size decays as ``learning_rate / (1 + (t - 1) / DECAY_STEPS)`` over the optimizer's steps t:
@@ -285,6 +291,7 @@ def fit_plain_reference(
     opt_a = Optimizer(optimizer, learning_rate, mask_a, l2=penalty, l1=l1)
     opt_b = Optimizer(optimizer, learning_rate, np.ones_like(w_b), l2=penalty, l1=l1)
     rows = np.arange(len(y))
+    n_batches = max(1, len(y) // batch_size)  # as epoch_batches cuts them
     slopes = np.zeros(len(y))  # the slope of each row whose ciphertext B holds
     model_a, model_b = w_a.copy(), w_b.copy()
     losses: list[float] = []
@@ -296,7 +303,7 @@ def fit_plain_reference(
         for batch in epoch_batches(rows, batch_size, seed, epoch):
             u_a = x_a[batch] @ w_a
             u_b = np.clip(x_b[batch] @ w_b, -score_clip, score_clip)
-            if slopes_refreshed(epoch, epochs):
+            if slopes_refreshed(epoch, epochs, n_batches):
                 slopes[batch] = sigmoid_slope(u_a)
             d = linearized_residual(u_a, u_b, y[batch], slopes[batch])
             epoch_loss += majorized_loss(u_a, u_b, y[batch]) * len(batch)

@@ -295,7 +295,9 @@ class TrainingA:
         are fresh and become the held ones.
         """
         held = self.held_slopes[rows]
-        reuse = not slopes_refreshed(epoch, self.params.epochs) and bool(np.all(held >= 0))
+        batches = max(1, self.n_train // self.params.batch_size)  # as epoch_batches cuts them
+        refreshed = slopes_refreshed(epoch, self.params.epochs, batches)
+        reuse = not refreshed and bool(np.all(held >= 0))
         frac = self.params.score_frac_bits
         alpha, beta = label_party_terms(u_a, y, frac, [int(b) for b in held] if reuse else None)
         if not reuse:

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 
+from fedlearn import model
 from fedlearn.crypto.psi import POINT_BYTES
 from fedlearn.crypto.wire import ciphertext_width
 from fedlearn.model import (
@@ -61,6 +62,15 @@ class Recorded:
     run: MemoryRun
     captured: Captured
     data: dict[str, np.ndarray]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _short_fresh_start() -> Iterator[None]:
+    """Fresh slopes in epochs 0 and 1 only (breast's 7 batches would take 6 epochs for the first 40
+    steps), so that epoch 2 of the 4 reuses them and its messages are checked too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model, "SLOPE_FRESH_STEPS", 1)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +242,10 @@ def _batch_rows(session: Session, message: Any) -> int:
     return session.batch_sizes[(message.header.epoch, message.header.batch)]
 
 
+def _batches(session: Session) -> int:
+    return max(batch for _, batch in session.batch_sizes) + 1
+
+
 def _fresh_slope_rows(session: Session, message: Any) -> int:
     """[[beta]] per row in the epochs the public schedule refreshes, none in the others."""
     return _batch_rows(session, message) if not message.reuse_slopes else 0
@@ -283,7 +297,9 @@ FIELDS: dict[type, dict[str, Check]] = {
         "header": header,
         "ciphertexts": ciphertexts("A", _batch_rows),
         "slopes": ciphertexts("A", _fresh_slope_rows),
-        "reuse_slopes": equals(lambda s, msg: not slopes_refreshed(msg.header.epoch, EPOCHS)),
+        "reuse_slopes": equals(
+            lambda s, msg: not slopes_refreshed(msg.header.epoch, EPOCHS, _batches(s))
+        ),
     },
     m.BatchForwardResponse: {
         "ciphertexts": ciphertexts("B", _batch_rows),

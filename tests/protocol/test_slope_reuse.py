@@ -29,10 +29,16 @@ JOB = job_text(epochs=4, batch_size=128)
 
 
 def test_schedule_is_fresh_first_and_last_and_reuses_between() -> None:
-    assert [slopes_refreshed(e, 10) for e in range(10)] == [
+    # default_credit: 23 batches per epoch, so the first 40 steps are in epochs 0 and 1.
+    assert [slopes_refreshed(e, 10, 23) for e in range(10)] == [
         True, True, False, False, True, False, False, False, True, True,
     ]  # fmt: skip
-    assert slopes_refreshed(0, 1)
+    # 7 batches per epoch: the first 40 steps take 6 epochs.
+    assert [slopes_refreshed(e, 10, 7) for e in range(10)] == [
+        True, True, True, True, True, True, False, False, True, True,
+    ]  # fmt: skip
+    assert slopes_refreshed(0, 1, 1000) and slopes_refreshed(0, 100, 1)
+    assert all(slopes_refreshed(e, 100, 1) for e in range(40))  # one batch per epoch
 
 
 def test_reuse_for_rows_whose_slope_was_not_sent_is_refused(
@@ -96,7 +102,7 @@ def test_reuse_in_a_new_session_is_refused(
     try:
         _train(role, tmp_path, job_text(epochs=1, batch_size=128))
         assert np.count_nonzero(held[0] >= 0) > 0 and np.all(held[0] <= 2**14)
-        monkeypatch.setattr(train_a, "slopes_refreshed", lambda epoch, epochs: False)
+        monkeypatch.setattr(train_a, "slopes_refreshed", lambda epoch, epochs, batches: False)
         with caplog.at_level("WARNING"), pytest.raises(SessionEnded, match="ended the session"):
             _train(role, tmp_path, JOB)
     finally:
