@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.installed-run-stamp
 DEMO_DIR ?= demo
 DEMO_ROWS ?= 20000
 
-.PHONY: report-check demo test test-fast test-full faults fuzz check lint typecheck protos bench bench-crypto bench-psi bench-quality clean setup
+.PHONY: report-check demo test test-fast test-full faults fuzz check lint typecheck protos bench bench-epoch bench-crypto bench-psi bench-quality clean setup
 
 setup: $(STAMP)
 
@@ -63,6 +63,14 @@ protos: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all
+
+# Seconds per epoch of this tree against BASE (a commit; default main), run in turn through both
+# nodes (bench/epoch_compare.py; add PIN=--pin for one core per party). docs/performance.md.
+BASE ?= main
+PIN ?=
+bench-epoch: $(STAMP)
+	rm -rf build/base && mkdir -p build/base && git archive $(BASE) | tar -x -C build/base
+	$(PY) -m bench.epoch_compare --tree base=build/base --tree this=. --rows 3000 $(PIN)
 
 bench-crypto: $(STAMP)
 	$(PY) bench/crypto.py
