@@ -454,6 +454,9 @@ class _EpochLoop:
         self.first_epoch = int(state["completed_epochs"])
         self.history = list(state["history"])
         self.best_loss, self.stale_epochs = float(state["best_loss"]), int(state["stale_epochs"])
+        held = np.asarray(state.get("held_slopes", []), dtype=np.int64)
+        if held.shape == training.held_slopes.shape:
+            training.held_slopes = held
         self.stopped = state.get("stopped")
         orphan = self.resume_from.orphan()
         if orphan:
@@ -485,6 +488,8 @@ class _EpochLoop:
                 "best_loss": self.best_loss,
                 "stale_epochs": self.stale_epochs,
                 "stopped": self.stopped,
+                # The slopes whose [[beta]] B held: a resumed reuse epoch forms alpha with them.
+                "held_slopes": [int(b) for b in training.held_slopes],
             },
         )
 

@@ -132,6 +132,9 @@ class TrainingA:
     # Per aligned row, the fixed-point slope beta whose [[beta]]_A B holds in this session (-1: none
     # sent yet). A forms alpha with it in the epochs that reuse it (``slopes_refreshed``).
     held_slopes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Per aligned row, whether B holds a [[beta]]_A of the row's held slope in *this* session (a
+    # resumed session has fresh keys: B holds none, while the held slopes come from the checkpoint).
+    peer_holds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @classmethod
     def start(
@@ -167,6 +170,7 @@ class TrainingA:
         penalty_mask[-1] = 0.0
         training = cls(
             held_slopes=np.full(len(labels), -1, dtype=np.int64),
+            peer_holds=np.zeros(len(labels), dtype=bool),
             peer=peer,
             session_id=session_id,
             params=params,
@@ -287,21 +291,26 @@ class TrainingA:
     def _residual_terms(
         self, epoch: int, rows: np.ndarray, u_a: np.ndarray, y: np.ndarray
     ) -> tuple[list[int], list[int], bool]:
-        """(alpha, beta, reuse) for the batch's rows: fresh slopes, or the ones B holds.
+        """(alpha, beta, reuse) for the batch's rows: fresh slopes, or the held ones.
 
-        The slopes are reused (no [[beta]] is sent, B takes the ciphertexts it holds) when the
-        public schedule says so (``slopes_refreshed``) and this session has sent a slope for every
-        row of the batch; alpha is then formed with the held slopes. Otherwise the batch's slopes
-        are fresh and become the held ones.
+        In the epochs the public schedule (``slopes_refreshed``) does not refresh, a batch whose
+        rows all have a held slope uses it: alpha is formed with it, and no [[beta]] is sent
+        (``reuse``) when B holds its ciphertexts from this session; otherwise (a resumed session,
+        whose held slopes come from the checkpoint) the held slopes are encrypted afresh, so a
+        resumed run computes what the uninterrupted one would. Outside those epochs the batch's
+        slopes are fresh and become the held ones.
         """
         held = self.held_slopes[rows]
         batches = max(1, self.n_train // self.params.batch_size)  # as epoch_batches cuts them
         refreshed = slopes_refreshed(epoch, self.params.epochs, batches)
-        reuse = not refreshed and bool(np.all(held >= 0))
+        use_held = not refreshed and bool(np.all(held >= 0))
         frac = self.params.score_frac_bits
-        alpha, beta = label_party_terms(u_a, y, frac, [int(b) for b in held] if reuse else None)
-        if not reuse:
+        alpha, beta = label_party_terms(u_a, y, frac, [int(b) for b in held] if use_held else None)
+        if not use_held:
             self.held_slopes[rows] = beta
+        reuse = use_held and bool(np.all(self.peer_holds[rows]))
+        if not reuse:
+            self.peer_holds[rows] = True
         return alpha, beta, reuse
 
     def epoch_loss(self, epoch: int) -> float:

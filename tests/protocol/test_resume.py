@@ -185,3 +185,26 @@ def test_b_checks_the_resume_fields_a_sends(tmp_path: Path) -> None:
         )
     finally:
         node.close()
+
+
+def test_a_job_resumed_into_an_epoch_that_reuses_slopes_ends_with_the_same_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resumed session has fresh keys, so B holds no [[beta]]: A sends the slopes it held (from
+    its checkpoint), not fresh ones, and the resumed run computes what the uninterrupted one did."""
+    import fedlearn.model
+
+    # Fresh slopes in epochs 1 and 4 (1-based) only: epochs 2 and 3 reuse them.
+    monkeypatch.setattr(fedlearn.model, "SLOPE_FRESH_EPOCHS", 1)
+    monkeypatch.setattr(fedlearn.model, "SLOPE_FRESH_STEPS", 0)
+    job = job_text(epochs=EPOCHS, batch_size=64)
+    whole = _run(tmp_path / "whole", job)
+    with pytest.raises(Killed):
+        _run(tmp_path / "killed", job, kill_at=(3, 2))  # in epoch 3, a reuse epoch
+    resumed = _run(tmp_path / "killed", job, resume=True)
+    np.testing.assert_allclose(
+        np.concatenate(_weights(tmp_path / "killed", resumed)),
+        np.concatenate(_weights(tmp_path / "whole", whole)),
+        rtol=0,
+        atol=2.0**-12,
+    )
