@@ -32,8 +32,11 @@ from fedlearn.errors import InvalidPeerData, SessionError
 from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.policy import PeerPolicy
-from fedlearn.protocol.steps import fixed_point_features
+from fedlearn.protocol.steps import fixed_point_features, row_scores
 from fedlearn.protocol.train_b import PendingTraining, TrainingB, prepare_training
+
+SCORE_CHUNK_ROWS = 65_536
+"""Aligned rows B preprocesses at a time for a scoring session's partial scores."""
 
 
 @dataclass
@@ -143,18 +146,26 @@ class SessionB:
         raise InvalidPeerData("PartialScores: subset must be ALIGNED or VALIDATION")
 
     def _prepare_scoring(self) -> None:
+        """B's partial scores ``X_B w_B`` for the aligned rows, ``SCORE_CHUNK_ROWS`` rows at a time:
+        the preprocessed copy of B's features never exceeds one chunk (the scores, 8 bytes a row,
+        are kept for PartialScores)."""
         assert self.model is not None and self.aligned_rows is not None
         model = self.model
         preprocessor = Preprocessor.from_dict(model["preprocessor"])
-        frame = self.table.features.iloc[self.aligned_rows].reset_index(drop=True)
-        x = fixed_point_features(preprocessor, frame).x
         weights = np.asarray(model["weights"], dtype=np.float64)
-        if x.shape[1] != len(weights):
-            raise SessionError(
-                f"model {model['model_id']}: B's data gives {x.shape[1]} columns, but the model "
-                f"was trained with {len(weights)}"
-            )
-        model["_scores"] = x @ weights
+        rows = self.aligned_rows
+        scores = np.empty(len(rows), dtype=np.float64)
+        for start in range(0, len(rows), SCORE_CHUNK_ROWS):
+            chunk = rows[start : start + SCORE_CHUNK_ROWS]
+            frame = self.table.features.iloc[chunk].reset_index(drop=True)
+            x = fixed_point_features(preprocessor, frame).x
+            if x.shape[1] != len(weights):
+                raise SessionError(
+                    f"model {model['model_id']}: B's data gives {x.shape[1]} columns, but the "
+                    f"model was trained with {len(weights)}"
+                )
+            scores[start : start + len(chunk)] = row_scores(x, weights)
+        model["_scores"] = scores
 
 
 def _require_stage(

@@ -263,3 +263,11 @@ def fixed_point_features(
         quantized = np.hstack([quantized, np.ones((len(frame), 1), dtype=np.int32)])
         scales = np.append(scales, 1.0)
     return FixedPointFeatures(quantized, scales)
+
+
+def row_scores(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``x @ weights`` row by row, (rows, f) and (f,) -> (rows,) float64, computed so that a row's
+    value does not depend on which other rows are in ``x``: scoring in chunks of any size gives the
+    same scores, bit for bit. (BLAS's matrix-vector product blocks rows, so a row's rounding
+    depends on its place in the block; ``einsum`` sums each row on its own.)"""
+    return np.einsum("ij,j->i", x, weights)
