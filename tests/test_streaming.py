@@ -227,3 +227,77 @@ def test_a_failure_in_a_later_chunk_leaves_nothing_half_written(tmp_path: Path) 
     assert existing.read_text() == "keep\n"
     assert not (tmp_path / "fresh.csv").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+
+
+# ---- the lease while B blinds a large set ---------------------------------------------------------
+
+
+def test_a_session_is_not_expired_while_b_blinds_its_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B's lease counts A's silence: blinding 1M IDs can outlast it, and must not end the session."""
+    import time
+
+    from fedlearn.protocol import messages as m
+    from party_b.node import NodeB
+    from tests.protocol.harness import TEST_POLICY, fate_specs
+
+    original = PsiKey.blind_ids
+
+    def slow(self: PsiKey, *args: object, **kw: object) -> bytes:
+        time.sleep(2.5)  # longer than the lease
+        return original(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PsiKey, "blind_ids", slow)
+    role = NodeB(
+        name="party-b",
+        datasets={"d": fate_specs("breast")[1]},
+        policy=TEST_POLICY,
+        model_dir=tmp_path / "b",
+        allowed_partners={"party-a"},
+        session_ttl_s=1.0,
+    )
+    try:
+        opened = role.open_session(
+            m.OpenSessionRequest(purpose=m.Purpose.ALIGN, dataset="d", psi_salt=b"s" * 32),
+            "party-a",
+        )
+        session = role._sessions[opened.session_id]
+        time.sleep(1.6)
+        assert session.working_in_background() and opened.session_id in role._sessions
+        assert session.blinded_own is not None
+        session.blinded_own.result()
+        assert opened.session_id in role._sessions  # the lease starts again when B is done
+        deadline = time.monotonic() + 10
+        while opened.session_id in role._sessions and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert opened.session_id not in role._sessions  # and then A's silence ends it
+    finally:
+        role.close()
+
+
+# ---- training's features ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("binning", ["none", "quantile"])
+def test_training_features_made_in_chunks_equal_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, binning: str
+) -> None:
+    from fedlearn.preprocess import PreprocessParams
+    from fedlearn.protocol import steps
+
+    path = tmp_path / "t.csv"
+    _frame(300, seed=4).to_csv(path, index=False)
+    table = _load(path, 10_000)
+    aligned = np.random.default_rng(1).permutation(300)[:250]
+    train = np.arange(200)
+    params = PreprocessParams(binning=binning)
+    monkeypatch.setattr(steps, "FEATURE_CHUNK_ROWS", 1 << 30)
+    _, whole = steps.fit_party_features(table, aligned, train, params, intercept=True)
+    monkeypatch.setattr(steps, "FEATURE_CHUNK_ROWS", 16)
+    _, chunked = steps.fit_party_features(table, aligned, train, params, intercept=True)
+    assert chunked.x_q.dtype == np.int32 and chunked.x_q.shape == whole.x_q.shape
+    assert np.array_equal(chunked.x_q, whole.x_q) and np.array_equal(chunked.scales, whole.scales)
+    assert np.all(chunked.x_q[:, -1] == 1) and chunked.scales[-1] == 1.0  # the intercept
+    rows = np.array([5, 0, 249])
+    assert np.array_equal(chunked.x_rows(rows), chunked.x[rows])

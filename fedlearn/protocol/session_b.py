@@ -65,6 +65,16 @@ class SessionB:
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def touch(self, _done: object = None) -> None:
+        """Start the lease again (B's background PSI work calls it when it finishes: the lease
+        counts A's silence, not the time B spends blinding a large set)."""
+        self.last_used = time.monotonic()
+
+    def working_in_background(self) -> bool:
+        """Whether B's PSI blinding for this session is still queued or running."""
+        work = (self.blinded_own, self.double_blinded_peer)
+        return any(future is not None and not future.done() for future in work)
+
     def psi_blind(self, request: m.PsiBlindRequest, background: Executor) -> m.PsiBlindResponse:
         """Take A's blinded points ``H(id_A)^a`` and start raising them to B's scalar on
         ``background``; the result is kept until PsiResult. Answers with the count taken."""
@@ -75,6 +85,7 @@ class SessionB:
                 f"got {len(request.points)}"
             )
         self.double_blinded_peer = background.submit(self.psi_key.blind_points, request.points)
+        self.double_blinded_peer.add_done_callback(self.touch)
         self.stage.add("blind")
         return m.PsiBlindResponse(accepted=len(request.points) // POINT_BYTES)
 

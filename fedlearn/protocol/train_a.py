@@ -216,7 +216,7 @@ class TrainingA:
         header = m.BatchHeader(self.session_id, epoch, batch)
         s = len(rows)
         timer.restart()
-        u_a = features.x[rows] @ self.weights
+        u_a = features.x_rows(rows) @ self.weights
         y = self.labels[rows]
         alpha, beta = label_party_terms(u_a, y, frac)
         encrypted = own.encrypt(own_codec.encode_int(alpha + beta))
