@@ -273,18 +273,23 @@ def main() -> None:
         args.psi_rows, args.score_rows, args.train_rows = 20_000, 40_000, 5_000
     root = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     results: dict[str, Any] = {"machine": machine()}
-    rows = []
+    rows: list[str] = []
+    name = "memory" + ("_quick" if args.quick else "")
     try:
         if "psi" in args.only:
             psi = results["psi"] = psi_phase(root / "psi", args.psi_rows, args.repeats)
             rows.append(
                 _row(f"PSI {args.psi_rows:,} x {args.psi_rows:,}", psi["seconds"], psi["peaks"])
             )
+            print(rows[-1], flush=True)  # each phase as it ends: a long run stopped early keeps it
+            save(name, results)
         if "score" in args.only:
             scored = results["score"] = score_phase(root, args.score_rows, args.repeats)
             rows.append(
                 _row(f"scoring {args.score_rows:,} users", scored["seconds"], scored["peaks"])
             )
+            print(rows[-1], flush=True)
+            save(name, results)
         if "train" in args.only:
             credit = train_phase(
                 root,
@@ -326,7 +331,7 @@ def main() -> None:
                 "met": worst < 1500 and args.psi_rows >= 1_000_000,
             }
         ]
-    print(f"results: {save('memory' + ('_quick' if args.quick else ''), results)}")
+    print(f"results: {save(name, results)}")
 
 
 if __name__ == "__main__":

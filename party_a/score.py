@@ -23,8 +23,9 @@ The steps, in order, so that a bad request or a bad file fails before B does any
 3. alignment: a SCORE session with B and PSI on the IDs (what crosses: ``party_a.align``);
 4. B's partial scores for the aligned rows (float64, A learns ``X_B w_B`` per matched user, as in
    FATE; B's policy may refuse), checked for count and finiteness; the session is closed;
-5. scores, deciles and ranks, written atomically (temporary file, then rename): a failure never
-   leaves a partial output file and never replaces an existing one.
+5. scores, deciles and ranks over the whole file, written ``chunk_rows`` rows at a time to a
+   temporary file renamed at the end: a failure never leaves a partial output file and never
+   replaces an existing one.
 """
 
 from __future__ import annotations
