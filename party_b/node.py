@@ -283,10 +283,9 @@ class NodeB:
                 djn_base=int_to_bytes(own.djn_base),
             )
         # Blind B's own IDs now, on the other core, while A blinds its IDs (PsiPeerSet collects it).
-        session.blinded_own = self._background.submit(
-            session.psi_key.blind_ids, [str(i) for i in table.ids], salt
+        session.blinded_own = session.in_background(
+            self._background, session.psi_key.blind_ids, [str(i) for i in table.ids], salt
         )
-        session.blinded_own.add_done_callback(session.touch)
         with self._lock:
             self._sessions[session.session_id] = session
         log.info(

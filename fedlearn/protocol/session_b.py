@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,10 +66,20 @@ class SessionB:
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def touch(self, _done: object = None) -> None:
-        """Start the lease again (B's background PSI work calls it when it finishes: the lease
-        counts A's silence, not the time B spends blinding a large set)."""
-        self.last_used = time.monotonic()
+    def in_background(
+        self, background: Executor, work: Callable[..., bytes], *args: Any
+    ) -> Future[bytes]:
+        """``work(*args)`` on ``background``; the lease starts again when it ends, before its
+        future is done (so no expiry check sees the work finished and the lease still old): the
+        lease counts A's silence, not the time B spends blinding a large set."""
+
+        def run() -> bytes:
+            try:
+                return work(*args)
+            finally:
+                self.last_used = time.monotonic()
+
+        return background.submit(run)
 
     def working_in_background(self) -> bool:
         """Whether B's PSI blinding for this session is still queued or running."""
@@ -84,8 +95,9 @@ class SessionB:
                 f"PsiBlind: points must be a multiple of {POINT_BYTES} bytes long; "
                 f"got {len(request.points)}"
             )
-        self.double_blinded_peer = background.submit(self.psi_key.blind_points, request.points)
-        self.double_blinded_peer.add_done_callback(self.touch)
+        self.double_blinded_peer = self.in_background(
+            background, self.psi_key.blind_points, request.points
+        )
         self.stage.add("blind")
         return m.PsiBlindResponse(accepted=len(request.points) // POINT_BYTES)
 
