@@ -54,13 +54,14 @@ def write_configs(
 
 
 @contextmanager
-def running_nodes(a_config: Path, b_config: Path) -> Iterator[None]:
+def running_nodes(a_config: Path, b_config: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    """A's and B's node processes, started (B first) and stopped around the block."""
     logs = a_config.parent / "logs"
     b = NodeProcess("b", b_config, logs / "b.log")
     try:
         a = NodeProcess("a", a_config, logs / "a.log")
         try:
-            yield
+            yield a, b
         finally:
             a.stop()
     finally:

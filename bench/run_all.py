@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "fate_shape": ([], ["--quick"]),
     "bound": ([], ["--quick"]),
     "score": (["--transport", "nodes"], ["--transport", "nodes", "--rows", "20000"]),
+    "memory": ([], ["--quick"]),
 }
 
 

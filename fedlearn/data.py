@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import gzip
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,6 +261,42 @@ def write_table_atomic(frame: pd.DataFrame, path: Path | str) -> None:
             frame.to_csv(temp, index=False, compression=compression)
         else:
             frame.to_parquet(temp, index=False)
+
+
+def write_table_chunks_atomic(chunks: Iterable[pd.DataFrame], path: Path | str) -> int:
+    """Write consecutive frames (same columns and dtypes) as one CSV or Parquet file, atomically.
+
+    As ``write_table_atomic``, but one chunk at a time: CSV gets the header once and each chunk
+    appended (gzip-compressed for ``.csv.gz``); Parquet gets one row group per chunk. Only one chunk
+    is in memory at a time; nothing appears at ``path`` until the last chunk is written (an error
+    in any chunk leaves ``path`` as it was). Returns the rows written. Raises ``DataError`` for an
+    unknown extension or when ``chunks`` is empty.
+    """
+    path = Path(path)
+    fmt = _format_of(path)
+    rows, written = 0, 0
+    with atomic_file(path) as temp:
+        if fmt == "csv":
+            opener = gzip.open if path.name.lower().endswith(".gz") else open
+            with opener(temp, "wt", encoding="utf-8", newline="") as out:
+                for chunk in chunks:
+                    chunk.to_csv(out, index=False, header=written == 0)
+                    rows, written = rows + len(chunk), written + 1
+        else:
+            writer: pq.ParquetWriter | None = None
+            try:
+                for chunk in chunks:
+                    batch = pa.Table.from_pandas(chunk, preserve_index=False)
+                    if writer is None:
+                        writer = pq.ParquetWriter(temp, batch.schema)
+                    writer.write_table(batch)
+                    rows, written = rows + len(chunk), written + 1
+            finally:
+                if writer is not None:
+                    writer.close()
+        if written == 0:
+            raise DataError(f"{path}: nothing to write (no chunks)")
+    return rows
 
 
 # ---- values ------------------------------------------------------------------------------------
@@ -503,6 +539,11 @@ def load_features_frame(
     )
 
 
+DEFAULT_CHUNK_ROWS = 100_000
+"""Rows read and parsed at a time by ``load_party_table``: the file's text never sits in memory
+whole, only one chunk's text and the parsed columns (8 bytes per numeric cell)."""
+
+
 def load_party_table(
     path: Path | str,
     *,
@@ -512,22 +553,62 @@ def load_party_table(
     categorical: Sequence[str] = (),
     source: str = "",
     require_label: bool = False,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> PartyTable:
     """Read one party's CSV or Parquet file and check it (see ``load_features_frame``).
+
+    The file is read ``chunk_rows`` rows at a time (``iter_table_chunks``) and each chunk parsed
+    before the next is read, so peak memory is one chunk's text plus the parsed table; the result
+    does not depend on ``chunk_rows``. A problem in a chunk is reported with its 1-based file row;
+    counts in such a message cover the rows read so far (the message says so when the file is
+    longer than one chunk). Duplicate IDs are found across chunks.
 
     ``source`` names the data in messages (default: the path). Raises ``DataError`` also for a
     table with no data rows.
     """
-    frame = read_table(path)
     source = source or str(path)
-    if frame.empty:
+    parts: list[PartyTable] = []
+    for chunk in iter_table_chunks(path, chunk_rows=chunk_rows):
+        if chunk.empty:
+            continue
+        first_row = int(chunk.index[0]) + 1
+        try:
+            parts.append(
+                load_features_frame(
+                    chunk,
+                    id_column=id_column,
+                    label_column=label_column,
+                    features=features,
+                    categorical=categorical,
+                    source=source,
+                    require_label=require_label,
+                    first_row=first_row,
+                )
+            )
+        except DataError as exc:
+            if first_row == 1 and len(chunk) < chunk_rows:
+                raise  # the whole file was one chunk: counts cover the whole file
+            last_row = first_row + len(chunk) - 1
+            raise DataError(
+                f"{exc} [counted in rows 1-{last_row}; the file is read {chunk_rows} rows at a "
+                "time and later rows were not read]"
+            ) from exc
+    if not parts:
         raise DataError(f"{source}: the table has a header but no data rows")
-    return load_features_frame(
-        frame,
-        id_column=id_column,
-        label_column=label_column,
-        features=features,
-        categorical=categorical,
-        source=source,
-        require_label=require_label,
-    )
+    if len(parts) == 1:
+        return parts[0]
+    return _joined(parts, id_column=id_column, source=source)
+
+
+def _joined(parts: list[PartyTable], *, id_column: str, source: str) -> PartyTable:
+    """One table from consecutive chunks' tables; ``DataError`` for an ID repeated across chunks."""
+    ids = np.concatenate([part.ids for part in parts])
+    if pd.Series(ids, dtype=object).duplicated().any():
+        normalise_ids(ids.tolist(), column=id_column, source=source)  # raises, naming both rows
+    labels = parts[0].labels
+    if labels is not None:
+        labels = np.concatenate([part.labels for part in parts if part.labels is not None])
+    numeric, categorical = parts[0].numeric_columns, parts[0].categorical_columns
+    features = pd.concat([part.features for part in parts], ignore_index=True)
+    parts.clear()  # the chunks' frames can go as soon as the joined one exists
+    return PartyTable(ids, features, numeric, categorical, labels)

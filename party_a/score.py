@@ -23,13 +23,15 @@ The steps, in order, so that a bad request or a bad file fails before B does any
 3. alignment: a SCORE session with B and PSI on the IDs (what crosses: ``party_a.align``);
 4. B's partial scores for the aligned rows (float64, A learns ``X_B w_B`` per matched user, as in
    FATE; B's policy may refuse), checked for count and finiteness; the session is closed;
-5. scores, deciles and ranks, written atomically (temporary file, then rename): a failure never
-   leaves a partial output file and never replaces an existing one.
+5. scores, deciles and ranks over the whole file, written ``chunk_rows`` rows at a time to a
+   temporary file renamed at the end: a failure never leaves a partial output file and never
+   replaces an existing one.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from fedlearn.data import (
     iter_table_chunks,
     load_features_frame,
     normalise_ids,
-    write_table_atomic,
+    write_table_chunks_atomic,
 )
 from fedlearn.errors import DataError, PolicyViolation
 from fedlearn.preprocess import Preprocessor
@@ -51,10 +53,13 @@ from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.payloads import scores_from_bytes
 from fedlearn.protocol.peer_api import PeerApi
-from fedlearn.protocol.steps import fixed_point_features
+from fedlearn.protocol.steps import fixed_point_features, row_scores
 from party_a.align import close_quietly, open_and_align
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+MODEL_NAMES = np.array(["joint", "a_only", "joint_b_mean"], dtype=object)
+"""The output's ``model`` column, by code (a row keeps a one-byte code until it is written)."""
+_JOINT, _A_ONLY, _JOINT_B_MEAN = range(3)
 OUTPUT_COLUMNS = ("score", "decile", "rank", "partner_matched", "model")
 _MODEL_KEYS = (
     "model_id",
@@ -166,16 +171,7 @@ def score(
     )
 
     scores, used = _scores(model, own, peer_scores, own_rows, matched)
-    output = pd.DataFrame(
-        {
-            model["id_column"]: own.ids,
-            "score": scores,
-            "decile": metrics.deciles(scores),
-            "rank": _ranks(scores),
-            "partner_matched": matched,
-            "model": used,
-        }
-    )
+    deciles, ranks = metrics.deciles(scores), _ranks(scores)
     mark = _lap(timings, "ranking", mark)
     progress(
         ProgressEvent(
@@ -184,7 +180,23 @@ def score(
             message=f"{n_rows}/{n_rows} rows scored; writing {output_path}",
         )
     )
-    write_table_atomic(output, output_path)
+
+    def output_chunks() -> Iterator[pd.DataFrame]:
+        # One chunk of rows at a time: the output's text never sits in memory whole.
+        for start in range(0, n_rows, chunk_rows):
+            rows = slice(start, start + chunk_rows)
+            yield pd.DataFrame(
+                {
+                    model["id_column"]: own.ids[rows],
+                    "score": scores[rows],
+                    "decile": deciles[rows],
+                    "rank": ranks[rows],
+                    "partner_matched": matched[rows],
+                    "model": MODEL_NAMES[used[rows]],
+                }
+            )
+
+    write_table_chunks_atomic(output_chunks(), output_path)
     _lap(timings, "writing", mark)
     seconds = time.perf_counter() - started
     timings["total"] = seconds
@@ -195,7 +207,7 @@ def score(
         seconds=seconds,
         timings=timings,
         warnings=warnings,
-        by_model={name: int(np.sum(used == name)) for name in np.unique(used)},
+        by_model={str(MODEL_NAMES[code]): int(np.sum(used == code)) for code in np.unique(used)},
         validation_auc={
             name: float(values["auc"])
             for name, values in model.get("metrics", {}).items()
@@ -226,10 +238,11 @@ def _scores(
     own_rows: np.ndarray,
     matched: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(calibrated probability, model that scored it) per row, in file order."""
+    """(calibrated probability, code in ``MODEL_NAMES`` of the model that scored it) per row, in
+    file order; both (n,), float64 and uint8."""
     joint = Calibration.from_dict(model.get("calibration"))
     scores = np.empty(len(matched))
-    used = np.where(matched, "joint", "a_only").astype(object)
+    used = np.where(matched, _JOINT, _A_ONLY).astype(np.uint8)
     scores[own_rows] = joint.apply(own.own_scores[own_rows] + peer_scores)
     unmatched = ~matched
     if own.a_only_logits is not None:
@@ -238,7 +251,7 @@ def _scores(
     else:
         b_mean = float(model["b_mean_partial_score"])
         scores[unmatched] = joint.apply(own.own_scores[unmatched] + b_mean)
-        used[unmatched] = "joint_b_mean"
+        used[unmatched] = _JOINT_B_MEAN
     return scores, used
 
 
@@ -328,9 +341,9 @@ def _own_part(
         # With the intercept as a column of ones, as in training, so u_A is computed the same way.
         x = fixed_point_features(preprocessor, table.features, intercept=True).x
         id_chunks.append(table.ids)
-        score_chunks.append(x @ weights)
+        score_chunks.append(row_scores(x, weights))
         if a_only is not None:
-            a_only_chunks.append(x @ a_only)
+            a_only_chunks.append(row_scores(x, a_only))
         done += len(chunk)
         progress(
             ProgressEvent(

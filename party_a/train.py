@@ -507,7 +507,7 @@ class _EpochLoop:
         params = job.params
         n_batches = max(1, len(train_rows) // params.batch_size)
         train_started = time.perf_counter()
-        x_train = training.features.x[train_rows]
+        x_train = training.features.x_rows(train_rows)
         for epoch in range(self.first_epoch, params.epochs):
             record = self._epoch(epoch, train_rows, validation_rows, x_train, started, progress,
                                  n_batches, train_started)  # fmt: skip

@@ -153,6 +153,7 @@ class NodeB:
                 session
                 for session in self._sessions.values()
                 if now - session.last_used > self.session_ttl_s
+                and not session.working_in_background()  # nor does B's own PSI work
                 and session.lock.acquire(blocking=False)  # a running step keeps its session
             ]
             for session in stale:
@@ -282,8 +283,8 @@ class NodeB:
                 djn_base=int_to_bytes(own.djn_base),
             )
         # Blind B's own IDs now, on the other core, while A blinds its IDs (PsiPeerSet collects it).
-        session.blinded_own = self._background.submit(
-            session.psi_key.blind_ids, [str(i) for i in table.ids], salt
+        session.blinded_own = session.in_background(
+            self._background, session.psi_key.blind_ids, [str(i) for i in table.ids], salt
         )
         with self._lock:
             self._sessions[session.session_id] = session

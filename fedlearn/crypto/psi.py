@@ -81,6 +81,7 @@ MIN_CHUNK_FOR_POOL = 20_000
 _SALT_DOMAIN = b"fedlearn/psi/session-salt/v1"
 _HASH_DOMAIN = b"fedlearn/psi/ristretto255-from-sha512/v2\x00"
 _IDENTITY = bytes(POINT_BYTES)
+_DIGEST_BYTES = 32  # SHA-256, for common_order
 
 
 def _sodium() -> Any:
@@ -125,7 +126,7 @@ class PsiKey:
     def _raw(self) -> bytes:
         return self._scalar
 
-    def blind_ids(self, ids: Sequence[str], salt: bytes, *, workers: int = 1) -> bytes:
+    def blind_ids(self, ids: Sequence[str] | np.ndarray, salt: bytes, *, workers: int = 1) -> bytes:
         """Hash each ID to the group and raise it to this key: ``H(id)^k`` for each id, in order.
 
         ``ids``: n strings, hashed as given (no stripping, case kept). ``salt``: the 32-byte
@@ -142,8 +143,8 @@ class PsiKey:
             raise ValueError(
                 f"the PSI salt must be {SALT_BYTES} bytes (from session_salt); got {len(salt)}"
             )
-        id_list = list(ids)
-        return _run_chunked(_blind_ids_chunk, self._raw(), id_list, salt, workers)
+        id_list = ids if isinstance(ids, (list, np.ndarray)) else list(ids)
+        return _run_chunked(_blind_ids_chunk, self._raw(), id_list, len(id_list), 1, salt, workers)
 
     def blind_points(self, points: bytes, *, workers: int = 1) -> bytes:
         """Raise each of the peer's points to this key: ``P^k`` for each 32-byte point, in order.
@@ -160,8 +161,10 @@ class PsiKey:
             )
         # libsodium 1.0.18 ignores the top bit of an encoding: refuse non-canonical ones here.
         check_points(points, "the peer's points")
-        point_list = [points[i : i + POINT_BYTES] for i in range(0, len(points), POINT_BYTES)]
-        return _run_chunked(_blind_points_chunk, self._raw(), point_list, b"", workers)
+        count = len(points) // POINT_BYTES
+        return _run_chunked(
+            _blind_points_chunk, self._raw(), points, count, POINT_BYTES, b"", workers
+        )
 
 
 def session_salt(salt_a: bytes, salt_b: bytes) -> bytes:
@@ -267,52 +270,75 @@ def hash_ids(ids: Sequence[str], salt: bytes) -> bytes:
     return b"".join(from_hash(hashlib.sha512(prefix + i.encode("utf-8")).digest()) for i in ids)
 
 
-def _blind_ids_chunk(scalar: bytes, ids: list[str], salt: bytes, offset: int) -> bytes:
+def _blind_ids_chunk(scalar: bytes, ids: Sequence[str], salt: bytes, offset: int) -> bytes:
+    """``H(id)^k`` for ``ids`` (item numbers in messages start at ``offset``): 32 bytes each."""
     sodium = _sodium()
     from_hash = sodium.crypto_core_ristretto255_from_hash
     multiply = sodium.crypto_scalarmult_ristretto255
     prefix = _HASH_DOMAIN + salt
     sha512 = hashlib.sha512
-    out = []
-    for i, identifier in enumerate(ids, start=offset):
+    # One preallocated buffer, not a list of n small bytes objects (65 bytes each in CPython).
+    out = bytearray(len(ids) * POINT_BYTES)
+    for j, identifier in enumerate(ids):
         if not isinstance(identifier, str):
-            raise DataError(f"PSI IDs must be strings; item {i} is {type(identifier).__name__}")
+            raise DataError(
+                f"PSI IDs must be strings; item {offset + j} is {type(identifier).__name__}"
+            )
         try:
             encoded = identifier.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise DataError(f"PSI ID at item {i} cannot be encoded as UTF-8: {exc.reason}") from exc
+            raise DataError(
+                f"PSI ID at item {offset + j} cannot be encoded as UTF-8: {exc.reason}"
+            ) from exc
         # from_hash never gives the identity for a hash output except with probability ~2^-252;
         # if it did, multiply() would raise ValueError rather than return a point matching others.
-        out.append(multiply(scalar, from_hash(sha512(prefix + encoded).digest())))
-    return b"".join(out)
+        start = j * POINT_BYTES
+        out[start : start + POINT_BYTES] = multiply(
+            scalar, from_hash(sha512(prefix + encoded).digest())
+        )
+    return bytes(out)
 
 
-def _blind_points_chunk(scalar: bytes, points: list[bytes], _salt: bytes, offset: int) -> bytes:
+def _blind_points_chunk(scalar: bytes, points: bytes, _salt: bytes, offset: int) -> bytes:
+    """``P^k`` for the concatenated 32-byte ``points`` (item numbers start at ``offset``)."""
     multiply = _sodium().crypto_scalarmult_ristretto255
-    out = []
-    for i, point in enumerate(points, start=offset):
+    out = bytearray(len(points))
+    view = memoryview(points)
+    for start in range(0, len(points), POINT_BYTES):
         try:
-            out.append(multiply(scalar, point))
+            out[start : start + POINT_BYTES] = multiply(
+                scalar, bytes(view[start : start + POINT_BYTES])
+            )
         except ValueError as exc:  # libsodium: not a canonical encoding, or an identity product
             raise InvalidPeerData(
-                f"the peer's point at item {i} is not a canonical ristretto255 point other than "
-                "the identity; refused"
+                f"the peer's point at item {offset + start // POINT_BYTES} is not a canonical "
+                "ristretto255 point other than the identity; refused"
             ) from exc
-    return b"".join(out)
+    return bytes(out)
 
 
-_Chunk = Callable[[bytes, list, bytes, int], bytes]
+_Chunk = Callable[[bytes, Any, bytes, int], bytes]
 
 
-def _run_chunked(work: _Chunk, private_raw: bytes, items: list, salt: bytes, workers: int) -> bytes:
+def _run_chunked(
+    work: _Chunk,
+    private_raw: bytes,
+    items: Any,
+    count: int,
+    item_size: int,
+    salt: bytes,
+    workers: int,
+) -> bytes:
+    """``work`` over ``count`` items (a list of IDs, ``item_size`` 1, or concatenated points,
+    ``item_size`` 32), inline or split over ``workers`` processes; the results concatenated."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1; got {workers}")
-    n_chunks = min(workers, len(items) // MIN_CHUNK_FOR_POOL)
+    n_chunks = min(workers, count // MIN_CHUNK_FOR_POOL)
     if n_chunks <= 1:
         return work(private_raw, items, salt, 0)
-    size = math.ceil(len(items) / n_chunks)
-    offsets = list(range(0, len(items), size))
-    chunks = [items[i : i + size] for i in offsets]
+    size = math.ceil(count / n_chunks)
+    offsets = list(range(0, count, size))
+    chunks = [items[i * item_size : (i + size) * item_size] for i in offsets]
     # "spawn", not "fork": the nodes run gRPC threads, and forking a process with live gRPC threads
     # can deadlock the child.
     with local_process_pool(len(chunks), "spawn") as pool:
@@ -326,7 +352,15 @@ def common_order(ids: Sequence[str], seed: int) -> np.ndarray:
     Both parties hold the same intersection IDs after PSI, so both derive the same row order without
     another message, and the order (hence the train/validation split and the batches) depends only
     on the job's seed: the same job on the same data gives the same model.
+
+    The m digests are kept as one (m,) array of 32-byte strings (32 bytes a row, not a Python
+    object each) and sorted by numpy, which compares fixed-width byte strings byte by byte as
+    unsigned values: the same order as sorting the digests as Python ``bytes`` (all are 32 bytes, so
+    NUL padding plays no part). SHA-256 digests of distinct IDs never tie.
     """
     prefix = int(seed).to_bytes(8, "big", signed=False) + b"\x00"
-    keys = [hashlib.sha256(prefix + str(i).encode("utf-8")).digest() for i in ids]
-    return np.asarray(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
+    keys = np.empty(len(ids), dtype=f"S{_DIGEST_BYTES}")
+    sha256 = hashlib.sha256
+    for j, identifier in enumerate(ids):
+        keys[j] = sha256(prefix + str(identifier).encode("utf-8")).digest()
+    return np.argsort(keys, kind="stable").astype(np.int64)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +33,11 @@ from fedlearn.errors import InvalidPeerData, SessionError
 from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.policy import PeerPolicy
-from fedlearn.protocol.steps import fixed_point_features
+from fedlearn.protocol.steps import fixed_point_features, row_scores
 from fedlearn.protocol.train_b import PendingTraining, TrainingB, prepare_training
+
+SCORE_CHUNK_ROWS = 65_536
+"""Aligned rows B preprocesses at a time for a scoring session's partial scores."""
 
 
 @dataclass
@@ -62,6 +66,26 @@ class SessionB:
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def in_background(
+        self, background: Executor, work: Callable[..., bytes], *args: Any
+    ) -> Future[bytes]:
+        """``work(*args)`` on ``background``; the lease starts again when it ends, before its
+        future is done (so no expiry check sees the work finished and the lease still old): the
+        lease counts A's silence, not the time B spends blinding a large set."""
+
+        def run() -> bytes:
+            try:
+                return work(*args)
+            finally:
+                self.last_used = time.monotonic()
+
+        return background.submit(run)
+
+    def working_in_background(self) -> bool:
+        """Whether B's PSI blinding for this session is still queued or running."""
+        work = (self.blinded_own, self.double_blinded_peer)
+        return any(future is not None and not future.done() for future in work)
+
     def psi_blind(self, request: m.PsiBlindRequest, background: Executor) -> m.PsiBlindResponse:
         """Take A's blinded points ``H(id_A)^a`` and start raising them to B's scalar on
         ``background``; the result is kept until PsiResult. Answers with the count taken."""
@@ -71,7 +95,9 @@ class SessionB:
                 f"PsiBlind: points must be a multiple of {POINT_BYTES} bytes long; "
                 f"got {len(request.points)}"
             )
-        self.double_blinded_peer = background.submit(self.psi_key.blind_points, request.points)
+        self.double_blinded_peer = self.in_background(
+            background, self.psi_key.blind_points, request.points
+        )
         self.stage.add("blind")
         return m.PsiBlindResponse(accepted=len(request.points) // POINT_BYTES)
 
@@ -143,18 +169,26 @@ class SessionB:
         raise InvalidPeerData("PartialScores: subset must be ALIGNED or VALIDATION")
 
     def _prepare_scoring(self) -> None:
+        """B's partial scores ``X_B w_B`` for the aligned rows, ``SCORE_CHUNK_ROWS`` rows at a time:
+        the preprocessed copy of B's features never exceeds one chunk (the scores, 8 bytes a row,
+        are kept for PartialScores)."""
         assert self.model is not None and self.aligned_rows is not None
         model = self.model
         preprocessor = Preprocessor.from_dict(model["preprocessor"])
-        frame = self.table.features.iloc[self.aligned_rows].reset_index(drop=True)
-        x = fixed_point_features(preprocessor, frame).x
         weights = np.asarray(model["weights"], dtype=np.float64)
-        if x.shape[1] != len(weights):
-            raise SessionError(
-                f"model {model['model_id']}: B's data gives {x.shape[1]} columns, but the model "
-                f"was trained with {len(weights)}"
-            )
-        model["_scores"] = x @ weights
+        rows = self.aligned_rows
+        scores = np.empty(len(rows), dtype=np.float64)
+        for start in range(0, len(rows), SCORE_CHUNK_ROWS):
+            chunk = rows[start : start + SCORE_CHUNK_ROWS]
+            frame = self.table.features.iloc[chunk].reset_index(drop=True)
+            x = fixed_point_features(preprocessor, frame).x
+            if x.shape[1] != len(weights):
+                raise SessionError(
+                    f"model {model['model_id']}: B's data gives {x.shape[1]} columns, but the "
+                    f"model was trained with {len(weights)}"
+                )
+            scores[start : start + len(chunk)] = row_scores(x, weights)
+        model["_scores"] = scores
 
 
 def _require_stage(

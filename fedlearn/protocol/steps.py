@@ -53,7 +53,12 @@ class FixedPointFeatures:
 
     @property
     def x(self) -> np.ndarray:
+        """(rows, f) float64: a new matrix of every row (8 bytes a cell); for a batch, ``x_rows``."""
         return np.asarray(self.x_q / self.scales, dtype=np.float64)
+
+    def x_rows(self, rows: np.ndarray) -> np.ndarray:
+        """``x[rows]``, the same values, without first dividing the whole matrix: (len(rows), f)."""
+        return np.asarray(self.x_q[rows] / self.scales, dtype=np.float64)
 
     @property
     def n_features(self) -> int:
@@ -231,6 +236,10 @@ def unmask_loss(returned: int, mask: int, bound_bits: int) -> int:
     return value - modulus if value >= modulus >> 1 else value
 
 
+FEATURE_CHUNK_ROWS = 65_536
+"""Rows ``fit_party_features`` transforms at a time (the float64 intermediates' bound)."""
+
+
 def fit_party_features(
     table: PartyTable,
     aligned_rows: np.ndarray,
@@ -245,14 +254,25 @@ def fit_party_features(
     The features cover every aligned row; with ``intercept`` a last column of ones (scale 1) is added
     (A's intercept). Both roles call this, so the two sides preprocess alike.
     """
-    frame = table.features.iloc[aligned_rows].reset_index(drop=True)
     preprocessor = Preprocessor(
         numeric=table.numeric_columns,
         categorical=table.categorical_columns,
         config=params,
     )
-    preprocessor.fit(frame.iloc[train_rows])
-    return preprocessor, fixed_point_features(preprocessor, frame, intercept=intercept)
+    preprocessor.fit(table.features.iloc[aligned_rows[train_rows]].reset_index(drop=True))
+    # Transform and quantise FEATURE_CHUNK_ROWS rows at a time into the int32 matrix: the float64
+    # copies (the raw rows, the transformed and scaled matrices) never exceed one chunk. Rows are
+    # transformed independently, so the result is the one of a single pass.
+    width = len(preprocessor.output_names_) + int(intercept)
+    x_q = np.empty((len(aligned_rows), width), dtype=np.int32)
+    for start in range(0, len(aligned_rows), FEATURE_CHUNK_ROWS):
+        rows = aligned_rows[start : start + FEATURE_CHUNK_ROWS]
+        frame = table.features.iloc[rows].reset_index(drop=True)
+        x_q[start : start + len(rows)] = fixed_point_features(
+            preprocessor, frame, intercept=intercept
+        ).x_q
+    scales = np.asarray(preprocessor.scales_, dtype=np.float64)
+    return preprocessor, FixedPointFeatures(x_q, np.append(scales, 1.0) if intercept else scales)
 
 
 def fixed_point_features(
@@ -271,3 +291,11 @@ def fixed_point_features(
         quantized = np.hstack([quantized, np.ones((len(frame), 1), dtype=np.int32)])
         scales = np.append(scales, 1.0)
     return FixedPointFeatures(quantized, scales)
+
+
+def row_scores(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``x @ weights`` row by row, (rows, f) and (f,) -> (rows,) float64, computed so that a row's
+    value does not depend on which other rows are in ``x``: scoring in chunks of any size gives the
+    same scores, bit for bit. (BLAS's matrix-vector product blocks rows, so a row's rounding
+    depends on its place in the block; ``einsum`` sums each row on its own.)"""
+    return np.einsum("ij,j->i", x, weights)

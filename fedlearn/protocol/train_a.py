@@ -224,7 +224,7 @@ class TrainingA:
         header = m.BatchHeader(self.session_id, epoch, batch)
         s = len(rows)
         timer.restart()
-        u_a = features.x[rows] @ self.weights
+        u_a = features.x_rows(rows) @ self.weights
         y = self.labels[rows]
         alpha, beta, reuse = self._residual_terms(epoch, rows, u_a, y)
         encrypted = own.encrypt(own_codec.encode_int(alpha if reuse else alpha + beta))

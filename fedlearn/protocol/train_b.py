@@ -150,7 +150,7 @@ class TrainingB:
         ).under(peer_key)
         beta = self._slopes(request, rows)
         frac = self.params.score_frac_bits
-        scores = feature_party_scores(self.features.x[rows] @ self.weights, frac)
+        scores = feature_party_scores(self.features.x_rows(rows) @ self.weights, frac)
         encrypted_scores = self.own.encrypt(self.own_codec.encode_int(scores))
         loss_fixed = feature_party_loss_term(scores, frac)
         encrypted_loss = self.own.encrypt(self.own_codec.encode_int([loss_fixed]))
@@ -258,7 +258,7 @@ class TrainingB:
         change = 0.0
         if self.expect == ("forward", epoch + 1, 0):
             model = self.optimizer.average(self.weights)
-            change = score_change(self.features.x[self.train_rows], self.model_weights, model)
+            change = score_change(self.features.x_rows(self.train_rows), self.model_weights, model)
             self.model_weights = model
         return m.BatchUpdateResponse(weight_change_norm=change)
 
@@ -316,13 +316,13 @@ class TrainingB:
 
     def validation_scores(self) -> np.ndarray:
         """B's partial scores on the validation rows, shape (validation rows,)."""
-        return self.features.x[self.validation_rows] @ self.model_weights
+        return self.features.x_rows(self.validation_rows) @ self.model_weights
 
     def model_shard(
         self, model_id: str, *, party: str, partner: str, dataset: str
     ) -> dict[str, Any]:
         """B's model shard as saved in its store; ``mean_partial_score`` is over the training rows."""
-        train_scores = self.features.x[self.train_rows] @ self.model_weights
+        train_scores = self.features.x_rows(self.train_rows) @ self.model_weights
         mean_partial = float(np.mean(train_scores)) if len(train_scores) else 0.0
         return {
             "model_id": model_id,

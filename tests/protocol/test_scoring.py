@@ -402,3 +402,19 @@ def test_header_only_input_is_refused(trained: Trained, peer: InMemoryPeer, tmp_
     path.write_text(header + "\n")
     with pytest.raises(DataError, match="no data rows"):
         _score(peer, trained, path, tmp_path / "o.csv")
+
+
+def test_chunk_sizes_do_not_change_the_scores(
+    trained: Trained, peer: InMemoryPeer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reads and writes 37 rows at a time and B scores 50 aligned rows at a time, or each does
+    everything at once: the output file is the same, byte for byte."""
+    import fedlearn.protocol.session_b as session_b
+
+    whole, chunked = tmp_path / "whole.csv", tmp_path / "chunked.csv"
+    monkeypatch.setattr(session_b, "SCORE_CHUNK_ROWS", 1 << 30)
+    _score(peer, trained, trained.vip.a_new_users_csv, whole, chunk_rows=1 << 30)
+    monkeypatch.setattr(session_b, "SCORE_CHUNK_ROWS", 50)
+    result = _score(peer, trained, trained.vip.a_new_users_csv, chunked, chunk_rows=37)
+    assert result.rows > 37 * 3 and result.matched > 50 * 3  # several chunks on both sides
+    assert chunked.read_bytes() == whole.read_bytes()
