@@ -9,14 +9,17 @@ import pytest
 
 from fedlearn.model import fit_plain_reference
 from fedlearn.protocol.policy import PeerPolicy
-from tests.protocol.harness import fate_specs, job_text, rebuild, run_memory
+from tests.protocol.harness import TEST_ROWS_PER_COLUMN, fate_specs, job_text, rebuild, run_memory
 
 pytestmark = pytest.mark.fullsize
 
 
 def test_breast_with_2048_bit_keys_matches_the_plaintext_reference(tmp_path: Path) -> None:
     a_spec, b_spec = fate_specs("breast")
-    policy = PeerPolicy(min_key_bits=2048, min_batch_size=64)
+    # B's columns per batch row as the other protocol tests allow (breast: 20 columns at B).
+    policy = PeerPolicy(
+        min_key_bits=2048, min_batch_size=64, min_rows_per_column=TEST_ROWS_PER_COLUMN
+    )
     run = run_memory(
         a_spec,
         b_spec,
