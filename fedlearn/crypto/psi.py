@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from fedlearn.crypto.executor import local_process_pool
+from fedlearn.crypto.executor import Executor, local_process_pool
 from fedlearn.errors import DataError, InvalidPeerData
 
 POINT_BYTES = 32
@@ -125,7 +125,9 @@ class PsiKey:
     def _raw(self) -> bytes:
         return self._scalar
 
-    def blind_ids(self, ids: Sequence[str], salt: bytes, *, workers: int = 1) -> bytes:
+    def blind_ids(
+        self, ids: Sequence[str], salt: bytes, *, workers: int = 1, executor: Executor | None = None
+    ) -> bytes:
         """Hash each ID to the group and raise it to this key: ``H(id)^k`` for each id, in order.
 
         ``ids``: n strings, hashed as given (no stripping, case kept). ``salt``: the 32-byte
@@ -133,7 +135,8 @@ class PsiKey:
         ``MIN_CHUNK_FOR_POOL`` IDs per worker) over a process pool (worth it only when the cores
         are otherwise idle).
         The pool uses "spawn", so a script calling this must guard its entry point with
-        ``if __name__ == "__main__":``.
+        ``if __name__ == "__main__":``. ``executor`` (a node's long-lived pool or Ray actors)
+        replaces that pool, with ``workers = executor.workers``; its workers get this key's scalar.
 
         Raises ``DataError`` when an ID is not a string or cannot be encoded as UTF-8, and
         ``ValueError`` when the salt is not 32 bytes.
@@ -143,9 +146,11 @@ class PsiKey:
                 f"the PSI salt must be {SALT_BYTES} bytes (from session_salt); got {len(salt)}"
             )
         id_list = list(ids)
-        return _run_chunked(_blind_ids_chunk, self._raw(), id_list, salt, workers)
+        return _run_chunked(_blind_ids_chunk, self._raw(), id_list, salt, workers, executor)
 
-    def blind_points(self, points: bytes, *, workers: int = 1) -> bytes:
+    def blind_points(
+        self, points: bytes, *, workers: int = 1, executor: Executor | None = None
+    ) -> bytes:
         """Raise each of the peer's points to this key: ``P^k`` for each 32-byte point, in order.
 
         ``points``: concatenated 32-byte points as the peer sent them. Returns the same number of
@@ -161,7 +166,7 @@ class PsiKey:
         # libsodium 1.0.18 ignores the top bit of an encoding: refuse non-canonical ones here.
         check_points(points, "the peer's points")
         point_list = [points[i : i + POINT_BYTES] for i in range(0, len(points), POINT_BYTES)]
-        return _run_chunked(_blind_points_chunk, self._raw(), point_list, b"", workers)
+        return _run_chunked(_blind_points_chunk, self._raw(), point_list, b"", workers, executor)
 
 
 def session_salt(salt_a: bytes, salt_b: bytes) -> bytes:
@@ -304,7 +309,16 @@ def _blind_points_chunk(scalar: bytes, points: list[bytes], _salt: bytes, offset
 _Chunk = Callable[[bytes, list, bytes, int], bytes]
 
 
-def _run_chunked(work: _Chunk, private_raw: bytes, items: list, salt: bytes, workers: int) -> bytes:
+def _run_chunked(
+    work: _Chunk,
+    private_raw: bytes,
+    items: list,
+    salt: bytes,
+    workers: int,
+    executor: Executor | None = None,
+) -> bytes:
+    if executor is not None:
+        workers = executor.workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1; got {workers}")
     n_chunks = min(workers, len(items) // MIN_CHUNK_FOR_POOL)
@@ -313,11 +327,23 @@ def _run_chunked(work: _Chunk, private_raw: bytes, items: list, salt: bytes, wor
     size = math.ceil(len(items) / n_chunks)
     offsets = list(range(0, len(items), size))
     chunks = [items[i : i + size] for i in offsets]
+    if executor is not None:
+        tasks = [
+            (work, private_raw, chunk, salt, offset)
+            for chunk, offset in zip(chunks, offsets, strict=True)
+        ]
+        return b"".join(executor.map(_chunk_task, tasks))
     # "spawn", not "fork": the nodes run gRPC threads, and forking a process with live gRPC threads
     # can deadlock the child.
     with local_process_pool(len(chunks), "spawn") as pool:
         results = pool.map(work, [private_raw] * len(chunks), chunks, [salt] * len(chunks), offsets)
         return b"".join(results)
+
+
+def _chunk_task(task: tuple[_Chunk, bytes, list, bytes, int]) -> bytes:
+    """Executor entry point: one chunk of blinding."""
+    work, private_raw, chunk, salt, offset = task
+    return work(private_raw, chunk, salt, offset)
 
 
 def common_order(ids: Sequence[str], seed: int) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from fedlearn.config import DatasetSpec
+from fedlearn.crypto.executor import Executor as CryptoExecutor
 from fedlearn.crypto.psi import POINT_BYTES, PsiKey, check_points, common_order, intersect
 from fedlearn.data import PartyTable
 from fedlearn.errors import InvalidPeerData, SessionError
@@ -62,16 +63,25 @@ class SessionB:
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def psi_blind(self, request: m.PsiBlindRequest, background: Executor) -> m.PsiBlindResponse:
+    def psi_blind(
+        self,
+        request: m.PsiBlindRequest,
+        background: Executor,
+        *,
+        executor: CryptoExecutor | None = None,
+    ) -> m.PsiBlindResponse:
         """Take A's blinded points ``H(id_A)^a`` and start raising them to B's scalar on
-        ``background``; the result is kept until PsiResult. Answers with the count taken."""
+        ``background`` (spread over ``executor``'s workers when given); the result is kept until
+        PsiResult. Answers with the count taken."""
         _require_stage(self, "PsiBlind", done=(), not_done=("blind", "aligned"))
         if len(request.points) % POINT_BYTES:
             raise InvalidPeerData(
                 f"PsiBlind: points must be a multiple of {POINT_BYTES} bytes long; "
                 f"got {len(request.points)}"
             )
-        self.double_blinded_peer = background.submit(self.psi_key.blind_points, request.points)
+        self.double_blinded_peer = background.submit(
+            self.psi_key.blind_points, request.points, executor=executor
+        )
         self.stage.add("blind")
         return m.PsiBlindResponse(accepted=len(request.points) // POINT_BYTES)
 
