@@ -28,6 +28,9 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "fate_shape": ([], ["--quick"]),
     "bound": ([], ["--quick"]),
     "score": (["--transport", "nodes"], ["--transport", "nodes", "--rows", "20000"]),
+    # Ray against the process pool, and the cost model checked here (docs/scaling.md).
+    "ray_overhead": ([], ["--quick"]),
+    "cost_model": (["--check"], ["--quick"]),
 }
 
 
