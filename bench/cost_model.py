@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import math
 import os
 import statistics
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.nodes import save
+from bench.nodes import RESULTS, save
 from bench.training import machine
 from fedlearn.crypto.keys import generate_keypair
 from fedlearn.crypto.matvec import matvec_columns
@@ -98,7 +99,6 @@ def measure(bits: int, repeats: int = 3) -> Rates:
     x8 = rng.integers(-128, 128, size=(s, 16))
     layout = packing_layout(n, value_bound_bits=48)
     values = ciphertexts[: 4 * layout.slots]
-    encoded = ciphertexts_to_bytes(ciphertexts, n)
     coefficients = rng.integers(-(1 << 15), 1 << 15, size=s).tolist()
     psi_key, salt = PsiKey.generate(), session_salt(b"a" * 16, b"b" * 16)
     ids = [f"user-{i}" for i in range(5000)]
@@ -129,7 +129,6 @@ def measure(bits: int, repeats: int = 3) -> Rates:
         ),
         slots=layout.slots,
     )
-    del encoded
     own.close()
     return rates
 
@@ -197,10 +196,13 @@ def predict_epoch(
     ``cores`` shared cores with ``cores`` workers each (the in-memory check run here).
 
     A batch takes the longer of its critical path and the busiest party's work over its cores:
-    - critical path: A's and B's own-thread work, then B's residual powers, then the two gradients
-      side by side (B computes its half while A works), each over the executor's workers, plus the
-      bytes over the link and the round trips; obfuscators are off it (filled ahead);
-    - busy bound: all a party's work (obfuscators included) over its cores.
+    - critical path: A's obfuscators, A's and B's own-thread work, B's obfuscators and residual
+      powers, A's residual powers, then the two gradients side by side (B computes its half while
+      A works), the kernels over the executor's workers, plus the bytes over the link and the
+      round trips. The obfuscators are on it: the pools are refilled as each batch takes from
+      them, and the measured epochs here wait for them (A's "encryption" phase is A's
+      obfuscators; the pool does not get ahead of the protocol by much);
+    - busy bound: all a party's work over its cores.
     With one worker the kernels run in the node's own thread; in one process the two parties'
     own-thread work never overlaps, and one set of cores serves both.
     """
@@ -210,7 +212,7 @@ def predict_epoch(
     if one_process:
         kernels = (
             w["K_A_residual"] + w["K_A_gradient"] + w["K_B_residual"] + w["K_B_gradient"]
-        ) / workers
+        ) / workers + (w["O_A"] + w["O_B"]) / workers
         critical = w["S_A"] + w["S_B"] + kernels
         busy = sum(w[key] for key in w if key[0] in "SKO") / cores
         network_s = 0.0
@@ -220,7 +222,7 @@ def predict_epoch(
             + network.round_trips_per_batch * network.round_trip_s
         )
         gradients = max(w["K_A_gradient"], w["K_B_gradient"]) / workers
-        critical = w["S_A"] + w["S_B"] + w["K_B_residual"] / workers
+        critical = w["S_A"] + w["S_B"] + (w["O_A"] + w["O_B"] + w["K_B_residual"]) / workers
         critical += w["K_A_residual"] / workers + gradients + network_s
         busy_a = (w["S_A"] + w["K_A_residual"] + w["K_A_gradient"] + w["O_A"]) / cores
         busy_b = (w["S_B"] + w["K_B_residual"] + w["K_B_gradient"] + w["O_B"]) / cores
@@ -305,35 +307,36 @@ def print_predictions(rates: Rates, encryptions_per_row: float) -> dict[str, Any
     return out
 
 
-def check(rates: Rates, rows: int, repeats: int) -> dict[str, Any]:
-    """Predicted against measured: one in-memory epoch with 1 and 2 Ray workers per party."""
-    import tempfile
-    from pathlib import Path
-
+def measure_epochs(bits: int, rows: int, repeats: int) -> dict[str, dict[str, Any]]:
+    """One in-memory epoch with 1 and 2 Ray workers per party, medians of ``repeats``."""
     import ray
 
-    from bench.ray_overhead import A_COLUMNS, B_COLUMNS, make_data, time_epochs
+    from bench.ray_overhead import time_epochs
 
-    shape = Shape(rows=rows, a_columns=A_COLUMNS, b_columns=B_COLUMNS)
-    del tempfile, Path
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        measured = time_epochs(rows, rates.bits, repeats, [("ray", 1), ("ray", 2)])
+        return time_epochs(rows, bits, repeats, [("ray", 1), ("ray", 2)])
     finally:
         ray.shutdown()
-    del make_data
+
+
+def check(
+    rates: Rates, rows: int, measured: dict[str, dict[str, Any]]
+) -> dict[int, dict[str, float]]:
+    """Predicted against measured: both parties in one process on this machine's 2 cores."""
+    from bench.ray_overhead import A_COLUMNS, B_COLUMNS
+
+    shape = Shape(rows=rows, a_columns=A_COLUMNS, b_columns=B_COLUMNS)
     print(f"\n### Predicted against measured here: {rows:,} rows, A {A_COLUMNS} + B {B_COLUMNS}")
     print("columns, both parties in one process on this machine's 2 cores, in memory\n")
     print("| Ray workers per party | predicted (s) | measured, median (s) | measured / predicted |")
     print("| ---: | ---: | ---: | ---: |")
-    out = {}
+    out: dict[int, dict[str, float]] = {}
     for workers in (1, 2):
-        cores = 2  # both parties share the machine's 2 cores
-        predicted = predict_epoch(shape, rates, cores, one_process=True)
-        if workers == 1:
-            # One worker: the kernels run in the driver's thread (only the pools fill on the actors).
-            single = predict_epoch(shape, rates, 1, one_process=True)
-            predicted = {**single, "epoch_s": max(single["critical_s"], predicted["busy_s"])}
+        # ``workers`` per party; both parties' work shares the machine's 2 cores (busy bound).
+        predicted = predict_epoch(shape, rates, workers, one_process=True)
+        shared = predict_epoch(shape, rates, 2, one_process=True)
+        predicted = {**predicted, "epoch_s": max(predicted["critical_s"], shared["busy_s"])}
         value = measured[f"ray{workers}"]["epoch_s"]
         out[workers] = {"predicted_s": predicted["epoch_s"], "measured_s": value}
         print(
@@ -341,6 +344,16 @@ def check(rates: Rates, rows: int, repeats: int) -> dict[str, Any]:
             f"{value / predicted['epoch_s']:.2f} |"
         )
     return out
+
+
+def mean_rates(first: Rates, second: Rates) -> Rates:
+    """Per throughput, the geometric mean of two measurements (before and after the epochs)."""
+    fields: dict[str, Any] = {
+        name: math.sqrt(value * getattr(second, name))
+        for name, value in vars(first).items()
+        if name not in ("bits", "slots")
+    }
+    return Rates(bits=first.bits, slots=first.slots, **fields)
 
 
 def main() -> None:
@@ -351,7 +364,20 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4096, help="rows of the --check epoch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1024-bit keys, 1 repeat")
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="the tables again, from the last --check run's throughputs and epochs",
+    )
     args = parser.parse_args()
+    if args.recheck:  # the model again, on the throughputs and epochs of the last --check run
+        last = json.loads((RESULTS / "cost_model.json").read_text())
+        rates = Rates(**last["rates_around_check"])
+        print_rates(rates)
+        print_predictions(rates, args.encryptions_per_row)
+        measured = {f"ray{w}": {"epoch_s": c["measured_s"]} for w, c in last["check"].items()}
+        check(rates, last.get("check_rows", 4096), measured)
+        return
     if args.quick:
         args.bits, args.repeats, args.rows = 1024, 1, 2048
     print(f"load average at the start: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
@@ -360,8 +386,13 @@ def main() -> None:
     predictions = print_predictions(rates, args.encryptions_per_row)
     payload: dict[str, Any] = {"rates": vars(rates), "predictions": predictions}
     if args.check:
-        checked = check(rates, args.rows, args.repeats)
+        measured = measure_epochs(args.bits, args.rows, args.repeats)
+        # The machine is shared: the throughputs for the check are the mean of before and after.
+        around = mean_rates(rates, measure(args.bits, args.repeats))
+        payload["rates_around_check"] = vars(around)
+        checked = check(around, args.rows, measured)
         payload["check"] = checked
+        payload["check_rows"] = args.rows
         worst = max(abs(c["measured_s"] / c["predicted_s"] - 1) for c in checked.values())
         payload["targets"] = [
             {
