@@ -186,8 +186,8 @@ class PeerKeyEngine:
 
 # ---- the kernels, module-level so that an executor's workers can run them ------------------------
 
-#: Fewest rows per task of the per-row kernels (a short power each, ~100 us): coarse enough that
-#: shipping a task costs well under 1% of it.
+#: Fewest rows per task of the per-row kernels (a short power each, ~100-250 us): at least tens of
+#: milliseconds of work, against ~1-2 ms to ship a task to a Ray actor (bench/ray_overhead.py).
 MIN_ROWS_TASK = 256
 
 
