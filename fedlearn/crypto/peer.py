@@ -154,7 +154,12 @@ class PeerKeyEngine:
     def rerandomize(self, ciphertexts: Sequence[object]) -> list[mpz]:
         """Each ciphertext times a fresh ``r**n mod n^2``, r uniform in [1, n) from :mod:`secrets`
         (never the peer's base: see the module docstring)."""
-        return _rerandomize(self._check(ciphertexts), self.n)
+        values = self._check(ciphertexts)
+        parts = split_evenly(len(values), self.executor.workers)
+        if len(parts) <= 1:
+            return _rerandomize(values, self.n)
+        tasks = [(values[part.start : part.stop], self.n) for part in parts]
+        return [c for chunk in self.executor.map(_rerandomize_task, tasks) for c in chunk]
 
     def pack_masked(
         self, ciphertexts: Sequence[object], layout: PackingLayout
@@ -172,16 +177,18 @@ class PeerKeyEngine:
         masks = draw_masks(len(values), layout)
         offsets = packed_offsets(masks, layout)
         slots = layout.slots
-        # One chunk of packed ciphertexts per worker (each costs slots - 1 short powers and one
-        # full-length one to re-randomise); one chunk in this process if there is one worker.
+        # One chunk of packed ciphertexts per worker (each costs slots - 1 short powers), then the
+        # re-randomisation (one full-length power each), also spread over the workers.
         parts = split_evenly(len(offsets), self.executor.workers)
         tasks = [
             (values[p.start * slots : p.stop * slots], offsets[p.start : p.stop], layout, self.n)
             for p in parts
         ]
         if len(tasks) <= 1:
-            return [c for task in tasks for c in _pack_task(task)], masks
-        return [c for chunk in self.executor.map(_pack_task, tasks) for c in chunk], masks
+            packed = [c for task in tasks for c in _pack_task(task)]
+        else:
+            packed = [c for chunk in self.executor.map(_pack_task, tasks) for c in chunk]
+        return self.rerandomize(packed), masks
 
 
 # ---- the kernels, module-level so that an executor's workers can run them ------------------------
@@ -216,9 +223,15 @@ def _scale_task(task: tuple[list[mpz], list[int], mpz]) -> list[mpz]:
     return [gmpy2.powmod(c, k, n_square) for c, k in zip(ciphertexts, exponents, strict=True)]
 
 
+def _rerandomize_task(task: tuple[list[mpz], mpz]) -> list[mpz]:
+    """Executor entry point: :func:`_rerandomize` of one chunk."""
+    ciphertexts, n = task
+    return _rerandomize(ciphertexts, n)
+
+
 def _pack_task(task: tuple[list[mpz], list[int], PackingLayout, mpz]) -> list[mpz]:
     """Pack one chunk: ``layout.slots`` ciphertexts to one by Horner (``c**(2**slot_bits) * next``,
-    first value most significant), add each packed ciphertext's offsets, re-randomise."""
+    first value most significant), then add each packed ciphertext's offsets (not re-randomised)."""
     ciphertexts, offsets, layout, n = task
     n_square = n * n
     shift = mpz(1) << layout.slot_bits
@@ -229,4 +242,4 @@ def _pack_task(task: tuple[list[mpz], list[int], PackingLayout, mpz]) -> list[mp
             shifted = gmpy2.powmod(accumulator, shift, n_square)
             accumulator = shifted * ciphertext % n_square
         packed.append(accumulator)
-    return _rerandomize(_add_plain(packed, offsets, n), n)
+    return _add_plain(packed, offsets, n)
