@@ -194,7 +194,7 @@ class PeerKeyEngine:
 # ---- the kernels, module-level so that an executor's workers can run them ------------------------
 
 #: Fewest rows per task of the per-row kernels (a short power each, ~100-250 us): at least tens of
-#: milliseconds of work, against ~1-2 ms to ship a task to a Ray actor (bench/ray_overhead.py).
+#: milliseconds of work, against Ray's fixed cost per task (bench/ray_overhead.py measures it).
 MIN_ROWS_TASK = 256
 
 

@@ -6,7 +6,7 @@ pool. Each worker is a Ray *actor*: a process that lives as long as the executor
 caches per process (a key's DJN window tables, ~60 MB at 2048 bits, in
 ``fedlearn.crypto.paillier``) is built once per actor and reused by every later task, never shipped
 with a task. Tasks go to the actors in turn; each carries thousands of values, so Ray's per-task
-cost (~1 ms here) stays a small share of the work (bench/ray_overhead.py measures it).
+cost stays a small share of the work (bench/ray_overhead.py measures it).
 
 The kernels are the same module-level functions the process pool runs, on the same items in the
 same order, so the results are bit for bit those of the process pool (the random ones, obfuscators
