@@ -29,6 +29,9 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "bound": ([], ["--quick"]),
     "score": (["--transport", "nodes"], ["--transport", "nodes", "--rows", "20000"]),
     "memory": ([], ["--quick"]),
+    # Ray against the process pool, and the cost model checked here (docs/scaling.md).
+    "ray_overhead": ([], ["--quick"]),
+    "cost_model": (["--check"], ["--quick"]),
 }
 
 

@@ -299,3 +299,36 @@ def check_own_name(name: str, transport: Any, source: Path) -> None:
             f"{source.name}: [node] name is {name!r} but the certificate {transport.cert} is for "
             f"{in_cert!r}: set name = {in_cert!r} or use that party's certificate"
         )
+
+
+def read_executor(node: Section) -> tuple[str, str | None]:
+    """``[node] executor`` and ``ray_address``: where the node's heavy crypto runs.
+
+    ``executor = "process"`` (default): ``workers`` local processes. ``executor = "ray"``:
+    ``workers`` Ray actors, on the party's own cluster at ``ray_address`` or, without one, on a
+    private local Ray the node starts with ``num_cpus = workers``. Returns (executor,
+    ray_address). Raises ``ConfigError`` for an unknown executor, a ``ray_address`` without
+    ``executor = "ray"``, an empty address, or ``"ray"`` when Ray is not installed.
+    """
+    from fedlearn.crypto.executor import EXECUTORS
+    from fedlearn.crypto.ray_executor import INSTALL_HINT, ray_installed
+
+    kind = node.get_choice("executor", EXECUTORS, "process")
+    address = node.get_str("ray_address")
+    if address is not None:
+        if kind != "ray":
+            raise ConfigError(
+                f'{node.where("ray_address")}: only used with executor = "ray" '
+                f'(executor is {kind!r}); remove it or set executor = "ray"'
+            )
+        if not address.strip() or any(c.isspace() for c in address):
+            raise ConfigError(
+                f"{node.where('ray_address')}: {address!r} is not an address; use the party's "
+                'own cluster, e.g. "ray://head.internal:10001", or remove it to start a local Ray'
+            )
+    if kind == "ray" and not ray_installed():
+        raise ConfigError(
+            f'{node.where("executor")}: "ray" needs Ray, which is not installed: {INSTALL_HINT} '
+            '(or use executor = "process")'
+        )
+    return kind, address

@@ -1,6 +1,6 @@
 """Party A's node config (a.toml): its control API, TLS files, the peer it calls, and its datasets.
 
-[node]      name, model_dir, workers
+[node]      name, model_dir, workers, executor, ray_address
 [control]   listen                          # A's control API for the `fedlearn` CLI
 [tls]       ca, cert, key, insecure, deadline_s
 [tls.pins]  party-b = "sha256:..."       # the CA that issues B's certificate
@@ -19,6 +19,7 @@ from fedlearn.config import (
     check_pins,
     load_toml,
     read_datasets,
+    read_executor,
     read_tls,
     root_section,
 )
@@ -36,6 +37,10 @@ class NodeAConfig:
     peer_address: str
     peer_name: str
     datasets: dict[str, DatasetSpec]
+    #: Where the heavy crypto runs: "process" (local pool) or "ray" (actors; docs/scaling.md).
+    executor: str = "process"
+    #: The party's own Ray cluster (executor = "ray"); None: a local Ray started by the node.
+    ray_address: str | None = None
 
 
 def load_config(path: Path | str) -> NodeAConfig:
@@ -45,6 +50,7 @@ def load_config(path: Path | str) -> NodeAConfig:
     name = node.get_name_value("name", required=True)
     model_dir = node.get_path("model_dir", "models")
     workers = node.get_int("workers", 1, minimum=1, maximum=256)
+    executor, ray_address = read_executor(node)
     node.finish()
     control = root.get_table("control")
     control_listen = control.get_str("listen", "127.0.0.1:50051")
@@ -71,4 +77,6 @@ def load_config(path: Path | str) -> NodeAConfig:
         peer_address,
         peer_name,
         datasets,
+        executor,
+        ray_address,
     )

@@ -1,6 +1,6 @@
 """Party B's node config (b.toml): where it listens, its TLS files, partners, policy and datasets.
 
-[node]      name, listen, model_dir, workers
+[node]      name, listen, model_dir, workers, executor, ray_address
 [tls]       ca, cert, key, insecure, deadline_s
 [tls.pins]  party-a = "sha256:..."       # the CA that issues each partner's certificate
 [partners]  allowed = ["party-a"]        # certificate names allowed to open sessions
@@ -20,6 +20,7 @@ from fedlearn.config import (
     check_pins,
     load_toml,
     read_datasets,
+    read_executor,
     read_tls,
     root_section,
 )
@@ -41,6 +42,10 @@ class NodeBConfig:
     allowed_partners: frozenset[str]
     policy: PeerPolicy
     datasets: dict[str, DatasetSpec]
+    #: Where the heavy crypto runs: "process" (local pool) or "ray" (actors; docs/scaling.md).
+    executor: str = "process"
+    #: The party's own Ray cluster (executor = "ray"); None: a local Ray started by the node.
+    ray_address: str | None = None
 
 
 def load_config(path: Path | str) -> NodeBConfig:
@@ -51,6 +56,7 @@ def load_config(path: Path | str) -> NodeBConfig:
     listen = node.get_str("listen", "127.0.0.1:50052")
     model_dir = node.get_path("model_dir", "models")
     workers = node.get_int("workers", 1, minimum=1, maximum=256)
+    executor, ray_address = read_executor(node)
     node.finish()
     transport = read_tls(root)
     transport.validate(listen, source=source.name)
@@ -87,5 +93,15 @@ def load_config(path: Path | str) -> NodeBConfig:
     root.finish()
     assert model_dir is not None
     return NodeBConfig(
-        source, name, listen, model_dir, workers, transport, frozenset(allowed), policy, datasets
+        source,
+        name,
+        listen,
+        model_dir,
+        workers,
+        transport,
+        frozenset(allowed),
+        policy,
+        datasets,
+        executor,
+        ray_address,
     )

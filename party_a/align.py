@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.psi import (
     POINT_BYTES,
     PsiKey,
@@ -52,9 +53,17 @@ class Alignment:
 
 
 def open_and_align(
-    peer: PeerApi, request: m.OpenSessionRequest, own_ids: Sequence[str], *, workers: int = 1
+    peer: PeerApi,
+    request: m.OpenSessionRequest,
+    own_ids: Sequence[str],
+    *,
+    workers: int = 1,
+    executor: Executor | None = None,
 ) -> Alignment:
     """Open a session with ``request`` (A's salt is filled in here) and run PSI on ``own_ids``.
+
+    A's blinding runs on ``executor`` when given (the node's pool or Ray actors), else on a
+    pool of ``workers`` processes started for it.
 
     Closes the session on B's side if anything fails after it was opened.
     """
@@ -63,7 +72,7 @@ def open_and_align(
     opened = peer.open_session(dataclasses.replace(request, psi_salt=own_salt))
     try:
         pause_point("align")  # fault-injection tests only (fedlearn.faults)
-        own_rows, peer_size = _intersect(peer, opened, own_salt, own_ids, workers)
+        own_rows, peer_size = _intersect(peer, opened, own_salt, own_ids, workers, executor)
         own_rows = own_rows[common_order([own_ids[i] for i in own_rows], order_seed(request))]
     except BaseException:
         close_quietly(peer, opened.session_id)
@@ -77,19 +86,20 @@ def _intersect(
     own_salt: bytes,
     own_ids: Sequence[str],
     workers: int,
+    executor: Executor | None,
 ) -> tuple[np.ndarray, int]:
     salt = session_salt(own_salt, opened.psi_salt)
     key = PsiKey.generate()
     # A blinds its IDs while B blinds its own (B starts at OpenSession); then B raises A's points
     # to its key while A raises B's points to A's: each phase keeps both parties busy.
-    blinded = key.blind_ids(list(own_ids), salt, workers=workers)
+    blinded = key.blind_ids(list(own_ids), salt, workers=workers, executor=executor)
     peer_set = peer.psi_peer_set(m.PsiPeerSetRequest(opened.session_id))
     peer_size = len(peer_set.points) // POINT_BYTES
     if peer_set.total != peer_size or len(peer_set.points) % POINT_BYTES:
         raise InvalidPeerData(f"PsiPeerSet: announced {peer_set.total} points, sent {peer_size}")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="psi-blind") as pool:
         reply = pool.submit(peer.psi_blind, m.PsiBlindRequest(opened.session_id, blinded))
-        double_peer = key.blind_points(peer_set.points, workers=workers)
+        double_peer = key.blind_points(peer_set.points, workers=workers, executor=executor)
         accepted = reply.result().accepted
     if accepted != len(own_ids):
         raise InvalidPeerData(f"PsiBlind: sent {len(own_ids)} points, B took {accepted}")

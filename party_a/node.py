@@ -34,7 +34,12 @@ class NodeA:
         self.store = ModelStore(config.model_dir, bad_id_error=ConfigError)
         self.store.sweep()
         self.tables = TableCache(config.name)
-        self.executor: Executor = make_executor(config.workers)
+        self.executor: Executor = make_executor(
+            config.workers, config.executor, ray_address=config.ray_address
+        )
+        # A's obfuscator pool: filled by the Ray actors (which keep the DJN tables) with Ray, else
+        # by a helper process on a core this node is not using.
+        self.background = "executor" if self.executor.remote else "process"
         self.channel = build_channel(
             config.peer_address,
             config.transport,
@@ -91,6 +96,7 @@ class NodeA:
                 m.OpenSessionRequest(purpose=m.Purpose.ALIGN, dataset=peer_dataset or dataset),
                 [str(i) for i in table.ids],
                 workers=self.config.workers,
+                executor=self.executor,
             )
             close_quietly(self.peer, alignment.session.session_id)
         log.info(
@@ -167,7 +173,7 @@ class NodeA:
                 store=self.store,
                 executor=self.executor,
                 workers=self.config.workers,
-                background="process",  # fill A's obfuscator pool on a core this node is not using
+                background=self.background,
                 progress=progress,
                 job_id=job_id,
                 checkpoints=self.checkpoints if job_id else None,
@@ -189,6 +195,7 @@ class NodeA:
                 output_path=output_path,
                 expected_partner=self.config.peer_name,
                 workers=self.config.workers,
+                executor=self.executor,
                 progress=progress,
             )
         log.info(

@@ -41,6 +41,7 @@ import pandas as pd
 
 from fedlearn import metrics
 from fedlearn.calibration import Calibration
+from fedlearn.crypto.executor import Executor
 from fedlearn.data import (
     iter_table_chunks,
     load_features_frame,
@@ -110,13 +111,14 @@ def score(
     chunk_rows: int = 100_000,
     expected_partner: str,
     workers: int = 1,
+    executor: Executor | None = None,
     progress: ProgressCallback = no_progress,
 ) -> ScoreResult:
     """Score every user of ``input_path`` (CSV or Parquet) with A's ``model`` and B's shard of it.
 
     ``model``: A's model metadata as ``party_a.train.train`` saved it. ``expected_partner``: the name of
     the B this node is configured with; the model must have been trained with it. ``workers``:
-    processes for A's PSI blinding. Writes ``output_path`` (CSV, gzipped CSV or Parquet, by
+    processes for A's PSI blinding, or ``executor``, the node's pool or Ray actors, when given. Writes ``output_path`` (CSV, gzipped CSV or Parquet, by
     extension) with one row per input user in input order: the ID column (under the model's ID
     column name, IDs normalised), ``score``, ``decile`` (1 = highest), ``rank`` (1 = highest score,
     ties by input order) and ``partner_matched``.
@@ -154,7 +156,7 @@ def score(
             message=f"private set intersection of {n_rows} IDs with {peer.peer_name}",
         )
     )
-    peer_scores, own_rows, mark = _peer_part(peer, model, own.ids, workers, timings, mark)
+    peer_scores, own_rows, mark = _peer_part(peer, model, own.ids, workers, executor, timings, mark)
     matched = np.zeros(n_rows, dtype=bool)
     matched[own_rows] = True
     if not matched.any():
@@ -408,6 +410,7 @@ def _peer_part(
     model: dict[str, Any],
     ids: np.ndarray,
     workers: int,
+    executor: Executor | None,
     timings: dict[str, float],
     mark: float,
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -415,7 +418,7 @@ def _peer_part(
     request = m.OpenSessionRequest(
         purpose=m.Purpose.SCORE, dataset=model["peer_dataset"], model_id=model["model_id"]
     )
-    alignment = open_and_align(peer, request, ids.tolist(), workers=workers)
+    alignment = open_and_align(peer, request, ids.tolist(), workers=workers, executor=executor)
     mark = _lap(timings, "alignment", mark)
     try:
         reply = peer.partial_scores(

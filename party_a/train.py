@@ -114,7 +114,9 @@ def train(
             resume_epochs=resume_from.held_epochs(),
         )
         try:
-            alignment = open_and_align(peer, request, [str(i) for i in table.ids], workers=workers)
+            alignment = open_and_align(
+                peer, request, [str(i) for i in table.ids], workers=workers, executor=executor
+            )
         except PolicyViolation as exc:
             if job.epochs_auto and "epochs" in str(exc):
                 raise PolicyViolation(

@@ -26,6 +26,8 @@ def serve(args: argparse.Namespace) -> signal.Signals | None:
         allowed_partners=config.allowed_partners,
         workers=config.workers,
         background="process",  # a node: fill obfuscator pools on a core the node is not using
+        executor=config.executor,
+        ray_address=config.ray_address,
     )
     insecure_identity = None
     if config.transport.insecure:

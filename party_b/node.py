@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,7 +40,7 @@ from fedlearn.checkpoint import (
     partner_job_key,
 )
 from fedlearn.config import DatasetSpec
-from fedlearn.crypto.executor import make_executor
+from fedlearn.crypto.executor import Executor, make_executor
 from fedlearn.crypto.keys import key_fingerprint, public_key_to_bytes
 from fedlearn.crypto.psi import PsiKey, session_salt
 from fedlearn.data import PartyTable
@@ -84,6 +85,8 @@ class NodeB:
         workers: int = 1,
         session_ttl_s: float | None = None,
         background: str = "thread",
+        executor: str | Executor = "process",
+        ray_address: str | None = None,
     ) -> None:
         self.name = name
         self.datasets = datasets
@@ -94,8 +97,16 @@ class NodeB:
         self.checkpoints = CheckpointStore(Path(model_dir) / ".checkpoints")
         self.checkpoints.sweep()
         self.allowed_partners = frozenset(allowed_partners)
-        self.executor = make_executor(workers)
-        self.background = background  # where B's obfuscator pools are filled (see OwnKeyEngine)
+        # Where B's heavy crypto runs: a local pool or Ray actors ("process" or "ray", with
+        # ray_address), or an executor made by the caller (tests); the node closes it.
+        self.executor: Executor = (
+            make_executor(workers, executor, ray_address=ray_address)
+            if isinstance(executor, str)
+            else executor
+        )
+        # Where B's obfuscator pools are filled (see OwnKeyEngine): Ray's actors, which keep the
+        # DJN tables, when the executor is Ray.
+        self.background = "executor" if self.executor.remote else background
         # The lease: a session unused this long is dropped (None: the policy's session_lease_s).
         self.session_ttl_s = session_ttl_s if session_ttl_s is not None else policy.session_lease_s
         self._sessions: dict[str, SessionB] = {}
@@ -284,7 +295,10 @@ class NodeB:
             )
         # Blind B's own IDs now, on the other core, while A blinds its IDs (PsiPeerSet collects it).
         session.blinded_own = session.in_background(
-            self._background, session.psi_key.blind_ids, [str(i) for i in table.ids], salt
+            self._background,
+            partial(session.psi_key.blind_ids, executor=self.executor),
+            [str(i) for i in table.ids],
+            salt,
         )
         with self._lock:
             self._sessions[session.session_id] = session
@@ -373,7 +387,7 @@ class NodeB:
         session = self._session(request.session_id, partner)
         pause_point("align")  # fault-injection tests only (fedlearn.faults)
         with session.lock:
-            return session.psi_blind(request, self._background)
+            return session.psi_blind(request, self._background, executor=self.executor)
 
     def psi_peer_set(
         self, request: m.PsiPeerSetRequest, partner: str | None

@@ -1,11 +1,15 @@
-"""Where the heavy crypto loops run: in this process, or in a local process pool.
+"""Where the heavy crypto loops run: in this process, in a local process pool, or on Ray.
 
-The engine hands an executor *coarse* work: a block of mat-vec columns, a chunk of obfuscators.
-Shipping one 512-byte ciphertext to another process costs more than one modular multiplication, so
-work items must each carry thousands of multiplications or they are not worth sending.
+The engine hands an executor *coarse* work: a block of mat-vec columns or a slab of its rows, a
+chunk of obfuscators, of decryptions, of packed ciphertexts, of PSI IDs. Shipping one 512-byte
+ciphertext to another process costs more than one modular multiplication, so work items must each
+carry thousands of multiplications or they are not worth sending.
 
-``Executor`` is the interface a cluster engine will implement later: ``map(fn, items)`` with ``fn``
-a picklable module-level function, results in the order of ``items``.
+``Executor`` is the interface: ``map(fn, items)`` with ``fn`` a picklable module-level function,
+results in the order of ``items``. Three implementations: :class:`SerialExecutor`,
+:class:`ProcessExecutor` and ``ray_executor.RayExecutor`` (``[node] executor = "ray"``). How work
+is cut into items depends only on ``workers``, never on the implementation, so every executor with
+the same ``workers`` computes the same results, bit for bit.
 """
 
 from __future__ import annotations
@@ -18,14 +22,26 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
+from fedlearn.errors import ConfigError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 
+#: ``[node] executor`` values.
+EXECUTORS = ("process", "ray")
+
+
 class Executor(Protocol):
-    """Runs ``fn`` over ``items`` and returns the results in order."""
+    """Runs ``fn`` over ``items`` and returns the results in order.
+
+    ``workers`` is how many items run at once. ``remote`` is True when every item runs in a
+    worker process even if there is only one (Ray's actors): an obfuscator pool is then filled
+    there (``OwnKeyEngine(background="executor")``) rather than in a helper process of its own.
+    """
 
     workers: int
+    remote: bool
 
     def map(self, fn: Callable[[Any], R], items: Sequence[Any]) -> list[R]: ...
 
@@ -36,6 +52,7 @@ class SerialExecutor:
     """Runs everything in the calling thread. The default, and the right choice on one core."""
 
     workers = 1
+    remote = False
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return [fn(item) for item in items]
@@ -50,6 +67,8 @@ class ProcessExecutor:
     Size it to the share of the machine this party may use: two nodes on one 2-core machine should
     each use one worker, i.e. a :class:`SerialExecutor`.
     """
+
+    remote = False
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
@@ -100,8 +119,24 @@ def exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def make_executor(workers: int) -> Executor:
-    """A :class:`SerialExecutor` for ``workers <= 1``, otherwise a :class:`ProcessExecutor`."""
+def make_executor(
+    workers: int, kind: str = "process", *, ray_address: str | None = None
+) -> Executor:
+    """The executor a node's ``[node] executor``, ``workers`` and ``ray_address`` ask for.
+
+    ``"process"``: a :class:`SerialExecutor` for ``workers <= 1``, otherwise a
+    :class:`ProcessExecutor`. ``"ray"``: ``workers`` Ray actors, on the cluster at ``ray_address``
+    or on a private local Ray with ``num_cpus = workers`` (``ray_executor.RayExecutor``).
+
+    Raises:
+        ConfigError: an unknown kind, or ``"ray"`` without Ray installed or reachable.
+    """
+    if kind == "ray":
+        from fedlearn.crypto.ray_executor import RayExecutor
+
+        return RayExecutor(workers, address=ray_address)
+    if kind != "process":
+        raise ConfigError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
     if workers <= 1:
         return SerialExecutor()
     return ProcessExecutor(workers)

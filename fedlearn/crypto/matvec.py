@@ -24,6 +24,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from fedlearn.crypto.executor import split_evenly
 from fedlearn.errors import InvalidPeerData
 
 ONE = mpz(1)
@@ -294,6 +295,43 @@ def matvec_columns(x_block: np.ndarray, ciphertexts: Sequence[mpz], modulus: mpz
 
 
 def matvec_block_task(task: tuple[np.ndarray, list[mpz], mpz]) -> list[mpz]:
-    """Process-pool entry point: ``matvec_columns(*task)``."""
+    """Executor entry point: ``matvec_columns(*task)``."""
     x_block, ciphertexts, modulus = task
     return matvec_columns(x_block, ciphertexts, modulus)
+
+
+#: Fewest rows in a row slab of :func:`matvec_plan`: each slab pays its own bucket combining
+#: (about ``4 * 2**(c-1)`` multiplications per window and column), which 256 rows amortise.
+MIN_SLAB_ROWS = 256
+
+
+def matvec_plan(rows: int, columns: int, workers: int) -> list[tuple[range, range]]:
+    """How an (rows, columns) mat-vec is cut for ``workers``: (row slab, column block) pairs.
+
+    Column blocks first (one per worker when there are enough columns: no extra work); with fewer
+    columns than workers, each block is also cut into row slabs of at least
+    :data:`MIN_SLAB_ROWS` rows, whose partial products :func:`join_slabs` multiplies together.
+    Block-major order. Depends only on the three counts, so every executor with the same
+    ``workers`` gets the same cut, hence the same results.
+    """
+    blocks = split_evenly(columns, workers)
+    if not blocks or rows == 0:
+        return []
+    slabs = split_evenly(rows, max(1, min(workers // len(blocks), rows // MIN_SLAB_ROWS)))
+    return [(slab, block) for block in blocks for slab in slabs]
+
+
+def join_slabs(
+    plan: Sequence[tuple[range, range]], partials: Sequence[list[mpz]], modulus: mpz
+) -> list[mpz]:
+    """The column results of :func:`matvec_plan`'s tasks: per column block, the product of its
+    slabs' partial results mod ``modulus`` (the same residue as one pass over all rows)."""
+    joined: dict[int, list[mpz]] = {}
+    for (_, block), partial in zip(plan, partials, strict=True):
+        previous = joined.get(block.start)
+        joined[block.start] = (
+            list(partial)
+            if previous is None
+            else [a * b % modulus for a, b in zip(previous, partial, strict=True)]
+        )
+    return [c for start in sorted(joined) for c in joined[start]]

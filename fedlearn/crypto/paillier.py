@@ -32,6 +32,7 @@ from fedlearn.crypto.matvec import FixedBaseTable, random_digits
 from fedlearn.errors import InvalidPeerData
 
 OBFUSCATIONS = ("djn", "standard")
+BACKGROUNDS = ("thread", "process", "executor")
 
 #: Window bits of the DJN tables for keys of 2048 bits or more: 94 products per 1024-bit exponent
 #: (window 10: 103, 9% more) for tables of 94 x 2,048 residues per prime (about 110 MB per process
@@ -57,9 +58,11 @@ class OwnKeyEngine:
             of 2048 bits or more, 8 below; each step up doubles the memory and saves a few
             multiplications).
         background: where the pool is filled: ``"thread"`` (in this process: it competes with
-            this process's own work for the interpreter) or ``"process"`` (a separate local process
+            this process's own work for the interpreter), ``"process"`` (a separate local process
             that gets the private factors, so the operating system can run it on a core this
-            process is not using, e.g. while the peer's node waits). A node uses ``"process"``.
+            process is not using, e.g. while the peer's node waits) or ``"executor"`` (chunks on
+            every worker of ``executor``, e.g. a Ray cluster's actors, which keep the DJN tables).
+            A node uses ``"process"`` with a local pool and ``"executor"`` with Ray.
     """
 
     def __init__(
@@ -74,14 +77,15 @@ class OwnKeyEngine:
     ) -> None:
         if obfuscation not in OBFUSCATIONS:
             raise ValueError(f"obfuscation must be one of {OBFUSCATIONS}, got {obfuscation!r}")
-        if background not in ("thread", "process"):
-            raise ValueError(f"background must be 'thread' or 'process', got {background!r}")
+        if background not in BACKGROUNDS:
+            raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
         if pool_target < 0:
             raise ValueError(f"pool_target must be >= 0, got {pool_target}")
         self.public_key = keypair.public_key
         self.obfuscation = obfuscation
         self.executor: Executor = executor or SerialExecutor()
         self.pool_target = pool_target
+        self.background = background
         self.n = mpz(keypair.public_key.n)
         self.n_square = self.n * self.n
         self.n_bits = int(self.n).bit_length()
@@ -123,6 +127,10 @@ class OwnKeyEngine:
         """``count`` new obfuscators, spread over the executor's workers when it has several."""
         if count < 64 or self.executor.workers <= 1:
             return self._fresh_obfuscators(count)
+        return self._obfuscators_on_executor(count)
+
+    def _obfuscators_on_executor(self, count: int) -> list[mpz]:
+        """``count`` obfuscators in one chunk per worker (the workers keep the DJN tables)."""
         tasks = [
             (self.secret, self.djn_base, self.exponent_bits, self.table_window, len(part))
             for part in split_evenly(count, self.executor.workers)
@@ -159,7 +167,16 @@ class OwnKeyEngine:
                 self._pool.append((s, s % self.n))
 
     def _background_obfuscators(self, missing: int) -> list[mpz]:
-        """A chunk of obfuscators for the pool: from the helper process, or in this thread."""
+        """A chunk of obfuscators for the pool: from the helper process, the executor's workers,
+        or this thread."""
+        if self.background == "executor":
+            count = min(missing, _PROCESS_FILL_CHUNK * self.executor.workers)
+            try:
+                return self._obfuscators_on_executor(count)
+            except Exception:
+                if self._stop.is_set():
+                    return []  # shutting down: the executor may be gone
+                raise
         if self._helper is None:
             return self._fresh_obfuscators(min(missing, _FILL_CHUNK))
         count = min(missing, _PROCESS_FILL_CHUNK)
@@ -296,8 +313,15 @@ class _SecretParts:
         return plaintexts
 
 
-#: Worker-side DJN tables, keyed by (n, base, window): built once per worker process.
-_WORKER_TABLES: dict[tuple[int, int, int], tuple[FixedBaseTable, FixedBaseTable]] = {}
+#: Worker-side DJN tables, keyed by (n, base, window): built once per worker process (a pool's
+#: process or a Ray actor) and kept for the next tasks; at most ``_WORKER_TABLE_KEYS`` keys (~60 MB
+#: each at 2048 bits), the least recently used dropped first.
+_WORKER_TABLES: collections.OrderedDict[
+    tuple[int, int, int], tuple[FixedBaseTable, FixedBaseTable]
+] = collections.OrderedDict()
+#: Two keys: a worker may serve two sessions (or both parties, in a test) in turn without
+#: rebuilding its tables at every switch.
+_WORKER_TABLE_KEYS = 2
 
 
 def _obfuscator_task(task: tuple[_SecretParts, int | None, int, int, int]) -> list[mpz]:
@@ -305,8 +329,11 @@ def _obfuscator_task(task: tuple[_SecretParts, int | None, int, int, int]) -> li
     if djn_base is None:
         return [secret.standard_obfuscator() for _ in range(count)]
     key = (int(secret.n), djn_base, window)
-    if key not in _WORKER_TABLES:
-        _WORKER_TABLES.clear()
+    if key in _WORKER_TABLES:
+        _WORKER_TABLES.move_to_end(key)
+    else:
+        while len(_WORKER_TABLES) >= _WORKER_TABLE_KEYS:
+            _WORKER_TABLES.popitem(last=False)
         _WORKER_TABLES[key] = secret.djn_tables(mpz(djn_base), exponent_bits, window)
     table_p, table_q = _WORKER_TABLES[key]
     digits = random_digits(count, exponent_bits, window)

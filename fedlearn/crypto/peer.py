@@ -28,7 +28,13 @@ from phe import paillier
 
 from fedlearn.crypto.executor import Executor, SerialExecutor, split_evenly
 from fedlearn.crypto.keys import check_djn_base
-from fedlearn.crypto.matvec import matvec_block_task, matvec_columns, signed_multiexp
+from fedlearn.crypto.matvec import (
+    join_slabs,
+    matvec_block_task,
+    matvec_columns,
+    matvec_plan,
+    signed_multiexp,
+)
 from fedlearn.crypto.packing import PackingLayout, draw_masks, packed_offsets
 from fedlearn.errors import InvalidPeerData
 
@@ -78,15 +84,11 @@ class PeerKeyEngine:
         values = self._check(ciphertexts)
         if len(values) != len(plaintexts):
             raise ValueError(f"{len(values)} ciphertexts but {len(plaintexts)} plaintexts")
-        n, n_square = self.n, self.n_square
-        results = []
-        for index, (ciphertext, plaintext) in enumerate(zip(values, plaintexts, strict=True)):
+        n = self.n
+        for index, plaintext in enumerate(plaintexts):
             if not 0 <= plaintext < n:
                 raise ValueError(f"plaintext {index} is outside [0, n); encode it first")
-            # c (1 + p n) = c + n (p c mod n)  (mod n^2)
-            result = ciphertext + n * (plaintext * ciphertext % n)
-            results.append(result - n_square if result >= n_square else result)
-        return results
+        return _add_plain(values, plaintexts, n)
 
     def matvec_t(self, x_q: np.ndarray, ciphertexts: Sequence[object]) -> list[mpz]:
         """``X^T [[d]]``: f ciphertexts of ``sum_i x_q[i, j] * d_i``, not yet re-randomised.
@@ -107,21 +109,32 @@ class PeerKeyEngine:
             raise ValueError(f"x_q has {x_q.shape[0]} rows but there are {len(values)} ciphertexts")
         if x_q.size and int(np.abs(x_q.astype(np.int64)).max()) >= MAX_ABS_FEATURE:
             raise ValueError(f"|x_q| must be below 2**15 = {MAX_ABS_FEATURE}")
-        columns = x_q.shape[1]
-        workers = self.executor.workers
-        if workers <= 1 or columns < 2:
+        plan = matvec_plan(x_q.shape[0], x_q.shape[1], self.executor.workers)
+        if len(plan) <= 1:
             return matvec_columns(x_q, values, self.n_square)
-        blocks = split_evenly(columns, workers)
-        tasks = [(x_q[:, block.start : block.stop], values, self.n_square) for block in blocks]
-        return [c for chunk in self.executor.map(matvec_block_task, tasks) for c in chunk]
+        tasks = [
+            (x_q[slab.start : slab.stop, block.start : block.stop], values[slab.start : slab.stop])
+            for slab, block in plan
+        ]
+        partials = self.executor.map(
+            matvec_block_task, [(x_block, rows, self.n_square) for x_block, rows in tasks]
+        )
+        return join_slabs(plan, partials, self.n_square)
 
     def scale(self, ciphertexts: Sequence[object], factors: Sequence[int]) -> list[mpz]:
         """``[[k_i m_i]] = [[m_i]]**k_i`` per row; each k_i >= 0 (a few dozen bits: one powmod)."""
         values = self._check(ciphertexts)
         if len(values) != len(factors):
             raise ValueError(f"{len(values)} ciphertexts but {len(factors)} factors")
-        n_square = self.n_square
-        return [gmpy2.powmod(c, int(k), n_square) for c, k in zip(values, factors, strict=True)]
+        exponents = [int(k) for k in factors]
+        parts = split_evenly(len(values), min(self.executor.workers, len(values) // MIN_ROWS_TASK))
+        tasks = [
+            (values[part.start : part.stop], exponents[part.start : part.stop], self.n_square)
+            for part in parts
+        ]
+        if len(tasks) <= 1:
+            return [c for task in tasks for c in _scale_task(task)]
+        return [c for chunk in self.executor.map(_scale_task, tasks) for c in chunk]
 
     def add(self, left: Sequence[object], right: Sequence[object]) -> list[mpz]:
         """``[[a_i + b_i]] = [[a_i]] [[b_i]]`` per row."""
@@ -142,11 +155,11 @@ class PeerKeyEngine:
         """Each ciphertext times a fresh ``r**n mod n^2``, r uniform in [1, n) from :mod:`secrets`
         (never the peer's base: see the module docstring)."""
         values = self._check(ciphertexts)
-        n, n_square = self.n, self.n_square
-        return [
-            c * gmpy2.powmod(secrets.randbelow(int(n) - 1) + 1, n, n_square) % n_square
-            for c in values
-        ]
+        parts = split_evenly(len(values), self.executor.workers)
+        if len(parts) <= 1:
+            return _rerandomize(values, self.n)
+        tasks = [(values[part.start : part.stop], self.n) for part in parts]
+        return [c for chunk in self.executor.map(_rerandomize_task, tasks) for c in chunk]
 
     def pack_masked(
         self, ciphertexts: Sequence[object], layout: PackingLayout
@@ -161,15 +174,72 @@ class PeerKeyEngine:
             (packed ciphertexts, the masks R in value order; keep them to :func:`unmask`).
         """
         values = self._check(ciphertexts)
-        n_square = self.n_square
         masks = draw_masks(len(values), layout)
-        shift = mpz(1) << layout.slot_bits
-        packed = []
-        for start in range(0, len(values), layout.slots):
-            accumulator = values[start]
-            for ciphertext in values[start + 1 : start + layout.slots]:
-                shifted = gmpy2.powmod(accumulator, shift, n_square)
-                accumulator = shifted * ciphertext % n_square
-            packed.append(accumulator)
-        with_offsets = self.add_plain(packed, packed_offsets(masks, layout))
-        return self.rerandomize(with_offsets), masks
+        offsets = packed_offsets(masks, layout)
+        slots = layout.slots
+        # One chunk of packed ciphertexts per worker (each costs slots - 1 short powers), then the
+        # re-randomisation (one full-length power each), also spread over the workers.
+        parts = split_evenly(len(offsets), self.executor.workers)
+        tasks = [
+            (values[p.start * slots : p.stop * slots], offsets[p.start : p.stop], layout, self.n)
+            for p in parts
+        ]
+        if len(tasks) <= 1:
+            packed = [c for task in tasks for c in _pack_task(task)]
+        else:
+            packed = [c for chunk in self.executor.map(_pack_task, tasks) for c in chunk]
+        return self.rerandomize(packed), masks
+
+
+# ---- the kernels, module-level so that an executor's workers can run them ------------------------
+
+#: Fewest rows per task of the per-row kernels (a short power each, ~100-250 us): at least tens of
+#: milliseconds of work, against Ray's fixed cost per task (bench/ray_overhead.py measures it).
+MIN_ROWS_TASK = 256
+
+
+def _add_plain(ciphertexts: Sequence[mpz], plaintexts: Sequence[int], n: mpz) -> list[mpz]:
+    """``c (1 + p n) = c + n (p c mod n) mod n^2`` per row (ranges checked by the caller)."""
+    n_square = n * n
+    results = []
+    for ciphertext, plaintext in zip(ciphertexts, plaintexts, strict=True):
+        result = ciphertext + n * (plaintext * ciphertext % n)
+        results.append(result - n_square if result >= n_square else result)
+    return results
+
+
+def _rerandomize(ciphertexts: Sequence[mpz], n: mpz) -> list[mpz]:
+    """Each ciphertext times a fresh ``r**n mod n^2`` (r from :mod:`secrets` in this process)."""
+    n_square = n * n
+    return [
+        c * gmpy2.powmod(secrets.randbelow(int(n) - 1) + 1, n, n_square) % n_square
+        for c in ciphertexts
+    ]
+
+
+def _scale_task(task: tuple[list[mpz], list[int], mpz]) -> list[mpz]:
+    """``[c_i ** k_i mod n^2]`` for one chunk of rows."""
+    ciphertexts, exponents, n_square = task
+    return [gmpy2.powmod(c, k, n_square) for c, k in zip(ciphertexts, exponents, strict=True)]
+
+
+def _rerandomize_task(task: tuple[list[mpz], mpz]) -> list[mpz]:
+    """Executor entry point: :func:`_rerandomize` of one chunk."""
+    ciphertexts, n = task
+    return _rerandomize(ciphertexts, n)
+
+
+def _pack_task(task: tuple[list[mpz], list[int], PackingLayout, mpz]) -> list[mpz]:
+    """Pack one chunk: ``layout.slots`` ciphertexts to one by Horner (``c**(2**slot_bits) * next``,
+    first value most significant), then add each packed ciphertext's offsets (not re-randomised)."""
+    ciphertexts, offsets, layout, n = task
+    n_square = n * n
+    shift = mpz(1) << layout.slot_bits
+    packed = []
+    for start in range(0, len(ciphertexts), layout.slots):
+        accumulator = ciphertexts[start]
+        for ciphertext in ciphertexts[start + 1 : start + layout.slots]:
+            shifted = gmpy2.powmod(accumulator, shift, n_square)
+            accumulator = shifted * ciphertext % n_square
+        packed.append(accumulator)
+    return _add_plain(packed, offsets, n)

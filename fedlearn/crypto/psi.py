@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from fedlearn.crypto.executor import local_process_pool
+from fedlearn.crypto.executor import Executor, local_process_pool
 from fedlearn.errors import DataError, InvalidPeerData
 
 POINT_BYTES = 32
@@ -126,7 +126,14 @@ class PsiKey:
     def _raw(self) -> bytes:
         return self._scalar
 
-    def blind_ids(self, ids: Sequence[str] | np.ndarray, salt: bytes, *, workers: int = 1) -> bytes:
+    def blind_ids(
+        self,
+        ids: Sequence[str] | np.ndarray,
+        salt: bytes,
+        *,
+        workers: int = 1,
+        executor: Executor | None = None,
+    ) -> bytes:
         """Hash each ID to the group and raise it to this key: ``H(id)^k`` for each id, in order.
 
         ``ids``: n strings, hashed as given (no stripping, case kept). ``salt``: the 32-byte
@@ -134,7 +141,8 @@ class PsiKey:
         ``MIN_CHUNK_FOR_POOL`` IDs per worker) over a process pool (worth it only when the cores
         are otherwise idle).
         The pool uses "spawn", so a script calling this must guard its entry point with
-        ``if __name__ == "__main__":``.
+        ``if __name__ == "__main__":``. ``executor`` (a node's long-lived pool or Ray actors)
+        replaces that pool, with ``workers = executor.workers``; its workers get this key's scalar.
 
         Raises ``DataError`` when an ID is not a string or cannot be encoded as UTF-8, and
         ``ValueError`` when the salt is not 32 bytes.
@@ -144,9 +152,13 @@ class PsiKey:
                 f"the PSI salt must be {SALT_BYTES} bytes (from session_salt); got {len(salt)}"
             )
         id_list = ids if isinstance(ids, (list, np.ndarray)) else list(ids)
-        return _run_chunked(_blind_ids_chunk, self._raw(), id_list, len(id_list), 1, salt, workers)
+        return _run_chunked(
+            _blind_ids_chunk, self._raw(), id_list, len(id_list), 1, salt, workers, executor
+        )
 
-    def blind_points(self, points: bytes, *, workers: int = 1) -> bytes:
+    def blind_points(
+        self, points: bytes, *, workers: int = 1, executor: Executor | None = None
+    ) -> bytes:
         """Raise each of the peer's points to this key: ``P^k`` for each 32-byte point, in order.
 
         ``points``: concatenated 32-byte points as the peer sent them. Returns the same number of
@@ -163,7 +175,7 @@ class PsiKey:
         check_points(points, "the peer's points")
         count = len(points) // POINT_BYTES
         return _run_chunked(
-            _blind_points_chunk, self._raw(), points, count, POINT_BYTES, b"", workers
+            _blind_points_chunk, self._raw(), points, count, POINT_BYTES, b"", workers, executor
         )
 
 
@@ -328,9 +340,13 @@ def _run_chunked(
     item_size: int,
     salt: bytes,
     workers: int,
+    executor: Executor | None = None,
 ) -> bytes:
     """``work`` over ``count`` items (a list of IDs, ``item_size`` 1, or concatenated points,
-    ``item_size`` 32), inline or split over ``workers`` processes; the results concatenated."""
+    ``item_size`` 32), inline, on ``executor``'s workers when given, or split over ``workers``
+    local processes; the results concatenated in order."""
+    if executor is not None:
+        workers = executor.workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1; got {workers}")
     n_chunks = min(workers, count // MIN_CHUNK_FOR_POOL)
@@ -339,11 +355,23 @@ def _run_chunked(
     size = math.ceil(count / n_chunks)
     offsets = list(range(0, count, size))
     chunks = [items[i * item_size : (i + size) * item_size] for i in offsets]
+    if executor is not None:
+        tasks = [
+            (work, private_raw, chunk, salt, offset)
+            for chunk, offset in zip(chunks, offsets, strict=True)
+        ]
+        return b"".join(executor.map(_chunk_task, tasks))
     # "spawn", not "fork": the nodes run gRPC threads, and forking a process with live gRPC threads
     # can deadlock the child.
     with local_process_pool(len(chunks), "spawn") as pool:
         results = pool.map(work, [private_raw] * len(chunks), chunks, [salt] * len(chunks), offsets)
         return b"".join(results)
+
+
+def _chunk_task(task: tuple[_Chunk, bytes, list, bytes, int]) -> bytes:
+    """Executor entry point: one chunk of blinding."""
+    work, private_raw, chunk, salt, offset = task
+    return work(private_raw, chunk, salt, offset)
 
 
 def common_order(ids: Sequence[str], seed: int) -> np.ndarray:

@@ -22,11 +22,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from fedlearn.config import DatasetSpec
+from fedlearn.crypto.executor import Executor as CryptoExecutor
 from fedlearn.crypto.psi import POINT_BYTES, PsiKey, check_points, common_order, intersect
 from fedlearn.data import PartyTable
 from fedlearn.errors import InvalidPeerData, SessionError
@@ -86,9 +88,16 @@ class SessionB:
         work = (self.blinded_own, self.double_blinded_peer)
         return any(future is not None and not future.done() for future in work)
 
-    def psi_blind(self, request: m.PsiBlindRequest, background: Executor) -> m.PsiBlindResponse:
+    def psi_blind(
+        self,
+        request: m.PsiBlindRequest,
+        background: Executor,
+        *,
+        executor: CryptoExecutor | None = None,
+    ) -> m.PsiBlindResponse:
         """Take A's blinded points ``H(id_A)^a`` and start raising them to B's scalar on
-        ``background``; the result is kept until PsiResult. Answers with the count taken."""
+        ``background`` (spread over ``executor``'s workers when given); the result is kept until
+        PsiResult. Answers with the count taken."""
         _require_stage(self, "PsiBlind", done=(), not_done=("blind", "aligned"))
         if len(request.points) % POINT_BYTES:
             raise InvalidPeerData(
@@ -96,7 +105,7 @@ class SessionB:
                 f"got {len(request.points)}"
             )
         self.double_blinded_peer = self.in_background(
-            background, self.psi_key.blind_points, request.points
+            background, partial(self.psi_key.blind_points, executor=executor), request.points
         )
         self.stage.add("blind")
         return m.PsiBlindResponse(accepted=len(request.points) // POINT_BYTES)

@@ -1,0 +1,411 @@
+"""The cost model of docs/scaling.md: measured per-core throughputs -> predicted epoch and scoring times.
+
+    python -m bench.cost_model [--bits 2048] [--encryptions-per-row 2] [--check] [--quick]
+
+1. Measures, on one core of this machine, at ``--bits``: DJN obfuscators/s, online encryptions/s
+   (from the pool), residual powers/s (14- and 20-bit exponents), 8-bit mat-vec terms/s, packed
+   ciphertexts/s (pack + re-randomise), CRT decryptions/s, ciphertexts/s through the wire (encode,
+   parse with its range and unit checks), 16-bit dot-product terms/s (the epoch's loss), PSI
+   hash-and-blind/s, PSI blind/s, and the common-order hashes/s.
+2. Prints the predicted epoch for FATE's shape (100,000 x 30 at A + 100,000 x 300 at B) and for
+   10,000,000 rows x (30 + 300) columns with 8, 32 and 128 cores per party, and scoring
+   10,000,000 new users, under the network assumptions of :class:`Network`.
+3. ``--check`` runs one in-memory training epoch with 1 and 2 Ray workers per party here
+   (``bench.ray_overhead.epoch``) and prints predicted against measured.
+
+``--encryptions-per-row`` is A's fresh encryptions per training row per epoch (2 today: alpha and
+beta; fewer if beta's ciphertexts are reused across epochs); B's is 1 (v).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from bench.nodes import RESULTS, save
+from bench.training import machine
+from fedlearn.crypto.keys import generate_keypair
+from fedlearn.crypto.matvec import matvec_columns
+from fedlearn.crypto.packing import packing_layout
+from fedlearn.crypto.paillier import OwnKeyEngine
+from fedlearn.crypto.peer import PeerKeyEngine
+from fedlearn.crypto.psi import PsiKey, session_salt
+from fedlearn.crypto.wire import ciphertexts_from_bytes, ciphertexts_to_bytes
+
+# ---- throughputs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Operations per second on one core (``bits``-bit keys); ``slots``: values per decryption."""
+
+    bits: int
+    obfuscators: float
+    online_encryptions: float
+    powers_14: float
+    powers_20: float
+    matvec_terms: float
+    packed: float
+    decryptions: float
+    wire: float
+    dot_terms: float
+    psi_hash_blind: float
+    psi_blind: float
+    order_hashes: float
+    slots: int
+
+    @property
+    def ciphertext_bytes(self) -> int:
+        return 2 * ((self.bits + 7) // 8)
+
+
+def _rate(count: int, run: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return count / statistics.median(times)
+
+
+def measure(bits: int, repeats: int = 3) -> Rates:
+    """Every throughput, median of ``repeats``, in this process (one core)."""
+    keypair = generate_keypair(bits)
+    n = keypair.public_key.n
+    rng = np.random.default_rng(0)
+    own = OwnKeyEngine(keypair)
+    peer = PeerKeyEngine(keypair.public_key, djn_base=None)
+    s = 512
+    ciphertexts = own.encrypt(rng.integers(0, 1 << 30, size=s).tolist())
+    obfuscators = _rate(s, lambda: own._fresh_obfuscators(s), repeats)
+
+    def online() -> None:
+        own._pool.extend((c, c % own.n) for c in ciphertexts)  # stand-ins: same arithmetic
+        own.encrypt(list(range(s)))
+
+    online_rate = _rate(s, online, repeats)
+    e14 = rng.integers(0, 1 << 14, size=s).tolist()
+    e20 = rng.integers(0, 1 << 20, size=s).tolist()
+    x8 = rng.integers(-128, 128, size=(s, 16))
+    layout = packing_layout(n, value_bound_bits=48)
+    values = ciphertexts[: 4 * layout.slots]
+    coefficients = rng.integers(-(1 << 15), 1 << 15, size=s).tolist()
+    psi_key, salt = PsiKey.generate(), session_salt(b"a" * 16, b"b" * 16)
+    ids = [f"user-{i}" for i in range(5000)]
+    points = psi_key.blind_ids(ids, salt)
+    rates = Rates(
+        bits=bits,
+        obfuscators=obfuscators,
+        online_encryptions=online_rate,
+        powers_14=_rate(s, lambda: peer.scale(ciphertexts, e14), repeats),
+        powers_20=_rate(s, lambda: peer.scale(ciphertexts, e20), repeats),
+        matvec_terms=_rate(
+            x8.size, lambda: matvec_columns(x8, ciphertexts, peer.n_square), repeats
+        ),
+        packed=_rate(4, lambda: peer.pack_masked(values, layout), repeats),
+        decryptions=_rate(64, lambda: own.decrypt(ciphertexts[:64]), repeats),
+        wire=_rate(
+            s,
+            lambda: ciphertexts_from_bytes(ciphertexts_to_bytes(ciphertexts, n), n),
+            repeats,
+        ),
+        dot_terms=_rate(s, lambda: peer.dot(coefficients, ciphertexts), repeats),
+        psi_hash_blind=_rate(len(ids), lambda: psi_key.blind_ids(ids, salt), repeats),
+        psi_blind=_rate(len(ids), lambda: psi_key.blind_points(points), repeats),
+        order_hashes=_rate(
+            len(ids),
+            lambda: [hashlib.sha256(b"seed" + i.encode()).digest() for i in ids],
+            repeats,
+        ),
+        slots=layout.slots,
+    )
+    own.close()
+    return rates
+
+
+# ---- the model ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Network:
+    """Between the two parties' nodes. Within a party, Ray moves a batch's ciphertexts (0.5 MB)
+    to each task; at 10 Gbit/s that is well under the task's compute and is not counted."""
+
+    bandwidth_bytes_s: float = 125e6  # 1 Gbit/s
+    round_trip_s: float = 0.001  # same region
+    round_trips_per_batch: int = 3  # forward, gradient, update
+
+
+@dataclass(frozen=True)
+class Shape:
+    rows: int  # training rows in an epoch
+    a_columns: int  # A's feature columns (the intercept is added)
+    b_columns: int
+    batch: int = 1024
+    encryptions_per_row_a: float = 2.0  # A's fresh encryptions per row per epoch
+
+
+def batch_work(shape: Shape, rates: Rates) -> dict[str, float]:
+    """Seconds of one core per batch, by party and kind: S (the node's own thread: online
+    encryption, wire, loss dot product), K (executor kernels: powers, mat-vec, packing,
+    decryption), O (obfuscators, filled in the background); and bytes each way."""
+    s, k = shape.batch, rates.slots
+    f_a, f_b = shape.a_columns + 1, shape.b_columns
+    enc_a = shape.encryptions_per_row_a * s
+    packed_a, packed_b = math.ceil(f_a / k), math.ceil(f_b / k)
+    return {
+        "S_A": (enc_a + s) / rates.online_encryptions  # encryptions, add_plain of alpha
+        + (enc_a + s) / rates.wire  # encode what it sends, parse and check what it gets
+        + s / rates.dot_terms,  # the epoch's loss: one 16-bit term per row
+        "S_B": 2 * s / rates.online_encryptions + (enc_a + s) / rates.wire,
+        "K_A_residual": s / rates.powers_14,
+        "K_A_gradient": s * f_a / rates.matvec_terms
+        + packed_a / rates.packed
+        + packed_b / rates.decryptions,
+        "K_B_residual": s / rates.powers_20,
+        "K_B_gradient": s * f_b / rates.matvec_terms
+        + packed_b / rates.packed
+        + packed_a / rates.decryptions,
+        "O_A": enc_a / rates.obfuscators,
+        "O_B": s / rates.obfuscators,
+        "bytes_a_to_b": enc_a * rates.ciphertext_bytes + packed_a * rates.ciphertext_bytes,
+        "bytes_b_to_a": s * rates.ciphertext_bytes + packed_b * rates.ciphertext_bytes,
+    }
+
+
+def predict_epoch(
+    shape: Shape,
+    rates: Rates,
+    cores: int,
+    network: Network = Network(),
+    *,
+    one_process: bool = False,
+) -> dict[str, float]:
+    """Predicted seconds per epoch with ``cores`` per party (each its own machines and a
+    ``network`` between them), or, with ``one_process``, both parties in one process on
+    ``cores`` shared cores with ``cores`` workers each (the in-memory check run here).
+
+    A batch takes the longer of its critical path and the busiest party's work over its cores:
+    - critical path: A's obfuscators, A's and B's own-thread work, B's obfuscators and residual
+      powers, A's residual powers, then the two gradients side by side (B computes its half while
+      A works), the kernels over the executor's workers, plus the bytes over the link and the
+      round trips. The obfuscators are on it: the pools are refilled as each batch takes from
+      them, and the measured epochs here wait for them (A's "encryption" phase is A's
+      obfuscators; the pool does not get ahead of the protocol by much);
+    - busy bound: all a party's work over its cores.
+    With one worker the kernels run in the node's own thread; in one process the two parties'
+    own-thread work never overlaps, and one set of cores serves both.
+    """
+    w = batch_work(shape, rates)
+    batches = shape.rows / shape.batch
+    workers = cores
+    if one_process:
+        kernels = (
+            w["K_A_residual"] + w["K_A_gradient"] + w["K_B_residual"] + w["K_B_gradient"]
+        ) / workers + (w["O_A"] + w["O_B"]) / workers
+        critical = w["S_A"] + w["S_B"] + kernels
+        busy = sum(w[key] for key in w if key[0] in "SKO") / cores
+        network_s = 0.0
+    else:
+        network_s = (
+            max(w["bytes_a_to_b"], w["bytes_b_to_a"]) / network.bandwidth_bytes_s
+            + network.round_trips_per_batch * network.round_trip_s
+        )
+        gradients = max(w["K_A_gradient"], w["K_B_gradient"]) / workers
+        critical = w["S_A"] + w["S_B"] + (w["O_A"] + w["O_B"] + w["K_B_residual"]) / workers
+        critical += w["K_A_residual"] / workers + gradients + network_s
+        busy_a = (w["S_A"] + w["K_A_residual"] + w["K_A_gradient"] + w["O_A"]) / cores
+        busy_b = (w["S_B"] + w["K_B_residual"] + w["K_B_gradient"] + w["O_B"]) / cores
+        busy = max(busy_a, busy_b)
+    return {
+        "epoch_s": batches * max(critical, busy),
+        "critical_s": batches * critical,
+        "busy_s": batches * busy,
+        "network_s": batches * network_s,
+        "own_thread_s": batches * (w["S_A"] + w["S_B"]),
+    }
+
+
+def predict_scoring(
+    new_users: int, b_users: int, rates: Rates, cores: int, network: Network = Network()
+) -> dict[str, float]:
+    """Predicted seconds to score ``new_users`` at A against ``b_users`` at B (PSI: each party
+    hashes and blinds its own IDs and blinds the other's, over its cores; the points cross twice;
+    then B's partial scores, 8 bytes per matched user, and A's common-order hashes). Reading and
+    writing the files is not counted."""
+    a_work = new_users / rates.psi_hash_blind + b_users / rates.psi_blind
+    b_work = b_users / rates.psi_hash_blind + new_users / rates.psi_blind
+    compute = max(a_work, b_work) / cores
+    crossing = 32 * 2 * (new_users + b_users) + 8 * min(new_users, b_users)
+    network_s = crossing / network.bandwidth_bytes_s
+    order = min(new_users, b_users) / rates.order_hashes  # one thread, both parties at once
+    return {"scoring_s": compute + network_s + order, "psi_s": compute, "network_s": network_s}
+
+
+# ---- the script ---------------------------------------------------------------------------------
+
+FATE = Shape(rows=100_000, a_columns=30, b_columns=300)
+TEN_MILLION = Shape(rows=10_000_000, a_columns=30, b_columns=300)
+CORES = (8, 32, 128)
+
+
+def fmt_s(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def print_rates(rates: Rates) -> None:
+    print(f"\n### Throughputs, one core, {rates.bits}-bit keys (operations per second)\n")
+    print("| operation | per second |")
+    print("| --- | ---: |")
+    for name, value in vars(rates).items():
+        if name not in ("bits", "slots"):
+            print(f"| {name} | {value:,.0f} |")
+    print(f"| values per decryption (slots) | {rates.slots} |")
+    print(f"| bytes per ciphertext | {rates.ciphertext_bytes} |")
+
+
+def print_predictions(rates: Rates, encryptions_per_row: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    print(f"\n### Predicted epoch ({encryptions_per_row:g} encryptions per row at A, batch 1024)\n")
+    print(
+        "| shape | cores per party | epoch | critical path | busiest party | network | own thread |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label, shape in (("FATE 100k x (30 + 300)", FATE), ("10M x (30 + 300)", TEN_MILLION)):
+        shape = replace(shape, encryptions_per_row_a=encryptions_per_row)
+        for cores in CORES:
+            p = predict_epoch(shape, rates, cores)
+            out[f"{label}, {cores}"] = p
+            print(
+                f"| {label} | {cores} | **{fmt_s(p['epoch_s'])}** | {fmt_s(p['critical_s'])} | "
+                f"{fmt_s(p['busy_s'])} | {fmt_s(p['network_s'])} | {fmt_s(p['own_thread_s'])} |"
+            )
+    print("\n### Predicted scoring of 10,000,000 new users (B holds 10,000,000)\n")
+    print("| cores per party | scoring | PSI compute | network |")
+    print("| ---: | ---: | ---: | ---: |")
+    for cores in CORES:
+        p = predict_scoring(10_000_000, 10_000_000, rates, cores)
+        out[f"scoring, {cores}"] = p
+        print(
+            f"| {cores} | **{fmt_s(p['scoring_s'])}** | {fmt_s(p['psi_s'])} | "
+            f"{fmt_s(p['network_s'])} |"
+        )
+    return out
+
+
+def measure_epochs(bits: int, rows: int, repeats: int) -> dict[str, dict[str, Any]]:
+    """One in-memory epoch with 1 and 2 Ray workers per party, medians of ``repeats``."""
+    import ray
+
+    from bench.ray_overhead import time_epochs
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        return time_epochs(rows, bits, repeats, [("ray", 1), ("ray", 2)])
+    finally:
+        ray.shutdown()
+
+
+def check(
+    rates: Rates, rows: int, measured: dict[str, dict[str, Any]]
+) -> dict[int, dict[str, float]]:
+    """Predicted against measured: both parties in one process on this machine's 2 cores."""
+    from bench.ray_overhead import A_COLUMNS, B_COLUMNS
+
+    shape = Shape(rows=rows, a_columns=A_COLUMNS, b_columns=B_COLUMNS)
+    print(f"\n### Predicted against measured here: {rows:,} rows, A {A_COLUMNS} + B {B_COLUMNS}")
+    print("columns, both parties in one process on this machine's 2 cores, in memory\n")
+    print("| Ray workers per party | predicted (s) | measured, median (s) | measured / predicted |")
+    print("| ---: | ---: | ---: | ---: |")
+    out: dict[int, dict[str, float]] = {}
+    for workers in (1, 2):
+        # ``workers`` per party; both parties' work shares the machine's 2 cores (busy bound).
+        predicted = predict_epoch(shape, rates, workers, one_process=True)
+        shared = predict_epoch(shape, rates, 2, one_process=True)
+        predicted = {**predicted, "epoch_s": max(predicted["critical_s"], shared["busy_s"])}
+        value = measured[f"ray{workers}"]["epoch_s"]
+        out[workers] = {"predicted_s": predicted["epoch_s"], "measured_s": value}
+        print(
+            f"| {workers} | {predicted['epoch_s']:.2f} | {value:.2f} | "
+            f"{value / predicted['epoch_s']:.2f} |"
+        )
+    return out
+
+
+def mean_rates(first: Rates, second: Rates) -> Rates:
+    """Per throughput, the geometric mean of two measurements (before and after the epochs)."""
+    fields: dict[str, Any] = {
+        name: math.sqrt(value * getattr(second, name))
+        for name, value in vars(first).items()
+        if name not in ("bits", "slots")
+    }
+    return Rates(bits=first.bits, slots=first.slots, **fields)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bits", type=int, default=2048)
+    parser.add_argument("--encryptions-per-row", type=float, default=2.0)
+    parser.add_argument("--check", action="store_true", help="measure 1 and 2 workers here")
+    parser.add_argument("--rows", type=int, default=4096, help="rows of the --check epoch")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1024-bit keys, 1 repeat")
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="the tables again, from the last --check run's throughputs and epochs",
+    )
+    args = parser.parse_args()
+    if args.recheck:  # the model again, on the throughputs and epochs of the last --check run
+        last = json.loads((RESULTS / "cost_model.json").read_text())
+        rates = Rates(**last["rates_around_check"])
+        print_rates(rates)
+        print_predictions(rates, args.encryptions_per_row)
+        measured = {f"ray{w}": {"epoch_s": c["measured_s"]} for w, c in last["check"].items()}
+        check(rates, last.get("check_rows", 4096), measured)
+        return
+    if args.quick:
+        args.bits, args.repeats, args.rows = 1024, 1, 2048
+    print(f"load average at the start: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    rates = measure(args.bits, args.repeats)
+    print_rates(rates)
+    predictions = print_predictions(rates, args.encryptions_per_row)
+    payload: dict[str, Any] = {"rates": vars(rates), "predictions": predictions}
+    if args.check:
+        measured = measure_epochs(args.bits, args.rows, args.repeats)
+        # The machine is shared: the throughputs for the check are the mean of before and after.
+        around = mean_rates(rates, measure(args.bits, args.repeats))
+        payload["rates_around_check"] = vars(around)
+        checked = check(around, args.rows, measured)
+        payload["check"] = checked
+        payload["check_rows"] = args.rows
+        worst = max(abs(c["measured_s"] / c["predicted_s"] - 1) for c in checked.values())
+        payload["targets"] = [
+            {
+                "benchmark": "cost_model",
+                "target": "prediction within 25% of the 1- and 2-worker epochs here",
+                "measured": f"worst {worst:.0%} off",
+                "met": worst <= 0.25,
+            }
+        ]
+    payload["machine"] = machine()
+    print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print(f"\nresults: {save('cost_model' + ('_quick' if args.quick else ''), payload)}")
+
+
+if __name__ == "__main__":
+    main()
