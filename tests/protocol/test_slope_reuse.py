@@ -87,6 +87,7 @@ def test_reuse_in_a_new_session_is_refused(
         training: TrainingA = start(cls, *args, **kwargs)
         if held:  # the second session starts with the first one's slopes, as if B still held them
             training.held_slopes = held[0]
+            training.peer_holds = held[0] >= 0
         else:
             held.append(training.held_slopes)
         return training
