@@ -245,7 +245,13 @@ class OwnKeyEngine:
         """Stop the background filler and drop the pool."""
         self._stop.set()
         if self._helper is not None:
+            # The helper holds nothing but obfuscators being made: end it now rather than wait for
+            # its current chunk (seconds under load, and its DJN tables at first), so a node that
+            # is told to stop stops. The filler's pending result then fails and the filler ends.
+            processes = list((getattr(self._helper, "_processes", None) or {}).values())
             self._helper.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
         filler = self._filler
         if filler is not None:
             filler.join()
