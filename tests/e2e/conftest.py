@@ -43,6 +43,28 @@ def small_demo(root: Path, *, rows: int = 2000, seed: int = 11) -> VipDemo:
     return demo
 
 
+def _replace_once(text: str, old: str, new: str) -> str:
+    if old not in text:
+        raise AssertionError(f"the demo's file no longer has {old!r}: update the test fixture")
+    return text.replace(old, new)
+
+
+def leased_demo(root: Path, *, rows: int, epochs: int, lease_s: int) -> VipDemo:
+    """``small_demo`` whose B drops a silent partner's session after ``lease_s`` seconds and whose
+    job runs exactly ``epochs`` epochs (no early stopping): the fault-injection suites' data."""
+    demo = small_demo(root, rows=rows)
+    demo.b_config.write_text(
+        _replace_once(
+            demo.b_config.read_text(),
+            "allow_partial_scores = true",
+            f"allow_partial_scores = true\nsession_lease_s = {lease_s}",
+        )
+    )
+    job = _replace_once(demo.job.read_text(), "epochs = 2", f"epochs = {epochs}")
+    demo.job.write_text(_replace_once(job, 'monitor = "score_change"', 'monitor = "none"'))
+    return demo
+
+
 @contextmanager
 def running_nodes(demo: VipDemo) -> Iterator[Nodes]:
     """B's node, then A's, over the demo's configs; both stopped on the way out."""

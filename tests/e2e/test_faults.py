@@ -22,7 +22,7 @@ import pytest
 from fedlearn.launch import NodeProcess
 from fedlearn.scaffold import VipDemo
 from fedlearn.store import SHARD_FILE, ModelStore
-from tests.e2e.conftest import small_demo
+from tests.e2e.conftest import leased_demo, small_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -31,19 +31,7 @@ LEASE_S = 5
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> VipDemo:
-    demo = small_demo(tmp_path_factory.mktemp("faults"), rows=3000)
-    demo.b_config.write_text(
-        demo.b_config.read_text().replace(
-            "allow_partial_scores = true",
-            f"allow_partial_scores = true\nsession_lease_s = {LEASE_S}",
-        )
-    )
-    demo.job.write_text(
-        demo.job.read_text()
-        .replace("epochs = 2", "epochs = 40")
-        .replace('monitor = "loss"', 'monitor = "none"')
-    )
-    return demo
+    return leased_demo(tmp_path_factory.mktemp("faults"), rows=3000, epochs=40, lease_s=LEASE_S)
 
 
 @pytest.fixture

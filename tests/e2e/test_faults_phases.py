@@ -28,7 +28,7 @@ import pytest
 from fedlearn.launch import NodeProcess
 from fedlearn.scaffold import VipDemo
 from fedlearn.store import ModelStore
-from tests.e2e.conftest import small_demo
+from tests.e2e.conftest import leased_demo
 from tests.e2e.test_faults import _children
 
 pytestmark = pytest.mark.e2e
@@ -42,19 +42,7 @@ PRECISION = 2.0**-12  # the job's score_frac_bits (default 12)
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> VipDemo:
-    demo = small_demo(tmp_path_factory.mktemp("phases"), rows=1500)
-    demo.b_config.write_text(
-        demo.b_config.read_text().replace(
-            "allow_partial_scores = true",
-            f"allow_partial_scores = true\nsession_lease_s = {LEASE_S}",
-        )
-    )
-    demo.job.write_text(
-        demo.job.read_text()
-        .replace("epochs = 2", f"epochs = {EPOCHS}")
-        .replace('monitor = "score_change"', 'monitor = "none"')
-    )
-    return demo
+    return leased_demo(tmp_path_factory.mktemp("phases"), rows=1500, epochs=EPOCHS, lease_s=LEASE_S)
 
 
 def _cli(demo: VipDemo, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
