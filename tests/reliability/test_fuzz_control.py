@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,7 +22,7 @@ from fedlearn.transport import build_channel, build_server, start_server
 from party_a.control import ControlServicer, add_to_server
 from party_a.node import NodeA
 from tests.e2e.conftest import small_demo
-from tests.reliability.test_fuzz_peer import FUZZ, OURS, _class_of, message_of
+from tests.reliability.test_fuzz_peer import FUZZ, OURS, Served, _class_of, message_of
 
 SERVICE = "/fedlearn.v1.ControlService/"
 #: A's own answers, plus "B is unavailable" (B is down in this test).
@@ -35,7 +34,7 @@ METHODS = {
 }
 
 
-class Control:
+class Control(Served):
     def __init__(self, tmp: Path) -> None:
         demo = small_demo(tmp, rows=200)
         text = demo.a_config.read_text().replace(f":{demo.peer_port}", f":{free_port()}")
@@ -66,17 +65,6 @@ class Control:
             return grpc.StatusCode.OK, ""
         except grpc.RpcError as exc:
             return exc.code(), exc.details() or ""
-
-    def serving(self) -> bool:
-        reply = health_pb2_grpc.HealthStub(self.channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=10
-        )
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-    def close(self) -> None:
-        self.channel.close()
-        self.server.stop(None)
-        self.node.close()
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,27 @@ OURS = {
 }
 
 
-class Peer:
+class Served:
+    """A node's service on a loopback port and a channel to it (``channel``, ``server``, ``node``,
+    set by the subclass): whether it still serves, and how it stops."""
+
+    channel: grpc.Channel
+    server: grpc.Server
+    node: Any
+
+    def serving(self) -> bool:
+        reply = health_pb2_grpc.HealthStub(self.channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=10
+        )
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.server.stop(None)
+        self.node.close()
+
+
+class Peer(Served):
     def __init__(self, tmp: Path) -> None:
         _, b_spec = fate_specs("breast")
         self.node = NodeB(
@@ -95,17 +115,6 @@ class Peer:
             return grpc.StatusCode.OK, last, ""
         except grpc.RpcError as exc:
             return exc.code(), None, exc.details() or ""
-
-    def serving(self) -> bool:
-        reply = health_pb2_grpc.HealthStub(self.channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=10
-        )
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-    def close(self) -> None:
-        self.channel.close()
-        self.server.stop(None)
-        self.node.close()
 
 
 @pytest.fixture(scope="module")
