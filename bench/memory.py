@@ -156,30 +156,13 @@ def psi_phase(root: Path, rows: int, repeats: int) -> dict[str, Any]:
 
 
 def score_phase(root: Path, rows: int, repeats: int) -> dict[str, Any]:
-    from bench.score import generate_new_users
+    from bench.score import generate_new_users, node_configs
     from fedlearn.datasets import make_vip
-    from fedlearn.scaffold import PartyData, write_node_configs
     from tests.protocol.harness import job_text
 
     vip = make_vip(root / "train-data", rows=5000, seed=7)
     a_path, b_path = generate_new_users(root / "score-data", rows, 11, vip)
-    a_cfg, b_cfg, _, _ = write_node_configs(
-        root / "score",
-        PartyData(
-            vip.a_train_csv,
-            vip.id_column,
-            tuple(vip.a_categorical),
-            vip.label_column,
-            tuple(vip.a_columns),
-        ),
-        PartyData(b_path, vip.id_column, tuple(vip.b_categorical)),
-        min_key_bits=512,
-        min_batch_size=64,
-        deadline_s=3600.0,
-    )
-    b_cfg.write_text(
-        b_cfg.read_text().replace("min_rows_per_column = 8", "min_rows_per_column = 4")
-    )
+    a_cfg, b_cfg = node_configs(root / "score", vip, b_path)
     job = root / "score" / "job.toml"
     job.write_text(job_text("vip", epochs=1, batch_size=256))
     with running_nodes(a_cfg, b_cfg):

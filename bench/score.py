@@ -163,19 +163,13 @@ def run_memory_once(
     }
 
 
-def run_nodes(args: argparse.Namespace) -> None:
-    """Train a small model through two real node processes, then score N users through them."""
-    import re
-
-    from bench.nodes import fedlearn, running_nodes
+def node_configs(root: Path, vip: Any, b_path: Path, *, workers: int = 1) -> tuple[Path, Path]:
+    """A's and B's node configs under ``root``: A trains on the VIP set's training file, B serves
+    ``b_path`` (the new users' B columns), test-sized keys; (A's config, B's config)."""
     from fedlearn.scaffold import PartyData, write_node_configs
 
-    work = Path(tempfile.mkdtemp(prefix="fl-score-nodes-"))
-    vip = make_vip(work / "train-data", rows=args.train_rows, seed=7)
-    print(f"generating {args.rows} new users in {args.data_dir} ...", flush=True)
-    a_path, b_path = generate_new_users(args.data_dir, args.rows, args.seed, vip)
     a_cfg, b_cfg, _, _ = write_node_configs(
-        work,
+        root,
         PartyData(
             vip.a_train_csv,
             vip.id_column,
@@ -184,7 +178,7 @@ def run_nodes(args: argparse.Namespace) -> None:
             tuple(vip.a_columns),
         ),
         PartyData(b_path, vip.id_column, tuple(vip.b_categorical)),
-        workers=args.workers,
+        workers=workers,
         min_key_bits=512,
         min_batch_size=64,
         deadline_s=3600.0,
@@ -194,6 +188,20 @@ def run_nodes(args: argparse.Namespace) -> None:
     b_cfg.write_text(
         b_cfg.read_text().replace("min_rows_per_column = 8", "min_rows_per_column = 4")
     )
+    return a_cfg, b_cfg
+
+
+def run_nodes(args: argparse.Namespace) -> None:
+    """Train a small model through two real node processes, then score N users through them."""
+    import re
+
+    from bench.nodes import fedlearn, running_nodes
+
+    work = Path(tempfile.mkdtemp(prefix="fl-score-nodes-"))
+    vip = make_vip(work / "train-data", rows=args.train_rows, seed=7)
+    print(f"generating {args.rows} new users in {args.data_dir} ...", flush=True)
+    a_path, b_path = generate_new_users(args.data_dir, args.rows, args.seed, vip)
+    a_cfg, b_cfg = node_configs(work, vip, b_path, workers=args.workers)
     job = work / "job.toml"
     job.write_text(job_text("vip", epochs=2, batch_size=256))
     seconds = []
