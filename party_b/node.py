@@ -214,7 +214,7 @@ class NodeB:
 
     def _drop(self, session: SessionB) -> None:
         if session.training is not None:
-            session.training.own.close()
+            session.training.close()
             session.training = None
 
     def open_session(

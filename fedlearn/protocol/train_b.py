@@ -35,6 +35,7 @@ from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import generate_keypair, public_key_from_bytes
 from fedlearn.crypto.packing import PackingLayout, truncate, unpack
 from fedlearn.crypto.wire import (
+    ciphertext_width,
     ciphertexts_to_bytes,
     ints_from_bytes,
     ints_to_bytes,
@@ -57,6 +58,7 @@ from fedlearn.model import (
 )
 from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol import messages as m
+from fedlearn.protocol.held import HeldCiphertexts
 from fedlearn.protocol.limits import (
     check_own_columns,
     check_peer_value_count,
@@ -90,6 +92,9 @@ class PendingTraining:
     peer: PeerKeyOps
     resume: dict[str, Any] | None = None  # B's checkpoint to continue from (checked at OpenSession)
 
+    def close(self) -> None:
+        self.own.close()
+
 
 @dataclass
 class TrainingB:
@@ -119,8 +124,9 @@ class TrainingB:
     completed_epochs: int = 0
     loss_epochs_answered: set[int] = field(default_factory=set)
     data_fingerprint: str = ""  # of B's aligned rows (checkpoint.data_fingerprint)
-    # [[beta]]_A per aligned row, the last one A sent in this session: reused when A says so.
-    held_slopes: dict[int, Any] = field(default_factory=dict)
+    # [[beta]]_A per aligned row, the last one A sent in this session: reused when A says so
+    # (in a temporary file beyond a few hundred thousand rows: fedlearn/protocol/held.py).
+    held_slopes: HeldCiphertexts | None = None
 
     @property
     def between_batches(self) -> bool:
@@ -176,23 +182,33 @@ class TrainingB:
         Raises ``InvalidPeerData`` for slopes sent with ``reuse_slopes``, or a reuse for a row
         whose slope A has not sent in this session (a new session holds none).
         """
+        peer_key = self.peer.public_key
+        if self.held_slopes is None:
+            self.held_slopes = HeldCiphertexts(
+                len(self.train_rows) + len(self.validation_rows), ciphertext_width(peer_key.n)
+            )
         held = self.held_slopes
         if request.reuse_slopes:
             if request.slopes:
                 raise InvalidPeerData("BatchForward: slopes sent with reuse_slopes")
-            missing = sum(1 for row in rows if int(row) not in held)
+            missing = held.missing(rows)
             if missing:
                 raise InvalidPeerData(
                     f"BatchForward: reuse_slopes for {missing} rows whose slope was not sent in "
                     "this session"
                 )
-            return [held[int(row)] for row in rows]
-        peer_key = self.peer.public_key
+            return held.take(rows)
         beta = keyed_ciphertexts_from_bytes(
             request.slopes, peer_key, expected_count=len(rows)
         ).under(peer_key)
-        held.update(zip((int(row) for row in rows), beta, strict=True))
+        held.put(rows, request.slopes)  # the bytes just checked
         return beta
+
+    def close(self) -> None:
+        """Release the session's keys and held ciphertexts."""
+        self.own.close()
+        if self.held_slopes is not None:
+            self.held_slopes.close()
 
     def gradient(self, request: m.BatchGradientRequest) -> m.BatchGradientResponse:
         """Decrypt A's masked gradient (under B's key); hand over B's (masked, under A's key).

@@ -27,6 +27,7 @@ from fedlearn.datasets import make_vip
 from fedlearn.errors import DataError, PolicyViolation
 from fedlearn.job import parse_job
 from fedlearn.model import PlainRun, fit_plain_reference, slopes_refreshed
+from fedlearn.protocol import held
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.in_memory import InMemoryPeer
 from fedlearn.protocol.policy import PeerPolicy
@@ -56,7 +57,21 @@ def _seeded_run(name: str, batch_size: int, tmp: Path) -> tuple[MemoryRun, float
 
 @pytest.fixture(scope="module")
 def breast_run(tmp_path_factory: pytest.TempPathFactory) -> MemoryRun:
-    run, _ = _seeded_run("breast", 64, tmp_path_factory.mktemp("breast"))
+    # B holds the reused [[beta]] in its temporary file here (as beyond ~128k rows at 2048 bits),
+    # in memory in the default_credit run: both must give the reference's weights.
+    stores: list[held.HeldCiphertexts] = []
+    opened = held.HeldCiphertexts.__init__
+
+    def recording(self: held.HeldCiphertexts, *args: object, **kwargs: object) -> None:
+        opened(self, *args, **kwargs)  # type: ignore[arg-type]
+        assert self.in_file
+        stores.append(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(held, "MEMORY_LIMIT_BYTES", 0)
+        patch.setattr(held.HeldCiphertexts, "__init__", recording)
+        run, _ = _seeded_run("breast", 64, tmp_path_factory.mktemp("breast"))
+    assert len(stores) == 1 and stores[0].present.size == 0  # used, then closed with the session
     return run
 
 
