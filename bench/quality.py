@@ -51,7 +51,7 @@ from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol.in_memory import InMemoryPeer
 from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.store import ModelStore
-from party_a.evaluate import a_only_probabilities, fit_a_only
+from party_a.evaluate import a_only_probabilities, fit_a_only, labelled_rate
 from party_a.score import score
 from party_a.train import train
 from party_b.node import NodeB
@@ -300,7 +300,11 @@ def replay_run(qs: QualitySet, plain: Plain) -> dict[str, Any]:
     )
     seconds = time.perf_counter() - started
     val = plain.validation
-    calibration = fit_platt(plain.x_a[val] @ fitted.w_a + plain.x_b[val] @ fitted.w_b, plain.y[val])
+    calibration = fit_platt(
+        plain.x_a[val] @ fitted.w_a + plain.x_b[val] @ fitted.w_b,
+        plain.y[val],
+        base_rate=labelled_rate(plain.y, rows, val),
+    )
     fallback = fit_a_only(plain.x_a[:, :-1], plain.y, rows, val, plain.names_a)
     ids, x_a, x_b, matched = _new_user_matrices(qs, plain)
     probabilities = a_only_probabilities(fallback, x_a)

@@ -82,7 +82,9 @@ def evaluate(
     except PolicyViolation as exc:
         log.warning("no joint validation metrics and no calibration: %s", exc)
         return result
-    calibration = fit_platt(joint_logits, y_val)
+    calibration = fit_platt(
+        joint_logits, y_val, base_rate=labelled_rate(labels, train_rows, validation_rows)
+    )
     joint = calibration.apply(joint_logits)
     result["calibration"] = calibration.to_dict()
     result["metrics"]["joint"] = metrics.summary(y_val, joint)
@@ -111,13 +113,23 @@ def fit_a_only(
     calibration = Calibration()
     if len(validation_rows):
         logits = x[validation_rows] @ weights + intercept
-        calibration = fit_platt(logits, labels[validation_rows])
+        calibration = fit_platt(
+            logits,
+            labels[validation_rows],
+            base_rate=labelled_rate(labels, train_rows, validation_rows),
+        )
     return {
         "weights": {name: float(w) for name, w in zip(feature_names, weights, strict=True)},
         "intercept": intercept,
         "calibration": calibration.to_dict(),
         "train_rows": len(train_rows),
     }
+
+
+def labelled_rate(labels: np.ndarray, train_rows: np.ndarray, validation_rows: np.ndarray) -> float:
+    """The label rate over A's training and validation rows: the calibration's level
+    (``fedlearn.calibration``)."""
+    return float(np.concatenate([labels[train_rows], labels[validation_rows]]).mean())
 
 
 def a_only_probabilities(model: dict[str, Any], x: np.ndarray) -> np.ndarray:

@@ -74,3 +74,29 @@ def test_calibration_is_near_the_identity_for_well_calibrated_scores() -> None:
     calibration = fit_platt(u, y)
     assert calibration.slope == pytest.approx(1.0, abs=0.05)
     assert calibration.offset == pytest.approx(0.0, abs=0.05)
+
+
+def test_base_rate_sets_the_mean_over_the_fitted_rows_and_keeps_the_slope() -> None:
+    u, y = _miscalibrated(300, seed=4)
+    free = fit_platt(u, y)
+    level = fit_platt(u, y, base_rate=0.2)
+    assert level.apply(u).mean() == pytest.approx(0.2, abs=1e-9)
+    assert level.slope == free.slope and level.offset != free.offset
+    assert fit_platt(u, y, base_rate=1.0) == free  # not a rate: ignored
+
+
+def test_the_rate_of_every_labelled_row_levels_small_validation_sets_better() -> None:
+    """320 validation rows of 1,600 labelled ones (a 2,000-user set): over 200 draws, the level set
+    from all 1,600 labels is nearer the population's rate than the validation rows' own fit."""
+    population = _miscalibrated(200_000, seed=5)
+    observed = population[1].mean()
+    rng = np.random.default_rng(6)
+    own, pooled = [], []
+    for _ in range(200):
+        rows = rng.choice(len(population[0]), 1600, replace=False)
+        u, y = population[0][rows], population[1][rows]
+        validation = slice(0, 320)
+        for errors, base_rate in ((own, None), (pooled, float(y.mean()))):
+            calibration = fit_platt(u[validation], y[validation], base_rate=base_rate)
+            errors.append(abs(calibration.apply(population[0][:20_000]).mean() / observed - 1))
+    assert np.mean(pooled) < 0.8 * np.mean(own), (np.mean(pooled), np.mean(own))
