@@ -1,6 +1,7 @@
 """Model quality with the job file's defaults: AUC, log loss and calibration against scikit-learn.
 
     python -m bench.quality [--key-bits 512] [--encrypted breast,...] [--seeds 5] [--quick]
+        [--sets rare,vip2000-1,...]
 
 For each set A trains with the DEFAULT job (only the dataset names and a small key, quality does not
 depend on the key size) through the encrypted protocol in memory (both roles in one process), then
@@ -303,7 +304,7 @@ def replay_run(qs: QualitySet, plain: Plain) -> dict[str, Any]:
     calibration = fit_platt(
         plain.x_a[val] @ fitted.w_a + plain.x_b[val] @ fitted.w_b,
         plain.y[val],
-        base_rate=labelled_rate(plain.y, rows, val),
+        **labelled_rate(plain.y, rows, val),
     )
     fallback = fit_a_only(plain.x_a[:, :-1], plain.y, rows, val, plain.names_a)
     ids, x_a, x_b, matched = _new_user_matrices(qs, plain)
@@ -447,7 +448,11 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="FATE breast and one small VIP set")
+    parser.add_argument(
+        "--sets", default="", help="only these sets, e.g. rare,vip2000-1 (default: every set)"
+    )
     args = parser.parse_args()
+    only = set(filter(None, args.sets.split(",")))
     results: list[dict[str, Any]] = []
     print(HEADER, flush=True)
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -473,6 +478,8 @@ def main() -> None:
                 ("vip2000-1", lambda out: vip_set(2_000, 1, out, new_users=_new(2_000)))
             )
         for key, build in builders:
+            if only and key not in only:
+                continue
             qs = build(tmp / key / "data")
             plain = plain_view(qs)
             replay = measure(qs, plain, replay_run(qs, plain))

@@ -83,7 +83,7 @@ def evaluate(
         log.warning("no joint validation metrics and no calibration: %s", exc)
         return result
     calibration = fit_platt(
-        joint_logits, y_val, base_rate=labelled_rate(labels, train_rows, validation_rows)
+        joint_logits, y_val, **labelled_rate(labels, train_rows, validation_rows)
     )
     joint = calibration.apply(joint_logits)
     result["calibration"] = calibration.to_dict()
@@ -116,7 +116,7 @@ def fit_a_only(
         calibration = fit_platt(
             logits,
             labels[validation_rows],
-            base_rate=labelled_rate(labels, train_rows, validation_rows),
+            **labelled_rate(labels, train_rows, validation_rows),
         )
     return {
         "weights": {name: float(w) for name, w in zip(feature_names, weights, strict=True)},
@@ -126,10 +126,13 @@ def fit_a_only(
     }
 
 
-def labelled_rate(labels: np.ndarray, train_rows: np.ndarray, validation_rows: np.ndarray) -> float:
-    """The label rate over A's training and validation rows: the calibration's level
-    (``fedlearn.calibration``)."""
-    return float(np.concatenate([labels[train_rows], labels[validation_rows]]).mean())
+def labelled_rate(
+    labels: np.ndarray, train_rows: np.ndarray, validation_rows: np.ndarray
+) -> dict[str, Any]:
+    """``fit_platt``'s level arguments: the label rate over A's training and validation rows and
+    their number (``fedlearn.calibration``)."""
+    both = np.concatenate([labels[train_rows], labels[validation_rows]])
+    return {"base_rate": float(both.mean()), "base_rows": len(both)}
 
 
 def a_only_probabilities(model: dict[str, Any], x: np.ndarray) -> np.ndarray:

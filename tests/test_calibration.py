@@ -76,13 +76,29 @@ def test_calibration_is_near_the_identity_for_well_calibrated_scores() -> None:
     assert calibration.offset == pytest.approx(0.0, abs=0.05)
 
 
-def test_base_rate_sets_the_mean_over_the_fitted_rows_and_keeps_the_slope() -> None:
+def test_base_rate_shifts_the_log_odds_by_the_labels_noise_share() -> None:
     u, y = _miscalibrated(300, seed=4)
     free = fit_platt(u, y)
-    level = fit_platt(u, y, base_rate=0.2)
-    assert level.apply(u).mean() == pytest.approx(0.2, abs=1e-9)
-    assert level.slope == free.slope and level.offset != free.offset
-    assert fit_platt(u, y, base_rate=1.0) == free  # not a rate: ignored
+    level = fit_platt(u, y, base_rate=0.2, base_rows=1500)
+    rate = y.mean()
+    full = np.log(0.2 / 0.8) - np.log(rate / (1 - rate))
+    assert level.slope == free.slope
+    shift = level.offset - free.offset
+    assert np.sign(shift) == np.sign(full) and 0.3 * abs(full) < abs(shift) <= abs(full) + 1e-12
+    same = fit_platt(u, y, base_rate=rate, base_rows=1500)
+    assert same.offset == pytest.approx(free.offset)  # the same rate: no change
+    assert fit_platt(u, y, base_rate=1.0, base_rows=1500) == free  # not a rate: ignored
+    assert fit_platt(u, y, base_rate=0.2) == free  # no base rows beyond these: ignored
+
+
+def test_base_rate_hardly_moves_a_nearly_separable_map() -> None:
+    """Where the scores say the labels, the validation rate is what the scores explain."""
+    rng = np.random.default_rng(8)
+    u = rng.normal(0.0, 6.0, 300)
+    y = (rng.random(300) < sigmoid(3 * u)).astype(float)
+    free = fit_platt(u, y)
+    level = fit_platt(u, y, base_rate=y.mean() + 0.05, base_rows=1500)
+    assert abs(level.offset - free.offset) < 0.05
 
 
 def test_the_rate_of_every_labelled_row_levels_small_validation_sets_better() -> None:
@@ -97,6 +113,8 @@ def test_the_rate_of_every_labelled_row_levels_small_validation_sets_better() ->
         u, y = population[0][rows], population[1][rows]
         validation = slice(0, 320)
         for errors, base_rate in ((own, None), (pooled, float(y.mean()))):
-            calibration = fit_platt(u[validation], y[validation], base_rate=base_rate)
+            calibration = fit_platt(
+                u[validation], y[validation], base_rate=base_rate, base_rows=1600
+            )
             errors.append(abs(calibration.apply(population[0][:20_000]).mean() / observed - 1))
     assert np.mean(pooled) < 0.8 * np.mean(own), (np.mean(pooled), np.mean(own))
