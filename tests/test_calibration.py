@@ -107,7 +107,8 @@ def test_the_rate_of_every_labelled_row_levels_small_validation_sets_better() ->
     population = _miscalibrated(200_000, seed=5)
     observed = population[1].mean()
     rng = np.random.default_rng(6)
-    own, pooled = [], []
+    own: list[float] = []
+    pooled: list[float] = []
     for _ in range(200):
         rows = rng.choice(len(population[0]), 1600, replace=False)
         u, y = population[0][rows], population[1][rows]
