@@ -42,10 +42,12 @@ RUNNER = """
 import json, sys
 from pathlib import Path
 from bench.training import Job, per_epoch, train_through_nodes
-root, a_data, b_data, epochs = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+root, a_data, b_data, epochs = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+epochs = epochs if epochs == "auto" else int(epochs)
 (meta,) = train_through_nodes(root, a_data, b_data, [Job(epochs=epochs, key_bits=2048)])
 print(json.dumps({"per_epoch": per_epoch(meta), "auc": meta["metrics"]["joint"]["auc"],
-                  "epochs": meta["epochs_completed"], "wall": meta["bench_wall_s"]}))
+                  "epochs": meta["epochs_completed"], "wall": meta["bench_wall_s"],
+                  "stop": meta.get("stopped")}))
 """
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -120,7 +122,7 @@ def _pin(pid: int, core: int) -> None:
         pass  # the process or thread ended meanwhile
 
 
-def run_tree(tree: Path, a_data: Path, b_data: Path, epochs: int, pin: bool) -> dict[str, Any]:
+def run_tree(tree: Path, a_data: Path, b_data: Path, epochs: str, pin: bool) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="bench-compare-"))
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
     with NodeWatch(root, pin) as watch:
@@ -170,7 +172,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", action="append", required=True, help="NAME=PATH, in order")
     parser.add_argument("--rows", type=int, default=None, help="first rows of A's file")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", default="10", help='a whole number, or "auto": the job defaults')
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pin", action="store_true", help="A on core 0, B on core 1")
     args = parser.parse_args()

@@ -51,7 +51,7 @@ PHASE_NAMES = {
 class Job:
     """The benchmark's job file, written for ``fedlearn train --job``."""
 
-    epochs: int
+    epochs: int | str  # a whole number (early stopping off), or "auto": the job defaults
     batch_size: int = 1024
     key_bits: int = 2048
     engine: str = "fast"
@@ -61,6 +61,19 @@ class Job:
     min_rows_per_column: int = 8  # A's [privacy] limit (docs/threat-model.md)
 
     def toml(self) -> str:
+        if self.epochs == "auto":  # the product's defaults: epochs and early stopping as shipped
+            return f"""[data]
+dataset = "d"
+validation_fraction = {self.validation_fraction}
+seed = {self.seed}
+[train]
+batch_size = {self.batch_size}
+[crypto]
+key_bits = {self.key_bits}
+engine = "{self.engine}"
+[privacy]
+min_rows_per_column = {self.min_rows_per_column}
+"""
         return f"""[data]
 dataset = "d"
 validation_fraction = {self.validation_fraction}
