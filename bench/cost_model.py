@@ -189,41 +189,41 @@ def predict_epoch(
     cores: int,
     network: Network = Network(),
     *,
-    one_process: bool = False,
+    shared_cores: int | None = None,
 ) -> dict[str, float]:
     """Predicted seconds per epoch with ``cores`` per party (each its own machines and a
-    ``network`` between them), or, with ``one_process``, both parties in one process on
-    ``cores`` shared cores with ``cores`` workers each (the in-memory check run here).
+    ``network`` between them), or, with ``shared_cores``, both parties in one process on one
+    machine of ``shared_cores`` cores, each party with ``cores`` workers (the in-memory check
+    run here).
 
     A batch takes the longer of its critical path and the busiest party's work over its cores:
-    - critical path: A's obfuscators, A's and B's own-thread work, B's obfuscators and residual
-      powers, A's residual powers, then the two gradients side by side (B computes its half while
-      A works), the kernels over the executor's workers, plus the bytes over the link and the
-      round trips. The obfuscators are on it: the pools are refilled as each batch takes from
-      them, and the measured epochs here wait for them (A's "encryption" phase is A's
-      obfuscators; the pool does not get ahead of the protocol by much);
-    - busy bound: all a party's work over its cores.
-    With one worker the kernels run in the node's own thread; in one process the two parties'
-    own-thread work never overlaps, and one set of cores serves both.
+    - critical path: A's and B's own-thread work, B's residual powers, A's residual powers, then
+      the two gradients side by side (B computes its half while A works), the kernels over the
+      executor's workers, plus the bytes over the link and the round trips. The obfuscators are
+      not on it: the pools fill on the workers while the protocol runs, so they count in the busy
+      bound (on a loaded machine, whose cores other processes take, the busy bound is over fewer
+      cores than the machine has, and the model is optimistic: docs/scaling.md);
+    - busy bound: all a party's work over its cores; on a shared machine, both parties' work
+      over the machine's cores (a party cannot use more cores than exist: two parties of two
+      workers each on two cores have the busy bound of one worker each).
+    In one process the two parties' own-thread work never overlaps (one interpreter) and there is
+    no network.
     """
     w = batch_work(shape, rates)
     batches = shape.rows / shape.batch
     workers = cores
-    if one_process:
-        kernels = (
-            w["K_A_residual"] + w["K_A_gradient"] + w["K_B_residual"] + w["K_B_gradient"]
-        ) / workers + (w["O_A"] + w["O_B"]) / workers
-        critical = w["S_A"] + w["S_B"] + kernels
-        busy = sum(w[key] for key in w if key[0] in "SKO") / cores
-        network_s = 0.0
-    else:
+    network_s = 0.0
+    if shared_cores is None:
         network_s = (
             max(w["bytes_a_to_b"], w["bytes_b_to_a"]) / network.bandwidth_bytes_s
             + network.round_trips_per_batch * network.round_trip_s
         )
-        gradients = max(w["K_A_gradient"], w["K_B_gradient"]) / workers
-        critical = w["S_A"] + w["S_B"] + (w["O_A"] + w["O_B"] + w["K_B_residual"]) / workers
-        critical += w["K_A_residual"] / workers + gradients + network_s
+    gradients = max(w["K_A_gradient"], w["K_B_gradient"]) / workers
+    critical = w["S_A"] + w["S_B"] + (w["K_B_residual"] + w["K_A_residual"]) / workers
+    critical += gradients + network_s
+    if shared_cores is not None:
+        busy = sum(w[key] for key in w if key[0] in "SKO") / min(shared_cores, 2 * workers)
+    else:
         busy_a = (w["S_A"] + w["K_A_residual"] + w["K_A_gradient"] + w["O_A"]) / cores
         busy_b = (w["S_B"] + w["K_B_residual"] + w["K_B_gradient"] + w["O_B"]) / cores
         busy = max(busy_a, busy_b)
@@ -323,20 +323,20 @@ def measure_epochs(bits: int, rows: int, repeats: int) -> dict[str, dict[str, An
 def check(
     rates: Rates, rows: int, measured: dict[str, dict[str, Any]]
 ) -> dict[int, dict[str, float]]:
-    """Predicted against measured: both parties in one process on this machine's 2 cores."""
+    """Predicted against measured: both parties in one process on this machine's cores."""
     from bench.ray_overhead import A_COLUMNS, B_COLUMNS
 
     shape = Shape(rows=rows, a_columns=A_COLUMNS, b_columns=B_COLUMNS)
     print(f"\n### Predicted against measured here: {rows:,} rows, A {A_COLUMNS} + B {B_COLUMNS}")
-    print("columns, both parties in one process on this machine's 2 cores, in memory\n")
+    print(
+        f"columns, both parties in one process on this machine's {os.cpu_count()} cores, in memory\n"
+    )
     print("| Ray workers per party | predicted (s) | measured, median (s) | measured / predicted |")
     print("| ---: | ---: | ---: | ---: |")
     out: dict[int, dict[str, float]] = {}
     for workers in (1, 2):
-        # ``workers`` per party; both parties' work shares the machine's 2 cores (busy bound).
-        predicted = predict_epoch(shape, rates, workers, one_process=True)
-        shared = predict_epoch(shape, rates, 2, one_process=True)
-        predicted = {**predicted, "epoch_s": max(predicted["critical_s"], shared["busy_s"])}
+        # ``workers`` per party; both parties' work shares the machine's cores (busy bound).
+        predicted = predict_epoch(shape, rates, workers, shared_cores=os.cpu_count() or 1)
         value = measured[f"ray{workers}"]["epoch_s"]
         out[workers] = {"predicted_s": predicted["epoch_s"], "measured_s": value}
         print(
