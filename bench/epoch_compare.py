@@ -172,7 +172,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", action="append", required=True, help="NAME=PATH, in order")
     parser.add_argument("--rows", type=int, default=None, help="first rows of A's file")
-    parser.add_argument("--epochs", default="10", help='a whole number, or "auto": the job defaults')
+    parser.add_argument(
+        "--epochs", default="10", help='a whole number, or "auto": the job defaults'
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pin", action="store_true", help="A on core 0, B on core 1")
     args = parser.parse_args()
