@@ -77,7 +77,7 @@ def run(epochs: int, *, quick: bool = False) -> dict[str, Any]:
         slope_fraction=float(
             np.mean(
                 [
-                    slopes_refreshed(e, job.epochs, len(data.train) // job.batch_size)
+                    slopes_refreshed(e, int(job.epochs), len(data.train) // job.batch_size)
                     for e in epochs_run
                 ]
             )
