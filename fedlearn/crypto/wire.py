@@ -40,6 +40,12 @@ def ciphertexts_to_bytes(ciphertexts: Sequence[object], n: int) -> bytes:
     return b"".join(chunks)
 
 
+def stored_ciphertexts(records: Sequence[bytes]) -> list[gmpy2.mpz]:
+    """Ciphertexts from fixed-width records this party stored itself after checking them with
+    :func:`ciphertexts_from_bytes` (``protocol.held``): no checks repeated."""
+    return [gmpy2.mpz(int.from_bytes(record, "big")) for record in records]
+
+
 def ciphertexts_from_bytes(
     data: bytes, n: int, *, expected_count: int | None = None
 ) -> list[gmpy2.mpz]:

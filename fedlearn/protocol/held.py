@@ -17,9 +17,11 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
-import gmpy2
 import numpy as np
+
+from fedlearn.crypto.wire import stored_ciphertexts
 
 #: Hold records in memory up to this many bytes in all (128k rows at 2048-bit keys), else in a file.
 MEMORY_LIMIT_BYTES = 64 << 20
@@ -79,7 +81,7 @@ class HeldCiphertexts:
                 os.pwrite(fd, view[index * width : (index + 1) * width], row * width)
         self.present[rows] = True
 
-    def take(self, rows: np.ndarray) -> list[gmpy2.mpz]:
+    def take(self, rows: np.ndarray) -> list[Any]:
         """The records of ``rows`` as integers (big-endian), in the order of ``rows``.
 
         Raises:
@@ -93,7 +95,7 @@ class HeldCiphertexts:
         else:
             fd = self._fileno()
             records = [os.pread(fd, width, row * width) for row in rows.tolist()]
-        return [gmpy2.mpz(int.from_bytes(record, "big")) for record in records]
+        return stored_ciphertexts(records)
 
     def _fileno(self) -> int:
         assert self._file is not None
