@@ -61,29 +61,17 @@ class Job:
     min_rows_per_column: int = 8  # A's [privacy] limit (docs/threat-model.md)
 
     def toml(self) -> str:
-        if self.epochs == "auto":  # the product's defaults: epochs and early stopping as shipped
-            return f"""[data]
-dataset = "d"
-validation_fraction = {self.validation_fraction}
-seed = {self.seed}
-[train]
-batch_size = {self.batch_size}
-[crypto]
-key_bits = {self.key_bits}
-engine = "{self.engine}"
-[privacy]
-min_rows_per_column = {self.min_rows_per_column}
-"""
+        # "auto": the product's defaults, epochs and early stopping as shipped.
+        fixed = self.epochs != "auto"
+        epochs = f"epochs = {self.epochs}\n" if fixed else ""
+        stopping = f'[early_stopping]\nmonitor = "{self.monitor}"\n' if fixed else ""
         return f"""[data]
 dataset = "d"
 validation_fraction = {self.validation_fraction}
 seed = {self.seed}
 [train]
-epochs = {self.epochs}
-batch_size = {self.batch_size}
-[early_stopping]
-monitor = "{self.monitor}"
-[crypto]
+{epochs}batch_size = {self.batch_size}
+{stopping}[crypto]
 key_bits = {self.key_bits}
 engine = "{self.engine}"
 [privacy]
