@@ -8,6 +8,8 @@ the same schedule is checked in tests/protocol/test_training_memory.py.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from fedlearn.data import load_party_table
 from fedlearn.errors import SessionEnded
 from fedlearn.job import parse_job
 from fedlearn.model import slopes_refreshed
-from fedlearn.protocol import train_a
+from fedlearn.protocol import held, train_a
 from fedlearn.protocol.in_memory import InMemoryPeer
 from fedlearn.protocol.train_a import TrainingA
 from fedlearn.store import ModelStore
@@ -109,3 +111,37 @@ def test_reuse_in_a_new_session_is_refused(
     finally:
         role.close()
     assert "whose slope was not sent in this session" in caplog.text
+
+
+def test_a_full_disk_for_held_slopes_ends_the_session_and_b_serves_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """B keeps A's [[beta]] in its temporary file: when the disk is full the session ends (A is told
+    to look in B's log, which names the error and no path), nothing is left, and B trains the next
+    job once there is space."""
+    monkeypatch.setattr(held, "MEMORY_LIMIT_BYTES", 0)
+
+    def full(fd: int, data: object, offset: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    role = NodeB(
+        name="party-b",
+        datasets={"d": fate_specs("breast")[1]},
+        policy=TEST_POLICY,
+        model_dir=tmp_path / "b-models",
+        allowed_partners={"party-a"},
+    )
+    try:
+        with monkeypatch.context() as disk:
+            disk.setattr(held.os, "pwrite", full)
+            with caplog.at_level("WARNING"), pytest.raises(SessionEnded, match="party-b's log"):
+                _train(role, tmp_path, JOB)
+        assert "No space left on device" in caplog.text
+        assert str(tmp_path) not in caplog.text
+        saved = tmp_path / "a-models"
+        assert not saved.exists() or [p for p in saved.iterdir() if p.name[0] != "."] == []
+        meta = _train(role, tmp_path, JOB)
+        assert len([p for p in saved.iterdir() if p.name[0] != "."]) == 1
+        assert meta["epochs_completed"] == 4
+    finally:
+        role.close()
