@@ -22,9 +22,12 @@ labels' own noise, sum p(1 - p) / n^2 in variance) into every probability. With 
 label rate of A's training and validation rows together, ``base_rows`` of them) the offset moves by
 ``k (logit(base_rate) - logit(validation rate))``: the shift that corrects a model's odds for a
 change of the class prior (Saerens et al., 2002), times the share k of the difference that is the
-labels' noise rather than the scores' (the regression of the one on the other:
-``mean p(1 - p) / (r (1 - r))`` over the validation rows, scaled for the validation rows being part
-of the base rows, at most 1). The slope stays the fitted one. A weak model (probabilities near the
+labels' noise rather than the scores'. With e the validation rows' label noise (variance
+``s_e^2 / n_v``, ``s_e^2 = E p(1 - p)``) and the rates' difference d = r_val - r_base (r_base taken
+over the n_t training and n_v validation rows), the regression of e on d is
+``E[e | d] = s_e^2 / (r (1 - r)) d`` whatever n_t and n_v (the factor n_t / (n_t + n_v) in
+Cov(e, d) cancels the one in Var(d)): k = ``mean p(1 - p) / (r (1 - r))`` over the validation
+rows, at most 1. The slope stays the fitted one. A weak model (probabilities near the
 rate) gets nearly the whole shift; a nearly separable one (p near 0 or 1: the validation rate is
 what its scores say) nearly none. On large sets the two rates agree and nothing changes. (The whole
 shift, k = 1, took FATE's breast log loss from 0.99x to 1.22x scikit-learn's; moving the offset until
@@ -126,7 +129,7 @@ def fit_platt(
         rate = positives / len(y)
         p = sigmoid(slope * u + offset)
         noise_share = float(np.mean(p * (1 - p))) / (rate * (1 - rate))
-        k = min(1.0, noise_share * base_rows / (base_rows - len(y)))
+        k = min(1.0, noise_share)
         offset += k * (_logit(base_rate) - _logit(rate))
     return Calibration(slope, offset, len(y))
 
