@@ -64,6 +64,17 @@ def test_reuse_for_rows_whose_slope_was_not_sent_is_refused(
     assert "whose slope was not sent in this session" in caplog.text
 
 
+def _breast_b(tmp: Path) -> NodeB:
+    """B's node over breast's B split, kept across the jobs of one test."""
+    return NodeB(
+        name="party-b",
+        datasets={"d": fate_specs("breast")[1]},
+        policy=TEST_POLICY,
+        model_dir=tmp / "b-models",
+        allowed_partners={"party-a"},
+    )
+
+
 def _train(role: NodeB, tmp: Path, job: str) -> dict[str, object]:
     a_spec, _ = fate_specs("breast")
     table = load_party_table(a_spec.path, id_column="id", label_column="y", require_label=True)
@@ -95,13 +106,7 @@ def test_reuse_in_a_new_session_is_refused(
         return training
 
     monkeypatch.setattr(TrainingA, "start", classmethod(remembering))
-    role = NodeB(
-        name="party-b",
-        datasets={"d": fate_specs("breast")[1]},
-        policy=TEST_POLICY,
-        model_dir=tmp_path / "b-models",
-        allowed_partners={"party-a"},
-    )
+    role = _breast_b(tmp_path)
     try:
         _train(role, tmp_path, job_text(epochs=1, batch_size=128))
         assert np.count_nonzero(held[0] >= 0) > 0 and np.all(held[0] <= 2**14)
@@ -124,13 +129,7 @@ def test_a_full_disk_for_held_slopes_ends_the_session_and_b_serves_the_next(
     def full(fd: int, data: object, offset: int) -> int:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    role = NodeB(
-        name="party-b",
-        datasets={"d": fate_specs("breast")[1]},
-        policy=TEST_POLICY,
-        model_dir=tmp_path / "b-models",
-        allowed_partners={"party-a"},
-    )
+    role = _breast_b(tmp_path)
     try:
         with monkeypatch.context() as disk:
             disk.setattr(held.os, "pwrite", full)
