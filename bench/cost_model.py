@@ -24,14 +24,13 @@ import hashlib
 import json
 import math
 import os
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from bench.crypto import median_rate
 from bench.nodes import RESULTS, save
 from bench.training import machine
 from fedlearn.crypto.keys import generate_keypair
@@ -70,12 +69,8 @@ class Rates:
 
 
 def _rate(count: int, run: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return count / statistics.median(times)
+    """``count`` operations per second of ``run``, median of ``repeats`` (bench.crypto's timer)."""
+    return median_rate(lambda: (run(), count)[1], repeats)
 
 
 def measure(bits: int, repeats: int = 3) -> Rates:
