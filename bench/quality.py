@@ -32,6 +32,7 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from fedlearn.crypto.psi import common_order
 from fedlearn.data import PartyTable, load_party_table, read_table, write_table_atomic
 from fedlearn.datasets import make_vip
 from fedlearn.job import parse_job
-from fedlearn.model import fit_plain_reference, split_train_validation
+from fedlearn.model import PlainRun, fit_plain_reference, split_train_validation
 from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol.in_memory import InMemoryPeer
 from fedlearn.protocol.policy import PeerPolicy
@@ -279,13 +280,18 @@ def encrypted_run(qs: QualitySet, tmp: Path, key_bits: int) -> dict[str, Any]:
     }
 
 
-def replay_run(qs: QualitySet, plain: Plain) -> dict[str, Any]:
-    """The identical schedule in plain numpy: same start, steps, averaging, stopping, calibration."""
+def replay_run(
+    qs: QualitySet, plain: Plain, fit: Callable[..., PlainRun] = fit_plain_reference
+) -> dict[str, Any]:
+    """The identical schedule in plain numpy: same start, steps, averaging, stopping, calibration.
+
+    ``fit``: ``fit_plain_reference`` or a function with its signature (bench/residual_forms.py).
+    """
     job = parse_job(_job(512))
     params = job.params
     rows = plain.train
     started = time.perf_counter()
-    fitted = fit_plain_reference(
+    fitted = fit(
         plain.x_a[rows],
         plain.x_b[rows],
         plain.y[rows],

@@ -1,0 +1,214 @@
+"""Other forms of the residual d, replayed in plain numpy with the job defaults (issue 10's AUC gap).
+
+    python -m bench.residual_forms [--forms tangent,exact,rank3,rank3-class] [--sets breast,rare,...]
+
+The protocol linearises ``d = sigmoid(u_A + u_B) - y`` in B's score around A's (docs/protocol.md
+section 7): ``sigmoid(u_A) + sigmoid'(u_A) u_B``, two functions of A's score times the basis
+``(1, u_B)`` of B's. Any residual of the form ``sum_k f_k(u_A) g_k(u_B)`` costs the protocol one
+ciphertext per row per term and side (A's ``[[f_k]]_A``, B's ``[[g_k]]_B``), so the question this
+bench answers is what a third term buys before anyone builds it. Forms:
+
+- ``tangent``: the protocol today;
+- ``exact``: ``sigmoid(u_A + u_B) - y`` (not computable in the protocol: the bound on what any form
+  can reach with this schedule);
+- ``rank3``: B's basis ``(1, z, z^2 - 1)`` with ``z = clip((u_B - mu) / s, -3, 3)``, mu and s the
+  mean and standard deviation of B's scores over its training rows at the end of the previous epoch
+  (s at least 1: in the first epoch B's weights are 0 and B's scores still grow), and A's ``f_k(u_A)``
+  the least-squares projection of ``sigmoid(u_A + mu + s z)`` on that basis for z ~ N(0, 1)
+  (Gauss-Hermite, 32 nodes): A would learn mu and s once per epoch;
+- ``rank3-class``: the same with mu and s per class of A's label (A picks its row's class):
+  A would learn both classes' mean and standard deviation of B's scores once per epoch.
+
+Everything else is ``fit_plain_reference``'s schedule (start, Adam, decay, averaging, stopping,
+slope reuse for the tangent) and ``bench.quality``'s measurement (calibration, A-only fallback,
+scikit-learn on the same training users, 15,000+ held-out matched users per VIP set). The results
+are in docs/quality.md; no form here is in the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
+
+from bench import quality
+from fedlearn.model import (
+    Optimizer,
+    PlainRun,
+    converged,
+    epoch_batches,
+    fit_plain_reference,
+    l2_per_row,
+    log_odds,
+    score_change,
+    sigmoid,
+)
+
+FORMS = ("tangent", "exact", "rank3", "rank3-class")
+CLIP = 3.0  # B's z is clipped to [-3, 3]: every ciphertext B sends stays bounded
+SCALE_FLOOR = 1.0  # logits: B's scores grow through the first epoch from 0
+_NODES, _WEIGHTS = hermegauss(32)
+_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+
+
+def b_basis(z: np.ndarray) -> np.ndarray:
+    """B's three functions of its standardised score (shape (..., 3)): 1, z, z^2 - 1, z clipped."""
+    z = np.clip(z, -CLIP, CLIP)
+    return np.stack([np.ones_like(z), z, z * z - 1.0], axis=-1)
+
+
+def a_coefficients(
+    u_a: np.ndarray, target: tuple[float, float], basis: tuple[float, float]
+) -> np.ndarray:
+    """A's f_k(u_A) (shape (n, 3)): sigmoid(u_A + b) projected on B's basis in b.
+
+    b ~ N(mu_t, s_t^2) with ``target`` = (mu_t, s_t): the distribution A assumes for the row's B
+    score; ``basis`` = (mu, s): the standardisation B applied (B's overall statistics), so B's
+    functions at b are ``b_basis((b - mu) / s)``.
+    """
+    (mu_t, s_t), (mu, s) = target, basis
+    b = mu_t + s_t * _NODES
+    design = b_basis((b - mu) / s)
+    values = sigmoid(u_a[:, None] + b[None, :])
+    gram = design.T @ (_WEIGHTS[:, None] * design)
+    return np.asarray((values * _WEIGHTS) @ design @ np.linalg.pinv(gram))
+
+
+def separable_residual(
+    u_a: np.ndarray,
+    u_b: np.ndarray,
+    y: np.ndarray,
+    target: tuple[float, float],
+    basis: tuple[float, float],
+) -> np.ndarray:
+    mu, s = basis
+    coefficients = a_coefficients(u_a, target, basis)
+    return np.asarray((coefficients * b_basis((u_b - mu) / s)).sum(axis=1) - y, dtype=np.float64)
+
+
+def fit_form(form: str) -> Callable[..., PlainRun]:
+    """``fit_plain_reference``'s signature and schedule, with the residual of ``form``."""
+    if form == "tangent":
+        return fit_plain_reference
+
+    def fit(
+        x_a: np.ndarray,
+        x_b: np.ndarray,
+        y: np.ndarray,
+        *,
+        epochs: int,
+        batch_size: int,
+        seed: int,
+        optimizer: str = "adam",
+        learning_rate: float = 0.1,
+        l2: float = 0.0,
+        l1: float = 0.0,
+        score_clip: float = 64.0,
+        tolerance: float = 0.0,
+        patience: int = 2,
+    ) -> PlainRun:
+        w_a = np.zeros(x_a.shape[1])
+        w_a[-1] = log_odds(y)
+        w_b = np.zeros(x_b.shape[1])
+        mask_a = np.ones_like(w_a)
+        mask_a[-1] = 0.0
+        penalty = l2_per_row(l2, len(y))
+        opt_a = Optimizer(optimizer, learning_rate, mask_a, l2=penalty, l1=l1)
+        opt_b = Optimizer(optimizer, learning_rate, np.ones_like(w_b), l2=penalty, l1=l1)
+        model_a, model_b = w_a.copy(), w_b.copy()
+        classes = y.astype(bool)
+        # B's score statistics of the previous epoch: (mu, s) overall (B's standardisation), and
+        # the distribution A assumes per class (overall ones for rank3, per class for rank3-class).
+        overall = (0.0, SCALE_FLOOR)
+        stats = {False: overall, True: overall}
+        changes: list[float] = []
+        for epoch in range(epochs):
+            opt_a.start_epoch()
+            opt_b.start_epoch()
+            for batch in epoch_batches(np.arange(len(y)), batch_size, seed, epoch):
+                u_a = x_a[batch] @ w_a
+                u_b = np.clip(x_b[batch] @ w_b, -score_clip, score_clip)
+                if form == "exact":
+                    d = sigmoid(u_a + u_b) - y[batch]
+                else:
+                    d = np.empty(len(batch))
+                    for label in (False, True):
+                        rows = classes[batch] == label
+                        d[rows] = separable_residual(
+                            u_a[rows], u_b[rows], y[batch][rows], stats[label], overall
+                        )
+                w_a = opt_a.step(w_a, x_a[batch].T @ d / len(batch))
+                w_b = opt_b.step(w_b, x_b[batch].T @ d / len(batch))
+            new_a, new_b = opt_a.average(w_a), opt_b.average(w_b)
+            changes.append(
+                math.hypot(score_change(x_a, model_a, new_a), score_change(x_b, model_b, new_b))
+            )
+            model_a, model_b = new_a, new_b
+            scores = np.clip(x_b @ w_b, -score_clip, score_clip)
+            overall = (float(scores.mean()), max(float(scores.std()), SCALE_FLOOR))
+            for label in (False, True):
+                group = scores[classes == label] if form == "rank3-class" else scores
+                stats[label] = (float(group.mean()), max(float(group.std()), SCALE_FLOOR))
+            if converged(changes, tolerance, patience):
+                break
+        return PlainRun(model_a, model_b, [math.nan] * len(changes), changes)
+
+    return fit
+
+
+def builders() -> dict[str, Callable[[Path], quality.QualitySet]]:
+    sets: dict[str, Callable[[Path], quality.QualitySet]] = {
+        "breast": lambda out: quality.fate_set("breast", out),
+        "default_credit": lambda out: quality.fate_set("default_credit", out),
+        "rare": lambda out: quality.vip_set(
+            50_000, 7, out, rare=0.02, new_users=quality._new(50_000)
+        ),
+    }
+    for rows in (2_000, 20_000, 200_000):
+        for seed in range(1, 6):
+            sets[f"vip{rows}-{seed}"] = functools.partial(_vip, rows, seed)
+    return sets
+
+
+def _vip(rows: int, seed: int, out: Path) -> quality.QualitySet:
+    return quality.vip_set(rows, seed, out, new_users=quality._new(rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--forms", default=",".join(FORMS))
+    parser.add_argument("--sets", default="breast,rare,vip2000-1,vip20000-1,default_credit")
+    args = parser.parse_args()
+    forms = args.forms.split(",")
+    unknown = sorted(set(forms) - set(FORMS))
+    if unknown:
+        parser.error(f"unknown form {unknown[0]!r}: choose from {', '.join(FORMS)}")
+    known = builders()
+    print("form         set              epochs  AUC - scikit-learn  log loss ratio  calibration")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.sets.split(","):
+            if name not in known:
+                parser.error(f"unknown set {name!r}: choose from {', '.join(known)}")
+            qs = known[name](Path(tmp) / name)
+            plain = quality.plain_view(qs)
+            for form in forms:
+                run = quality.replay_run(qs, plain, fit_form(form))
+                m: dict[str, Any] = quality.measure(qs, plain, run)
+                print(
+                    f"{form:12s} {qs.name:16s} {m['stopped']['epochs']:6d}  "
+                    f"{m['auc'] - m['sk_auc']:+.4f} ± {m['auc_difference_se']:.4f}   "
+                    f"{m['log_loss'] / m['sk_log_loss']:6.3f}x        "
+                    f"{100 * m['calibration_error']:+5.1f}%",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
