@@ -133,30 +133,42 @@ class RayExecutor:
             ) from None
         log.info("Ray executor: %d actors (pids %s)", workers, pids)
         self._next = 0
+        self._in_flight = [0] * workers  # calls submitted and not yet returned, per actor
         self._lock = threading.Lock()
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """``[fn(item) for item in items]``, each call on an actor (taken in turn), in order.
+        """``[fn(item) for item in items]``, each call on an actor, in order.
 
-        ``fn`` must be a module-level function importable on the workers. An exception raised by
-        ``fn`` is raised here as itself (Ray wraps it; the wrapper is removed).
+        Each call goes to the actor with the fewest calls in flight (ties: in turn), so work that
+        arrives while the obfuscator pool's fill holds some actors goes to the others first, as a
+        process pool's free worker would take it. Which actor runs a call never changes its
+        result. ``fn`` must be a module-level function importable on the workers. An exception
+        raised by ``fn`` is raised here as itself (Ray wraps it; the wrapper is removed).
         """
         if not items:
             return []
-        with self._lock:  # the next map starts where this one stops (calls come from threads)
-            start = self._next
-            self._next = (start + len(items)) % len(self._actors)
         actors = self._actors
-        refs = [
-            actors[(start + index) % len(actors)].run.remote(fn, item)
-            for index, item in enumerate(items)
-        ]
+        with self._lock:  # calls come from several threads (training, the pool's fill)
+            chosen = []
+            for _ in items:
+                index = min(
+                    range(len(actors)),
+                    key=lambda i: (self._in_flight[i], (i - self._next) % len(actors)),
+                )
+                self._in_flight[index] += 1
+                self._next = (index + 1) % len(actors)
+                chosen.append(index)
+            refs = [actors[i].run.remote(fn, item) for i, item in zip(chosen, items, strict=True)]
         try:
             return list(self._ray.get(refs))
         except self._ray.exceptions.RayTaskError as error:
             if isinstance(error.cause, Exception):
                 raise error.cause from None
             raise
+        finally:
+            with self._lock:
+                for index in chosen:
+                    self._in_flight[index] -= 1
 
     def close(self) -> None:
         """Stop the actors, and the local Ray if this executor started it."""

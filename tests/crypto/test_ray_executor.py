@@ -9,6 +9,7 @@ exactly. Ray starts once for the module (about 10 s here).
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import time
 from collections.abc import Iterator
@@ -156,6 +157,31 @@ def test_actors_build_the_djn_tables_once_and_keep_them(
         second = dict(on_ray.map(tables_held, [0, 1]))
     assert len(first) == 2  # two actors, each with its own tables
     assert first == second and all(len(held) >= 1 for held in first.values())
+
+
+def test_a_call_goes_to_an_idle_actor_not_to_one_busy_with_other_work(
+    executors: tuple[RayExecutor, ProcessExecutor],
+) -> None:
+    on_ray, _ = executors
+
+    def slow_pid(_: object) -> int:
+        time.sleep(3)
+        return os.getpid()
+
+    def pid(_: object) -> int:
+        return os.getpid()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        # The pool's fill in the background, say: one long call holds one actor.
+        busy = thread.submit(on_ray.map, slow_pid, [0])
+        time.sleep(0.5)
+        first = on_ray.map(pid, [0])[0]  # the free actor
+        started = time.perf_counter()
+        second = on_ray.map(pid, [0])[0]  # in turn it would be the busy one's
+        waited = time.perf_counter() - started
+        held = busy.result()[0]
+    assert first == second != held
+    assert waited < 2  # not queued behind the long call
 
 
 def test_packing_on_the_actors_unpacks_to_the_values(
