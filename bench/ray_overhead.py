@@ -7,7 +7,8 @@ Each kernel runs the same work on a ``ProcessExecutor`` and on a ``RayExecutor``
 their DJN tables then); medians of ``--repeats``; the ratio Ray / pool is taken within this run.
 Then one training epoch (in memory: both parties in this process, each with its own executor of
 the same kind; synthetic data, ``--rows`` rows, A 10 columns + label, B 40, batch 1024, 2048-bit
-keys) on the pool and on Ray with 2 workers, and on Ray with 1 worker for the speed-up from 1 to 2.
+keys) on the pool and on Ray with 2 workers, and on Ray with 1 worker for the speed-up from 1 to 2
+(medians of ``--epoch-repeats``, default 5: single epochs spread by 10-20%).
 Both kinds fill the obfuscator pools on their workers (``background="executor"``) and are
 started and warm before the epoch. The load average is printed before and after: this machine is
 shared.
@@ -246,7 +247,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bits", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--epoch-repeats", type=int, default=3)
+    parser.add_argument("--epoch-repeats", type=int, default=5)
     parser.add_argument("--rows", type=int, default=4096)
     parser.add_argument("--psi-ids", type=int, default=60_000)
     parser.add_argument("--quick", action="store_true", help="1024-bit keys, 1 repeat, small")
