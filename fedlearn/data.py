@@ -464,6 +464,13 @@ def _feature_columns(
         if repeated:
             raise DataError(f"{source}: feature list names '{repeated[0]}' more than once")
     for name in categorical:
+        if name in reserved:
+            kind = "ID" if name == id_column else "label"
+            raise DataError(
+                f"{source}: column '{name}' is the {kind} column and is also listed as "
+                "categorical; a column is either the label, the ID or a feature: fix "
+                "label_column or the categorical list"
+            )
         if name not in chosen:
             raise DataError(
                 f"{source}: categorical column '{name}' is not among the features "

@@ -228,6 +228,11 @@ def test_missing_columns_list_the_columns_and_the_fix(tmp_path: Path) -> None:
         load_party_table(path, id_column="user_id", label_column="y", categorical=["region"])
     with pytest.raises(DataError, match="includes the label column 'y'"):
         load_party_table(path, id_column="user_id", label_column="y", features=["age", "y"])
+    # A job that picks a categorical column as its label: the message names the conflict.
+    with pytest.raises(
+        DataError, match="'channel' is the label column and is also listed as categ"
+    ):
+        load_party_table(path, id_column="user_id", label_column="channel", categorical=["channel"])
 
 
 def test_label_optional_when_not_required(tmp_path: Path) -> None:
