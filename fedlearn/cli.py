@@ -52,6 +52,13 @@ def main(argv: list[str] | None = None) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedlearn", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"fedlearn {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="A's node config, for the commands that talk to A's node (also accepted after the "
+        "command)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     nested: list[Any] = []
 
@@ -79,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--config",
             type=Path,
-            default=argparse.SUPPRESS if parent in nested else None,
+            # SUPPRESS everywhere: a --config given before the command (or before a nested
+            # action) is kept, not reset to a default by the command's own parser.
+            default=argparse.SUPPRESS,
             help=f"A's node config (default: $FEDLEARN_CONFIG, else ./{DEFAULT_CONFIG})",
         )
         return sub
@@ -239,7 +248,7 @@ def _make_vip(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace) -> Any:
     from fedlearn.client import Client
 
-    return Client(args.config)
+    return Client(getattr(args, "config", None))
 
 
 def _align(args: argparse.Namespace) -> int:

@@ -53,3 +53,15 @@ def test_options_before_and_after_a_nested_action() -> None:
     for args in (before, after):
         assert (str(args.config), args.json, args.job_id) == ("x.toml", True, "job-1")
     assert parser.parse_args(["jobs"]).handler.__name__ == "_jobs"
+
+
+def test_config_before_the_command_is_kept() -> None:
+    parser = _parser()
+    for argv in (
+        ["--config", "x.toml", "train", "--job", "j.toml"],
+        ["train", "--config", "x.toml", "--job", "j.toml"],
+        ["--config", "x.toml", "jobs", "show", "job-1"],
+    ):
+        assert str(parser.parse_args(argv).config) == "x.toml", argv
+    # Not given anywhere: the client falls back to $FEDLEARN_CONFIG, then ./a.toml.
+    assert getattr(parser.parse_args(["align", "--dataset", "d"]), "config", None) is None
