@@ -567,6 +567,7 @@ def format_training_summary(summary: dict[str, Any]) -> list[str]:
     stopped = summary.get("stopped")
     if stopped:
         lines.append(f"training stopped: {stopped.get('message', stopped.get('reason'))}")
+    lines.extend(f"note: {note}" for note in summary.get("notes", []))
     history = summary.get("loss_history", [])
     if history:
         losses = ", ".join(f"{h['loss']:.4f}" for h in history)

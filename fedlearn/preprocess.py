@@ -147,6 +147,7 @@ class Preprocessor:
         self.config = config
         self._numeric_states: list[_NumericState] | None = None
         self._categorical_states: list[_CategoricalState] | None = None
+        self.uninformative_columns_: list[str] = []  # set by fit(); not kept by to_dict()
 
     # ----------------------------------------------------------------------------------- fitting
     def fit(self, frame: pd.DataFrame) -> Preprocessor:
@@ -159,11 +160,21 @@ class Preprocessor:
         _require_columns(frame, self.numeric + self.categorical)
         if len(frame) == 0:
             raise DataError("cannot fit preprocessing on 0 rows")
-        self._numeric_states = [
-            self._fit_numeric(name, _numeric_values(frame, name)) for name in self.numeric
-        ]
+        self._numeric_states = []
+        # Columns whose training rows all hold one value (all missing counts as one): they carry
+        # nothing for this model, and the operator should hear of it (a join or export gone wrong).
+        self.uninformative_columns_ = []
+        for name in self.numeric:
+            values = _numeric_values(frame, name)
+            self._numeric_states.append(self._fit_numeric(name, values))
+            missing = np.isnan(values)
+            if missing.all() or (not missing.any() and values.max() == values.min()):
+                self.uninformative_columns_.append(name)
         self._categorical_states = [
             self._fit_categorical(name, frame[name]) for name in self.categorical
+        ]
+        self.uninformative_columns_ += [
+            name for name in self.categorical if frame[name].nunique(dropna=False) <= 1
         ]
         names = self.output_names_
         duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -287,6 +287,7 @@ def _summary(meta: dict[str, Any]) -> dict[str, Any]:
         "rows",
         "epochs_completed",
         "stopped",
+        "notes",
         "calibration",
         "job",
     )

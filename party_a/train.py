@@ -328,6 +328,13 @@ def _train_session(
         "loss_history": history,
         "epochs_completed": len(history),
         "stopped": stopped,
+        # Said to the operator after training (fedlearn train) and kept with the model.
+        "notes": [
+            f"A's column(s) {', '.join(preprocessor.uninformative_columns_)} hold one value on "
+            "every training row: they carry nothing for this model (check the export)"
+        ]
+        if preprocessor.uninformative_columns_
+        else [],
         "rows": {
             "own": alignment.own_size,
             "peer": alignment.peer_size,

@@ -48,3 +48,10 @@ def test_scoring_summary_names_each_model_with_its_validation_auc() -> None:
     text = model_summary(result)
     assert "A-only model: 250 users, validation AUC 0.701" in text
     assert "joint model: 750 users, validation AUC 0.812" in text
+
+
+def test_summary_prints_the_models_notes() -> None:
+    lines = format_training_summary(
+        {"model_id": "m", "notes": ["A's column(s) const hold one value on every training row"]}
+    )
+    assert "note: A's column(s) const hold one value on every training row" in lines

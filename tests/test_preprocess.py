@@ -306,3 +306,18 @@ def test_fit_uses_only_the_rows_given() -> None:
     again = Preprocessor(numeric=["income", "age"], categorical=["channel", "device"])
     assert again.fit(frame.iloc[:100]).to_dict() == before
     assert before != again.fit(frame).to_dict()
+
+
+def test_columns_with_one_value_on_every_training_row_are_named() -> None:
+    frame = _frame()
+    frame["const"] = 3.0
+    frame["empty"] = np.nan
+    frame["const_or_missing"] = np.where(np.arange(len(frame)) % 5 == 0, np.nan, 1.0)
+    frame["one_level"] = "ios"
+    pre = Preprocessor(
+        numeric=["income", "age", "const", "empty", "const_or_missing"],
+        categorical=["channel", "device", "one_level"],
+    ).fit(frame)
+    # Missing or not is information: const_or_missing is kept out of the list.
+    assert pre.uninformative_columns_ == ["const", "empty", "one_level"]
+    assert _fitted().uninformative_columns_ == []

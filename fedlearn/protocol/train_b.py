@@ -21,6 +21,7 @@ methods check everything A sent: counts, ranges, step order and the policy's lim
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ from fedlearn.protocol.steps import (
     masked_gradient,
     truncate_loss,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -409,6 +412,13 @@ def prepare_training(
             f"below the minimum batch size {policy.min_batch_size}"
         )
     preprocessor, features = fit_party_features(table, aligned_rows, train_rows, params.preprocess)
+    if preprocessor.uninformative_columns_:
+        log.warning(
+            "dataset %r: column(s) %s hold one value on every training row; they carry nothing "
+            "for this model (check the export)",
+            dataset,
+            ", ".join(preprocessor.uninformative_columns_),
+        )
     max_rows = max_batch_rows(len(train_rows), params.batch_size)
     min_rows = min_batch_rows(len(train_rows), params.batch_size)
     check_own_columns(

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
@@ -304,3 +305,20 @@ def test_text_in_bs_numeric_column_stops_training_with_no_model(tmp_path: Path) 
     with pytest.raises(DataError, match="non-numeric"):
         run_memory(a_spec, b_spec, job_text(epochs=1, batch_size=64), tmp_path)
     _no_models(tmp_path)
+
+
+def test_a_constant_column_is_named_in_the_models_notes_and_bs_in_bs_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    a_spec, b_spec = fate_specs("breast")
+    for name, spec in (("a", a_spec), ("b", b_spec)):
+        frame = pd.read_csv(spec.path)
+        frame[f"{name}_constant"] = 1.0
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    a_spec = DatasetSpec("d", tmp_path / "a.csv", "id", "y", None, [])
+    b_spec = DatasetSpec("d", tmp_path / "b.csv", "id", None, None, [])
+    with caplog.at_level("WARNING", logger="fedlearn.protocol.train_b"):
+        run = run_memory(a_spec, b_spec, job_text(epochs=1, batch_size=128), tmp_path)
+    (note,) = run.meta["notes"]
+    assert "column(s) a_constant hold one value on every training row" in note
+    assert "column(s) b_constant hold one value on every training row" in caplog.text
