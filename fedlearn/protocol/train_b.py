@@ -409,7 +409,9 @@ def prepare_training(
     if len(train_rows) < policy.min_batch_size:
         raise PolicyViolation(
             f"{name} refuses the training job: only {len(train_rows)} aligned training rows, "
-            f"below the minimum batch size {policy.min_batch_size}"
+            f"below the minimum batch size {policy.min_batch_size} of its [policy] (more users "
+            "in common, a smaller [data] validation_fraction, or B's operator lowering "
+            "min_batch_size would allow it)"
         )
     preprocessor, features = fit_party_features(table, aligned_rows, train_rows, params.preprocess)
     if preprocessor.uninformative_columns_:

@@ -322,3 +322,15 @@ def test_a_constant_column_is_named_in_the_models_notes_and_bs_in_bs_log(
     (note,) = run.meta["notes"]
     assert "column(s) a_constant hold one value on every training row" in note
     assert "column(s) b_constant hold one value on every training row" in caplog.text
+
+
+def test_too_few_training_rows_for_bs_minimum_batch_says_what_would_allow_it(
+    tmp_path: Path,
+) -> None:
+    a_spec, b_spec = fate_specs("breast")
+    strict = PeerPolicy(min_key_bits=512, min_batch_size=1000, allow_partial_scores=True)
+    with pytest.raises(
+        PolicyViolation, match=r"only \d+ aligned training rows.*validation_fraction"
+    ):
+        run_memory(a_spec, b_spec, job_text(epochs=1, batch_size=1000), tmp_path, policy=strict)
+    _no_models(tmp_path)
