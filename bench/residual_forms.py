@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,17 +38,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 from bench import quality
-from fedlearn.model import (
-    Optimizer,
-    PlainRun,
-    converged,
-    epoch_batches,
-    fit_plain_reference,
-    l2_per_row,
-    log_odds,
-    score_change,
-    sigmoid,
-)
+from fedlearn.model import PlainRun, fit_plain_reference, sigmoid
 
 FORMS = ("tangent", "exact", "rank3", "rank3-class")
 CLIP = 3.0  # B's z is clipped to [-3, 3]: every ciphertext B sends stays bounded
@@ -93,72 +82,58 @@ def separable_residual(
     return np.asarray((coefficients * b_basis((u_b - mu) / s)).sum(axis=1) - y, dtype=np.float64)
 
 
-def fit_form(form: str) -> Callable[..., PlainRun]:
-    """``fit_plain_reference``'s signature and schedule, with the residual of ``form``."""
-    if form == "tangent":
-        return fit_plain_reference
+class Exact:
+    """``sigmoid(u_A + u_B) - y``: what no form of this kind can beat with this schedule."""
 
-    def fit(
-        x_a: np.ndarray,
-        x_b: np.ndarray,
-        y: np.ndarray,
-        *,
-        epochs: int,
-        batch_size: int,
-        seed: int,
-        optimizer: str = "adam",
-        learning_rate: float = 0.1,
-        l2: float = 0.0,
-        l1: float = 0.0,
-        score_clip: float = 64.0,
-        tolerance: float = 0.0,
-        patience: int = 2,
-    ) -> PlainRun:
-        w_a = np.zeros(x_a.shape[1])
-        w_a[-1] = log_odds(y)
-        w_b = np.zeros(x_b.shape[1])
-        mask_a = np.ones_like(w_a)
-        mask_a[-1] = 0.0
-        penalty = l2_per_row(l2, len(y))
-        opt_a = Optimizer(optimizer, learning_rate, mask_a, l2=penalty, l1=l1)
-        opt_b = Optimizer(optimizer, learning_rate, np.ones_like(w_b), l2=penalty, l1=l1)
-        model_a, model_b = w_a.copy(), w_b.copy()
+    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.asarray(sigmoid(u_a + u_b) - y, dtype=np.float64)
+
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
+        pass
+
+
+class ThreeTerms:
+    """B's basis ``(1, z, z^2 - 1)``; A's fit over B's score distribution, per class or overall.
+
+    The statistics are those of the previous epoch (B's scores of every training row with its
+    last iterate), as the protocol would have them: (mu, s) overall, B's standardisation, and the
+    distribution A assumes for a row of each label class (the overall one unless ``per_class``).
+    """
+
+    def __init__(self, per_class: bool) -> None:
+        self.per_class = per_class
+        self.overall = (0.0, SCALE_FLOOR)
+        self.by_class = {False: self.overall, True: self.overall}
+
+    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray) -> np.ndarray:
+        d = np.empty(len(y))
         classes = y.astype(bool)
-        # B's score statistics of the previous epoch: (mu, s) overall (B's standardisation), and
-        # the distribution A assumes per class (overall ones for rank3, per class for rank3-class).
-        overall = (0.0, SCALE_FLOOR)
-        stats = {False: overall, True: overall}
-        changes: list[float] = []
-        for epoch in range(epochs):
-            opt_a.start_epoch()
-            opt_b.start_epoch()
-            for batch in epoch_batches(np.arange(len(y)), batch_size, seed, epoch):
-                u_a = x_a[batch] @ w_a
-                u_b = np.clip(x_b[batch] @ w_b, -score_clip, score_clip)
-                if form == "exact":
-                    d = sigmoid(u_a + u_b) - y[batch]
-                else:
-                    d = np.empty(len(batch))
-                    for label in (False, True):
-                        rows = classes[batch] == label
-                        d[rows] = separable_residual(
-                            u_a[rows], u_b[rows], y[batch][rows], stats[label], overall
-                        )
-                w_a = opt_a.step(w_a, x_a[batch].T @ d / len(batch))
-                w_b = opt_b.step(w_b, x_b[batch].T @ d / len(batch))
-            new_a, new_b = opt_a.average(w_a), opt_b.average(w_b)
-            changes.append(
-                math.hypot(score_change(x_a, model_a, new_a), score_change(x_b, model_b, new_b))
+        for label in (False, True):
+            rows = classes == label
+            d[rows] = separable_residual(
+                u_a[rows], u_b[rows], y[rows], self.by_class[label], self.overall
             )
-            model_a, model_b = new_a, new_b
-            scores = np.clip(x_b @ w_b, -score_clip, score_clip)
-            overall = (float(scores.mean()), max(float(scores.std()), SCALE_FLOOR))
-            for label in (False, True):
-                group = scores[classes == label] if form == "rank3-class" else scores
-                stats[label] = (float(group.mean()), max(float(group.std()), SCALE_FLOOR))
-            if converged(changes, tolerance, patience):
-                break
-        return PlainRun(model_a, model_b, [math.nan] * len(changes), changes)
+        return d
+
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
+        self.overall = (float(scores_b.mean()), max(float(scores_b.std()), SCALE_FLOOR))
+        for label in (False, True):
+            group = scores_b[y.astype(bool) == label] if self.per_class else scores_b
+            self.by_class[label] = (float(group.mean()), max(float(group.std()), SCALE_FLOOR))
+
+
+def fit_form(form: str) -> Callable[..., PlainRun]:
+    """``fit_plain_reference`` (the job's schedule) with the residual of ``form``."""
+    forms = {
+        "tangent": lambda: None,
+        "exact": Exact,
+        "rank3": lambda: ThreeTerms(per_class=False),
+        "rank3-class": lambda: ThreeTerms(per_class=True),
+    }
+    make = forms[form]
+
+    def fit(*args: Any, **kwargs: Any) -> PlainRun:
+        return fit_plain_reference(*args, **kwargs, residual=make())  # a fresh state per fit
 
     return fit
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -258,6 +259,18 @@ def l2_per_row(l2: float, train_rows: int) -> float:
     return l2 / max(1, train_rows)
 
 
+class ResidualForm(Protocol):
+    """A residual other than the protocol's, for the plaintext reference (bench/residual_forms.py)."""
+
+    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """d for one batch: A's and B's scores (B's clipped) and the labels."""
+        ...
+
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
+        """After each epoch: B's (clipped) scores of every training row and their labels."""
+        ...
+
+
 def fit_plain_reference(
     x_a: np.ndarray,
     x_b: np.ndarray,
@@ -273,6 +286,7 @@ def fit_plain_reference(
     score_clip: float = 64.0,
     tolerance: float = 0.0,
     patience: int = 2,
+    residual: ResidualForm | None = None,
 ) -> PlainRun:
     """The plaintext reference: the protocol's schedule and residual math without encryption.
 
@@ -281,6 +295,8 @@ def fit_plain_reference(
     intercept starts at their log-odds, the other weights at zero; each epoch's model is the
     average of the epoch's iterates. With ``tolerance`` > 0 it stops, as the protocol does, once
     the combined score change stayed below ``tolerance`` for ``patience`` epochs in a row.
+    ``residual``: another residual than the protocol's (bench/residual_forms.py measures some);
+    the slopes' reuse schedule is then not applied.
     """
     w_a = np.zeros(x_a.shape[1])
     w_a[-1] = log_odds(y)
@@ -303,9 +319,12 @@ def fit_plain_reference(
         for batch in epoch_batches(rows, batch_size, seed, epoch):
             u_a = x_a[batch] @ w_a
             u_b = np.clip(x_b[batch] @ w_b, -score_clip, score_clip)
-            if slopes_refreshed(epoch, epochs, n_batches):
-                slopes[batch] = sigmoid_slope(u_a)
-            d = linearized_residual(u_a, u_b, y[batch], slopes[batch])
+            if residual is not None:
+                d = residual(u_a, u_b, y[batch])
+            else:
+                if slopes_refreshed(epoch, epochs, n_batches):
+                    slopes[batch] = sigmoid_slope(u_a)
+                d = linearized_residual(u_a, u_b, y[batch], slopes[batch])
             epoch_loss += majorized_loss(u_a, u_b, y[batch]) * len(batch)
             w_a = opt_a.step(w_a, x_a[batch].T @ d / len(batch))
             w_b = opt_b.step(w_b, x_b[batch].T @ d / len(batch))
@@ -315,6 +334,8 @@ def fit_plain_reference(
         )
         model_a, model_b = new_a, new_b
         losses.append(epoch_loss / len(y))
+        if residual is not None:
+            residual.end_epoch(np.clip(x_b @ w_b, -score_clip, score_clip), y)
         if converged(changes, tolerance, patience):
             break
     return PlainRun(model_a, model_b, losses, changes)

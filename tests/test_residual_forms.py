@@ -1,0 +1,66 @@
+"""fit_plain_reference with another residual (bench/residual_forms.py): the hook replaces only the
+residual, sees B's scores of every training row after each epoch, and the three-term fit follows
+the sigmoid several times closer than the tangent over B's score distribution."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.residual_forms import ThreeTerms, a_coefficients, b_basis
+from fedlearn.model import fit_plain_reference, linearized_residual, sigmoid
+
+
+def _data(rows: int = 600, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x_a = np.c_[rng.standard_normal((rows, 3)), np.ones(rows)]
+    x_b = rng.standard_normal((rows, 4))
+    score = x_a[:, 0] + 1.5 * x_b[:, 0] - x_b[:, 1] - 1.0
+    y = (rng.random(rows) < sigmoid(score)).astype(float)
+    return x_a, x_b, y
+
+
+class _Tangent:
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return linearized_residual(u_a, u_b, y)
+
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
+        self.seen.append(len(scores_b))
+
+
+def test_a_residual_form_replaces_only_the_residual() -> None:
+    x_a, x_b, y = _data()
+    tangent = _Tangent()
+    # Two epochs both refresh the slopes, so the protocol's own residual is the plain tangent.
+    hooked = fit_plain_reference(
+        x_a, x_b, y, epochs=2, batch_size=128, seed=3, l2=1.0, residual=tangent
+    )
+    plain = fit_plain_reference(x_a, x_b, y, epochs=2, batch_size=128, seed=3, l2=1.0)
+    np.testing.assert_array_equal(hooked.w_a, plain.w_a)
+    np.testing.assert_array_equal(hooked.w_b, plain.w_b)
+    assert tangent.seen == [len(y), len(y)]
+
+
+def test_three_terms_follow_the_sigmoid_better_than_the_tangent() -> None:
+    rng = np.random.default_rng(2)
+    u_a = rng.normal(-2.0, 1.0, 2000)
+    mu, s = -0.3, 1.2
+    u_b = rng.normal(mu, s, 2000)
+    exact = sigmoid(u_a + u_b)
+    coefficients = a_coefficients(u_a, (mu, s), (mu, s))
+    three = (coefficients * b_basis((u_b - mu) / s)).sum(axis=1)
+    tangent = linearized_residual(u_a, u_b, np.zeros_like(u_a))
+    # Measured: 0.018 against 0.071 RMS (a quarter).
+    assert np.sqrt(np.mean((three - exact) ** 2)) < 0.4 * np.sqrt(np.mean((tangent - exact) ** 2))
+
+
+def test_three_terms_per_class_learn_each_class_statistics() -> None:
+    form = ThreeTerms(per_class=True)
+    scores = np.r_[np.full(50, -1.0), np.full(50, 3.0)] + np.tile([-0.5, 0.5], 50)
+    y = np.r_[np.zeros(50), np.ones(50)]
+    form.end_epoch(scores, y)
+    assert form.by_class[False][0] == -1.0 and form.by_class[True][0] == 3.0
+    assert form.overall[0] == 1.0
+    assert form.by_class[False][1] == 1.0  # the standard deviation is floored at 1 logit
