@@ -70,6 +70,10 @@ from fedlearn.tables import TableCache
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: How long closing the node waits for each session drop already under way (a drop stops the
+#: session's obfuscator helper, which finishes its current chunk first).
+DROP_WAIT_S = 30.0
+
 
 class NodeB:
     """B's node logic. Thread-safe: gRPC calls arrive on a thread pool."""
@@ -113,6 +117,7 @@ class NodeB:
         self._opening: list[tuple[str, m.Purpose]] = []  # admitted, not yet in _sessions
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._dropping: list[threading.Thread] = []  # close_session's drops under way
         self._reaper = threading.Thread(target=self._reap, name="b-session-reaper", daemon=True)
         self._reaper.start()
         self._tables = TableCache(name)
@@ -125,6 +130,12 @@ class NodeB:
             sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             self._drop(session)
+        # Sessions closed by the partner are dropped in threads of their own (close_session):
+        # let them finish, so that a closed node holds nothing (its held ciphertexts included).
+        with self._lock:
+            dropping, self._dropping = self._dropping, []
+        for thread in dropping:
+            thread.join(timeout=DROP_WAIT_S)
         self._background.shutdown(wait=False, cancel_futures=True)
         self.executor.close()
 
@@ -377,7 +388,10 @@ class NodeB:
             self._sessions.pop(session.session_id, None)
         # Stopping the helper waits for its current chunk of work; the caller (often a node that
         # is stopping, with a short deadline) need not.
-        threading.Thread(target=self._drop, args=(session,), name="b-drop", daemon=True).start()
+        dropping = threading.Thread(target=self._drop, args=(session,), name="b-drop", daemon=True)
+        dropping.start()
+        with self._lock:
+            self._dropping = [t for t in self._dropping if t.is_alive()] + [dropping]
         log.info("session %s closed", session.session_id[:8])
         return m.CloseSessionResponse()
 

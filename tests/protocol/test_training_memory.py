@@ -13,8 +13,10 @@ batches depend only on the job's seed (42 here, the default), as scikit-learn's 
 from __future__ import annotations
 
 import gzip
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -334,3 +336,23 @@ def test_too_few_training_rows_for_bs_minimum_batch_says_what_would_allow_it(
     ):
         run_memory(a_spec, b_spec, job_text(epochs=1, batch_size=1000), tmp_path, policy=strict)
     _no_models(tmp_path)
+
+
+def test_closing_bs_node_waits_for_the_sessions_its_partner_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A closes its session at the end of the job; B drops it in a thread of its own. Closing B's
+    # node must wait for that drop, or a stopped node may still hold the session's ciphertexts.
+    dropped_by_partner: list[str] = []
+    drop = NodeB._drop
+
+    def slow_drop(self: NodeB, session: Any) -> None:
+        time.sleep(0.5)
+        drop(self, session)
+        if threading.current_thread().name == "b-drop":
+            dropped_by_partner.append(session.session_id)
+
+    monkeypatch.setattr(NodeB, "_drop", slow_drop)
+    a_spec, b_spec = fate_specs("breast")
+    run_memory(a_spec, b_spec, job_text(epochs=1, batch_size=128), tmp_path)  # closes B's node
+    assert len(dropped_by_partner) == 1
