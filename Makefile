@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.installed-run-stamp
 DEMO_DIR ?= demo
 DEMO_ROWS ?= 20000
 
-.PHONY: report-check demo test test-fast test-full faults fuzz check lint typecheck protos bench bench-epoch bench-crypto bench-psi bench-quality clean setup
+.PHONY: report-check demo test test-fast test-full faults fuzz check lint typecheck protos bench bench-epoch bench-crypto bench-psi bench-quality bench-residuals clean setup
 
 setup: $(STAMP)
 
@@ -81,6 +81,10 @@ bench-psi: $(STAMP)
 # Model quality of the job defaults against scikit-learn (docs/quality.md); ~1 hour on 2 cores.
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality
+
+# Other residual forms replayed with the job defaults (docs/protocol.md section 7); under a minute.
+bench-residuals: $(STAMP)
+	$(PY) -m bench.residual_forms
 
 # The decision report in a real headless browser (Debian: apt-get install chromium): writes
 # build/report-check/report.html and a screenshot.png beside it, and fails if the page does not render.
