@@ -8,6 +8,8 @@ progress at most one line every ``PLAIN_EVERY_S`` seconds.
 The ETA comes from the batch times measured here: the median of the last ``ETA_WINDOW`` intervals
 between batch events (an interval that spans an epoch's end, which includes the loss exchange, is
 left out) times the batches still to run, plus the measured epoch-end pause for each epoch left.
+With one batch per epoch the intervals are whole epochs, end included. With ``epochs = "auto"`` the
+epochs are the budget, so the ETA is an upper bound: the job usually converges before.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class BatchClock:
             if (event.epoch, event.batch) == (epoch, batch):
                 return  # the epoch-end event repeats the epoch's last batch
             if event.epoch == epoch and event.batch == batch + 1:
+                self.intervals = [*self.intervals, now - then][-ETA_WINDOW:]
+            elif event.epoch == epoch + 1 and event.batches == 1:
+                # One batch per epoch (a small set): the interval is a whole epoch, end included.
                 self.intervals = [*self.intervals, now - then][-ETA_WINDOW:]
             elif event.epoch == epoch + 1 and event.batch == 1:
                 pause = now - then - (statistics.median(self.intervals) if self.intervals else 0.0)

@@ -85,3 +85,11 @@ def test_live_bar_fits_the_terminal_width(width: int) -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_eta_with_one_batch_per_epoch_counts_whole_epochs() -> None:
+    # A small set trains with one batch per epoch: the ETA was "?" for the whole run.
+    clock = BatchClock()
+    for epoch in range(1, 5):
+        clock.tick(_batch(epoch, 1, batches=1, epochs=10), 3.0 * epoch)
+    assert clock.eta(_batch(4, 1, batches=1, epochs=10)) == pytest.approx(3.0 * 6)
