@@ -412,6 +412,15 @@ def _require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
         raise DataError(f"input is missing column(s) {absent}")
 
 
+def uninformative_note(columns: Sequence[str]) -> str:
+    """What the operator is told of :attr:`Preprocessor.uninformative_columns_` (A's model notes,
+    B's log)."""
+    return (
+        f"column(s) {', '.join(columns)} hold one value on every training row: they carry "
+        "nothing for this model (check the export)"
+    )
+
+
 def _numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
     """The column as float64 with NaN for missing; DataError on text or infinite values."""
     column = frame[name]

@@ -45,7 +45,7 @@ from fedlearn.model import (
     score_change,
     split_train_validation,
 )
-from fedlearn.preprocess import Preprocessor
+from fedlearn.preprocess import Preprocessor, uninformative_note
 from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.payloads import int_to_bytes
@@ -329,10 +329,7 @@ def _train_session(
         "epochs_completed": len(history),
         "stopped": stopped,
         # Said to the operator after training (fedlearn train) and kept with the model.
-        "notes": [
-            f"A's column(s) {', '.join(preprocessor.uninformative_columns_)} hold one value on "
-            "every training row: they carry nothing for this model (check the export)"
-        ]
+        "notes": [f"A's {uninformative_note(preprocessor.uninformative_columns_)}"]
         if preprocessor.uninformative_columns_
         else [],
         "rows": {

@@ -57,7 +57,7 @@ from fedlearn.model import (
     score_change,
     split_train_validation,
 )
-from fedlearn.preprocess import Preprocessor
+from fedlearn.preprocess import Preprocessor, uninformative_note
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.held import HeldCiphertexts
 from fedlearn.protocol.limits import (
@@ -416,10 +416,7 @@ def prepare_training(
     preprocessor, features = fit_party_features(table, aligned_rows, train_rows, params.preprocess)
     if preprocessor.uninformative_columns_:
         log.warning(
-            "dataset %r: column(s) %s hold one value on every training row; they carry nothing "
-            "for this model (check the export)",
-            dataset,
-            ", ".join(preprocessor.uninformative_columns_),
+            "dataset %r: %s", dataset, uninformative_note(preprocessor.uninformative_columns_)
         )
     max_rows = max_batch_rows(len(train_rows), params.batch_size)
     min_rows = min_batch_rows(len(train_rows), params.batch_size)
