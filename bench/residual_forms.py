@@ -18,6 +18,12 @@ bench answers is what a third term buys before anyone builds it. Forms:
   (Gauss-Hermite, 32 nodes): A would learn mu and s once per epoch;
 - ``rank3-class``: the same with mu and s per class of A's label (A picks its row's class):
   A would learn both classes' mean and standard deviation of B's scores once per epoch.
+- ``pooled``: ``rank3-class`` with the statistics the protocol could gather cheaply (the previous
+  epoch's batches, class means from sums of B's ``[[v]]``, one pooled within-class deviation), and
+  its cheaper variants ``pooled-held`` (A's f_1, f_2 reused between the epochs that refresh the
+  slopes), ``pooled-mixed`` (three terms only in those epochs), ``pooled-b`` and ``pooled-b-held``
+  (A's own gradient keeps the tangent), ``pooled2`` and ``pooled2-held`` (two terms per class).
+  What each costs and measures is in docs/quality.md ("What the three terms would cost").
 
 Everything else is ``fit_plain_reference``'s schedule (start, Adam, decay, averaging, stopping,
 slope reuse for the tangent) and ``bench.quality``'s measurement (calibration, A-only fallback,
@@ -38,9 +44,27 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 from bench import quality
-from fedlearn.model import PlainRun, fit_plain_reference, sigmoid
+from fedlearn.model import (
+    PlainRun,
+    ResidualForm,
+    fit_plain_reference,
+    linearized_residual,
+    sigmoid,
+)
 
-FORMS = ("tangent", "exact", "rank3", "rank3-class")
+FORMS = (
+    "tangent",
+    "exact",
+    "rank3",
+    "rank3-class",
+    "pooled",
+    "pooled-b",
+    "pooled-held",
+    "pooled-b-held",
+    "pooled-mixed",
+    "pooled2",
+    "pooled2-held",
+)
 CLIP = 3.0  # B's z is clipped to [-3, 3]: every ciphertext B sends stays bounded
 SCALE_FLOOR = 1.0  # logits: B's scores grow through the first epoch from 0
 _NODES, _WEIGHTS = hermegauss(32)
@@ -54,7 +78,7 @@ def b_basis(z: np.ndarray) -> np.ndarray:
 
 
 def a_coefficients(
-    u_a: np.ndarray, target: tuple[float, float], basis: tuple[float, float]
+    u_a: np.ndarray, target: tuple[float, float], basis: tuple[float, float], terms: int = 3
 ) -> np.ndarray:
     """A's f_k(u_A) (shape (n, 3)): sigmoid(u_A + b) projected on B's basis in b.
 
@@ -64,7 +88,7 @@ def a_coefficients(
     """
     (mu_t, s_t), (mu, s) = target, basis
     b = mu_t + s_t * _NODES
-    design = b_basis((b - mu) / s)
+    design = b_basis((b - mu) / s)[:, :terms]
     values = sigmoid(u_a[:, None] + b[None, :])
     gram = design.T @ (_WEIGHTS[:, None] * design)
     return np.asarray((values * _WEIGHTS) @ design @ np.linalg.pinv(gram))
@@ -85,7 +109,7 @@ def separable_residual(
 class Exact:
     """``sigmoid(u_A + u_B) - y``: what no form of this kind can beat with this schedule."""
 
-    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, **_: Any) -> np.ndarray:
         return np.asarray(sigmoid(u_a + u_b) - y, dtype=np.float64)
 
     def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
@@ -105,7 +129,7 @@ class ThreeTerms:
         self.overall = (0.0, SCALE_FLOOR)
         self.by_class = {False: self.overall, True: self.overall}
 
-    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, **_: Any) -> np.ndarray:
         d = np.empty(len(y))
         classes = y.astype(bool)
         for label in (False, True):
@@ -122,13 +146,106 @@ class ThreeTerms:
             self.by_class[label] = (float(group.mean()), max(float(group.std()), SCALE_FLOOR))
 
 
+def _grown(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array`` with room for every index in ``rows`` (per-row state; the row count is not passed)."""
+    missing = int(rows.max()) + 1 - len(array) if len(rows) else 0
+    return np.concatenate([array, np.zeros((missing, *array.shape[1:]))]) if missing > 0 else array
+
+
+class Pooled:
+    """Three (or two) terms from statistics the protocol can gather cheaply, with options for what
+    they would cost.
+
+    The statistics are those of the *previous epoch's batches*, as B's scores were at each step: B
+    would sum its own ``u_B`` and ``u_B^2`` as it goes and tell A (mu, s); A would sum B's
+    ``[[v]]_B`` per class and have the sums decrypted at the epoch's end (one value per class, no
+    ``[[v^2]]``). A row of class y is taken as N(mu_y, s_w^2), s_w the pooled within-class deviation
+    ``sqrt(s^2 - pi_0 pi_1 (mu_1 - mu_0)^2)``. Options:
+
+    - ``a_side="tangent"``: A's own gradient keeps today's tangent (B sends no new ciphertext);
+    - ``held``: A's f_1, f_2 and B's standardisation are those of the last epoch that refreshes the
+      slopes (B would hold A's ciphertexts, as it holds ``[[beta]]`` today), f_0 current;
+    - ``mixed``: three terms in the epochs that refresh the slopes, today's tangent with the held
+      slope in the others;
+    - ``terms=2``: B's basis ``(1, z)`` only, the fit per class (no new ciphertext at all).
+    """
+
+    def __init__(
+        self, a_side: str = "three", held: bool = False, mixed: bool = False, terms: int = 3
+    ) -> None:
+        self.a_side, self.held, self.mixed, self.terms = a_side, held, mixed, terms
+        floor = (0.0, SCALE_FLOOR)
+        self.overall, self.by_class = floor, {False: floor, True: floor}
+        self.frozen = floor  # B's standardisation (mu, s) in use
+        self.slopes = np.zeros(0)  # mixed: the tangent's held slope per row
+        self.f12 = np.zeros((0, 2))  # held: A's f_1, f_2 per row
+        self._sums = np.zeros((2, 3))  # per class: rows, sum u_B, sum u_B^2
+
+    def __call__(
+        self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, *, rows: np.ndarray, refresh: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        classes = y.astype(bool)
+        for label in (False, True):
+            group = u_b[classes == label]
+            self._sums[int(label)] += (len(group), group.sum(), (group * group).sum())
+        if self.mixed:
+            self.slopes = _grown(self.slopes, rows)
+            if refresh:
+                self.slopes[rows] = sigmoid(u_a) * (1 - sigmoid(u_a))
+            else:
+                d = np.asarray(sigmoid(u_a) + self.slopes[rows] * u_b - y)
+                return d, d
+        if not self.held or refresh:
+            self.frozen = self.overall
+        self.f12 = _grown(self.f12, rows)
+        mu, s = self.frozen
+        d_b = np.empty(len(y))
+        for label in (False, True):
+            mask = classes == label
+            target = self.by_class[label]
+            coefficients = a_coefficients(u_a[mask], target, self.frozen, self.terms)
+            if self.held:
+                picked = rows[mask]
+                if refresh:
+                    self.f12[picked, : self.terms - 1] = coefficients[:, 1:]
+                held = self.f12[picked, : self.terms - 1]
+                b = target[0] + target[1] * _NODES
+                means = _WEIGHTS @ b_basis((b - mu) / s)[:, : self.terms]
+                expected = (_WEIGHTS * sigmoid(u_a[mask][:, None] + b[None, :])).sum(axis=1)
+                coefficients = np.c_[expected - held @ means[1:], held]
+            basis = b_basis((u_b[mask] - mu) / s)[:, : self.terms]
+            d_b[mask] = (coefficients * basis).sum(axis=1) - y[mask]
+        if self.a_side == "tangent":
+            return np.asarray(linearized_residual(u_a, u_b, y)), d_b
+        return d_b, d_b
+
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
+        n, total, square = self._sums.sum(axis=0)
+        mean = total / n
+        variance = max(square / n - mean * mean, 0.0)
+        means = {bool(k): self._sums[k, 1] / max(self._sums[k, 0], 1) for k in (0, 1)}
+        shares = self._sums[:, 0] / n
+        within = max(variance - shares[0] * shares[1] * (means[True] - means[False]) ** 2, 0.0)
+        s_w = max(float(np.sqrt(within)), SCALE_FLOOR)
+        self.overall = (float(mean), max(float(np.sqrt(variance)), SCALE_FLOOR))
+        self.by_class = {k: (float(means[k]), s_w) for k in (False, True)}
+        self._sums[:] = 0.0
+
+
 def fit_form(form: str) -> Callable[..., PlainRun]:
     """``fit_plain_reference`` (the job's schedule) with the residual of ``form``."""
-    forms = {
+    forms: dict[str, Callable[[], ResidualForm | None]] = {
         "tangent": lambda: None,
         "exact": Exact,
         "rank3": lambda: ThreeTerms(per_class=False),
         "rank3-class": lambda: ThreeTerms(per_class=True),
+        "pooled": lambda: Pooled(),
+        "pooled-b": lambda: Pooled(a_side="tangent"),
+        "pooled-held": lambda: Pooled(held=True),
+        "pooled-b-held": lambda: Pooled(a_side="tangent", held=True),
+        "pooled-mixed": lambda: Pooled(mixed=True),
+        "pooled2": lambda: Pooled(terms=2),
+        "pooled2-held": lambda: Pooled(terms=2, held=True),
     }
     make = forms[form]
 

@@ -262,8 +262,12 @@ def l2_per_row(l2: float, train_rows: int) -> float:
 class ResidualForm(Protocol):
     """A residual other than the protocol's, for the plaintext reference (bench/residual_forms.py)."""
 
-    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """d for one batch: A's and B's scores (B's clipped) and the labels."""
+    def __call__(
+        self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, *, rows: np.ndarray, refresh: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """d for one batch: A's and B's scores (B's clipped), the labels, the batch's training
+        rows and whether the protocol refreshes the slopes this epoch. One d for both gradients,
+        or a pair (A's, B's) when the parties would compute different residuals."""
         ...
 
     def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
@@ -320,14 +324,16 @@ def fit_plain_reference(
             u_a = x_a[batch] @ w_a
             u_b = np.clip(x_b[batch] @ w_b, -score_clip, score_clip)
             if residual is not None:
-                d = residual(u_a, u_b, y[batch])
+                refresh = slopes_refreshed(epoch, epochs, n_batches)
+                d = residual(u_a, u_b, y[batch], rows=batch, refresh=refresh)
+                d_a, d_b = d if isinstance(d, tuple) else (d, d)
             else:
                 if slopes_refreshed(epoch, epochs, n_batches):
                     slopes[batch] = sigmoid_slope(u_a)
-                d = linearized_residual(u_a, u_b, y[batch], slopes[batch])
+                d_a = d_b = linearized_residual(u_a, u_b, y[batch], slopes[batch])
             epoch_loss += majorized_loss(u_a, u_b, y[batch]) * len(batch)
-            w_a = opt_a.step(w_a, x_a[batch].T @ d / len(batch))
-            w_b = opt_b.step(w_b, x_b[batch].T @ d / len(batch))
+            w_a = opt_a.step(w_a, x_a[batch].T @ d_a / len(batch))
+            w_b = opt_b.step(w_b, x_b[batch].T @ d_b / len(batch))
         new_a, new_b = opt_a.average(w_a), opt_b.average(w_b)
         changes.append(
             math.hypot(score_change(x_a, model_a, new_a), score_change(x_b, model_b, new_b))

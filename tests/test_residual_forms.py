@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.residual_forms import ThreeTerms, a_coefficients, b_basis
+from bench.residual_forms import Pooled, ThreeTerms, _grown, a_coefficients, b_basis
 from fedlearn.model import fit_plain_reference, linearized_residual, sigmoid
 
 
@@ -23,7 +23,7 @@ class _Tangent:
     def __init__(self) -> None:
         self.seen: list[int] = []
 
-    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, **_: object) -> np.ndarray:
         return linearized_residual(u_a, u_b, y)
 
     def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
@@ -64,3 +64,44 @@ def test_three_terms_per_class_learn_each_class_statistics() -> None:
     assert form.by_class[False][0] == -1.0 and form.by_class[True][0] == 3.0
     assert form.overall[0] == 1.0
     assert form.by_class[False][1] == 1.0  # the standard deviation is floored at 1 logit
+
+
+class _Recorder(_Tangent):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[np.ndarray] = []
+        self.refreshes: list[bool] = []
+
+    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, **kw: object) -> np.ndarray:
+        self.rows.append(np.asarray(kw["rows"]))
+        self.refreshes.append(bool(kw["refresh"]))
+        return linearized_residual(u_a, u_b, y)
+
+
+def test_the_hook_sees_each_batch_rows_and_the_slope_schedule() -> None:
+    x_a, x_b, y = _data()
+    form = _Recorder()
+    fit_plain_reference(x_a, x_b, y, epochs=6, batch_size=16, seed=3, l2=1.0, residual=form)
+    per_epoch = len(form.rows) // 6
+    first = np.sort(np.concatenate(form.rows[:per_epoch]))
+    np.testing.assert_array_equal(first, np.arange(len(first)))  # every batch row, once
+    epochs = [form.refreshes[k * per_epoch] for k in range(6)]
+    # 37 batches per epoch: epochs 0 and 1 hold the first 40 steps, then every 4th and the last.
+    assert epochs == [True, True, False, False, True, True]
+
+
+def test_pooled_statistics_come_from_the_epoch_batches() -> None:
+    form = Pooled()
+    u_b = np.array([-1.0, -3.0, 2.0, 4.0])
+    y = np.array([0.0, 0.0, 1.0, 1.0])
+    u_a = np.zeros(4)
+    for half in (slice(0, 2), slice(2, 4)):
+        form(u_a[half], u_b[half], y[half], rows=np.arange(4)[half], refresh=True)
+    form.end_epoch(np.zeros(4), y)
+    mean, s = form.overall
+    assert mean == 0.5 and np.isclose(s, np.std(u_b))
+    assert form.by_class[False][0] == -2.0 and form.by_class[True][0] == 3.0
+    # within each class the scores are +-1 around the class mean: s_w = 1 (also the floor).
+    assert form.by_class[True][1] == 1.0
+    # and the per-row state grows with the rows it is given
+    assert _grown(np.zeros(2), np.array([0, 5])).shape == (6,)
