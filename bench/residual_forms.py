@@ -24,6 +24,8 @@ bench answers is what a third term buys before anyone builds it. Forms:
   slopes), ``pooled-mixed`` (three terms only in those epochs), ``pooled-b`` and ``pooled-b-held``
   (A's own gradient keeps the tangent), ``pooled2`` and ``pooled2-held`` (two terms per class).
   What each costs and measures is in docs/quality.md ("What the three terms would cost").
+- ``polish``: the protocol's tangent until the run converges, then fresh three terms (``pooled``)
+  until it converges again.
 
 Everything else is ``fit_plain_reference``'s schedule (start, Adam, decay, averaging, stopping,
 slope reuse for the tangent) and ``bench.quality``'s measurement (calibration, A-only fallback,
@@ -64,6 +66,7 @@ FORMS = (
     "pooled-mixed",
     "pooled2",
     "pooled2-held",
+    "polish",
 )
 CLIP = 3.0  # B's z is clipped to [-3, 3]: every ciphertext B sends stays bounded
 SCALE_FLOOR = 1.0  # logits: B's scores grow through the first epoch from 0
@@ -112,8 +115,8 @@ class Exact:
     def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, **_: Any) -> np.ndarray:
         return np.asarray(sigmoid(u_a + u_b) - y, dtype=np.float64)
 
-    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
-        pass
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray, **_: Any) -> bool:
+        return False
 
 
 class ThreeTerms:
@@ -139,11 +142,12 @@ class ThreeTerms:
             )
         return d
 
-    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray, **_: Any) -> bool:
         self.overall = (float(scores_b.mean()), max(float(scores_b.std()), SCALE_FLOOR))
         for label in (False, True):
             group = scores_b[y.astype(bool) == label] if self.per_class else scores_b
             self.by_class[label] = (float(group.mean()), max(float(group.std()), SCALE_FLOOR))
+        return False
 
 
 def _grown(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -185,9 +189,7 @@ class Pooled:
         self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, *, rows: np.ndarray, refresh: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         classes = y.astype(bool)
-        for label in (False, True):
-            group = u_b[classes == label]
-            self._sums[int(label)] += (len(group), group.sum(), (group * group).sum())
+        self.gather(u_b, classes)
         if self.mixed:
             self.slopes = _grown(self.slopes, rows)
             if refresh:
@@ -219,7 +221,13 @@ class Pooled:
             return np.asarray(linearized_residual(u_a, u_b, y)), d_b
         return d_b, d_b
 
-    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
+    def gather(self, u_b: np.ndarray, classes: np.ndarray) -> None:
+        """Add one batch's B scores to the epoch's sums, per class."""
+        for label in (False, True):
+            group = u_b[classes == label]
+            self._sums[int(label)] += (len(group), group.sum(), (group * group).sum())
+
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray, **_: Any) -> bool:
         n, total, square = self._sums.sum(axis=0)
         mean = total / n
         variance = max(square / n - mean * mean, 0.0)
@@ -230,6 +238,41 @@ class Pooled:
         self.overall = (float(mean), max(float(np.sqrt(variance)), SCALE_FLOOR))
         self.by_class = {k: (float(means[k]), s_w) for k in (False, True)}
         self._sums[:] = 0.0
+        return False
+
+
+class Polish:
+    """The protocol's tangent (slopes reused on its schedule) until the run converges, then fresh
+    three terms (``pooled``) until it converges again: the three terms' cost only at the end.
+
+    B's statistics are gathered in every epoch, so the first three-term epoch has its previous
+    epoch's. ``switched``: the epoch the three terms started (None while the tangent runs).
+    """
+
+    def __init__(self) -> None:
+        self.three = Pooled()
+        self.slopes = np.zeros(0)
+        self.epochs = 0
+        self.switched: int | None = None
+
+    def __call__(
+        self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, *, rows: np.ndarray, refresh: bool
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        if self.switched is not None:
+            return self.three(u_a, u_b, y, rows=rows, refresh=True)
+        self.three.gather(u_b, y.astype(bool))
+        self.slopes = _grown(self.slopes, rows)
+        if refresh:
+            self.slopes[rows] = sigmoid(u_a) * (1 - sigmoid(u_a))
+        return linearized_residual(u_a, u_b, y, self.slopes[rows])
+
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray, *, converged: bool) -> bool:
+        self.three.end_epoch(scores_b, y)
+        self.epochs += 1
+        if converged and self.switched is None:
+            self.switched = self.epochs
+            return True
+        return False
 
 
 def fit_form(form: str) -> Callable[..., PlainRun]:
@@ -246,6 +289,7 @@ def fit_form(form: str) -> Callable[..., PlainRun]:
         "pooled-mixed": lambda: Pooled(mixed=True),
         "pooled2": lambda: Pooled(terms=2),
         "pooled2-held": lambda: Pooled(terms=2, held=True),
+        "polish": lambda: Polish(),
     }
     make = forms[form]
 

@@ -270,8 +270,9 @@ class ResidualForm(Protocol):
         or a pair (A's, B's) when the parties would compute different residuals."""
         ...
 
-    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
-        """After each epoch: B's (clipped) scores of every training row and their labels."""
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray, *, converged: bool) -> bool:
+        """After each epoch: B's (clipped) scores of every training row, their labels, and whether
+        the run would stop here. True keeps it going, convergence then counted afresh."""
         ...
 
 
@@ -316,6 +317,7 @@ def fit_plain_reference(
     model_a, model_b = w_a.copy(), w_b.copy()
     losses: list[float] = []
     changes: list[float] = []
+    since = 0  # convergence counts the changes from here (a residual form may restart it)
     for epoch in range(epochs):
         epoch_loss = 0.0
         opt_a.start_epoch()
@@ -340,9 +342,12 @@ def fit_plain_reference(
         )
         model_a, model_b = new_a, new_b
         losses.append(epoch_loss / len(y))
+        done = converged(changes[since:], tolerance, patience)
         if residual is not None:
-            residual.end_epoch(np.clip(x_b @ w_b, -score_clip, score_clip), y)
-        if converged(changes, tolerance, patience):
+            scores_b = np.clip(x_b @ w_b, -score_clip, score_clip)
+            if residual.end_epoch(scores_b, y, converged=done):
+                since, done = len(changes), False
+        if done:
             break
     return PlainRun(model_a, model_b, losses, changes)
 

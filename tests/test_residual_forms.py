@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.residual_forms import Pooled, ThreeTerms, _grown, a_coefficients, b_basis
+from bench.residual_forms import Polish, Pooled, ThreeTerms, _grown, a_coefficients, b_basis
 from fedlearn.model import fit_plain_reference, linearized_residual, sigmoid
 
 
@@ -26,8 +26,9 @@ class _Tangent:
     def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, **_: object) -> np.ndarray:
         return linearized_residual(u_a, u_b, y)
 
-    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray) -> None:
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray, **_: object) -> bool:
         self.seen.append(len(scores_b))
+        return False
 
 
 def test_a_residual_form_replaces_only_the_residual() -> None:
@@ -105,3 +106,20 @@ def test_pooled_statistics_come_from_the_epoch_batches() -> None:
     assert form.by_class[True][1] == 1.0
     # and the per-row state grows with the rows it is given
     assert _grown(np.zeros(2), np.array([0, 5])).shape == (6,)
+
+
+def test_polish_switches_to_three_terms_when_the_tangent_converges_and_runs_on() -> None:
+    x_a, x_b, y = _data()
+    tangent_only = fit_plain_reference(
+        x_a, x_b, y, epochs=100, batch_size=128, seed=3, l2=1.0, tolerance=0.02
+    )
+    form = Polish()
+    polished = fit_plain_reference(
+        x_a, x_b, y, epochs=100, batch_size=128, seed=3, l2=1.0, tolerance=0.02, residual=form
+    )
+    # The tangent phase is the protocol's run to the epoch it converged at...
+    assert form.switched == len(tangent_only.changes)
+    np.testing.assert_array_equal(polished.changes[: form.switched], tangent_only.changes)
+    # ...then the three terms run until they converge in turn (at least `patience` more epochs).
+    assert len(polished.changes) >= form.switched + 2
+    assert all(change < 0.02 for change in polished.changes[-2:])
