@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import gzip
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -92,11 +93,17 @@ def _existing(path: Path | str) -> Path:
 
 
 def _unreadable(path: Path, fmt: str, exc: BaseException) -> DataError:
-    """The DataError for a file that cannot be read to its end; a cut-off download says so."""
+    """The DataError for a file that cannot be read to its end; a cut-off download and a file in
+    another encoding than UTF-8 say so."""
     if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
         return DataError(
             f"{path}: the compressed file is damaged or cut off ({exc or type(exc).__name__}); "
             "copy or download it again"
+        )
+    if isinstance(exc, UnicodeDecodeError):
+        return DataError(
+            f"{path}: not UTF-8 text (it holds the byte 0x{exc.object[exc.start]:02x}); "
+            "save the file as UTF-8 (in Excel: 'CSV UTF-8'; or iconv -f latin1 -t utf-8)"
         )
     return DataError(f"{path}: cannot read as {fmt.upper()}: {exc}")
 
@@ -139,6 +146,15 @@ def missing_column_error(source: str, column: str, available: Sequence[str], fix
         shown += f", ... ({len(available)} in all)"
     close = difflib.get_close_matches(column, list(available), n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
+    if len(available) == 1:
+        separator = next((sep for sep in (";", "\t", "|") if sep in available[0]), None)
+        if separator is not None:
+            shown_sep = "a tab" if separator == "\t" else f"'{separator}'"
+            return DataError(
+                f"{source}: no column '{column}': the header is one column separated by "
+                f"{shown_sep} ({available[0][:80]!r}); the file is read as comma-separated: "
+                "save it with commas (or as Parquet)"
+            )
     return DataError(f"{source}: no column '{column}'; the columns are: {shown}.{hint} ({fix})")
 
 
@@ -201,8 +217,6 @@ def read_table(path: Path | str, *, columns: list[str] | None = None) -> pd.Data
         return _arrow_to_text(table, columns if columns is not None else names, path)
     except DataError:
         raise
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from exc
     except _READ_ERRORS as exc:
         raise _unreadable(path, fmt, exc) from exc
 
@@ -238,8 +252,6 @@ def iter_table_chunks(path: Path | str, *, chunk_rows: int) -> Iterator[pd.DataF
             yield chunk
     except DataError:
         raise
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from exc
     except _READ_ERRORS as exc:
         raise _unreadable(path, fmt, exc) from exc
 
@@ -368,6 +380,27 @@ def _examples(values: pd.Series, limit: int = 5) -> str:
     return shown + (", ..." if len(distinct) > limit else "")
 
 
+_DATE = re.compile(
+    r"\s*\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*$|"
+    r"\s*\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\s*$"
+)
+_THOUSANDS = re.compile(r"\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
+
+
+def _numeric_fix(value: str) -> str:
+    """What to do about a cell that is not a number, for the values new users' files hold."""
+    if _DATE.match(value):
+        return (
+            "it looks like a date: a date is not a feature; turn it into a number (e.g. days "
+            "since sign-up) or leave the column out of the features"
+        )
+    if value.strip().endswith("%"):
+        return "write percentages as plain numbers (12.5, not 12.5%)"
+    if _THOUSANDS.match(value):
+        return "remove the thousands separators (1234.5, not 1,234.5)"
+    return "fix them, or list the column as categorical in the config"
+
+
 def parse_numeric(series: pd.Series, *, column: str, source: str, first_row: int = 1) -> np.ndarray:
     """A numeric feature column as float64, NaN for missing cells (see ``NUMERIC_MISSING``).
 
@@ -391,8 +424,7 @@ def parse_numeric(series: pd.Series, *, column: str, source: str, first_row: int
         first = int(np.argmax(bad))
         raise DataError(
             f"{_prefix(source)}column '{column}' has {int(bad.sum())} non-numeric values, first at "
-            f"row {first_row + first} ({text.iloc[first]!r}); fix them, or list the column as "
-            "categorical in the config"
+            f"row {first_row + first} ({text.iloc[first]!r}); {_numeric_fix(text.iloc[first])}"
         )
     infinite = np.isinf(numbers)
     if infinite.any():

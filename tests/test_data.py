@@ -98,8 +98,12 @@ def test_file_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot read as PARQUET"):
         read_table(_write(tmp_path / "bad.parquet", "not parquet"))
     (tmp_path / "latin.csv").write_bytes("id,x\nZo\xeb,1\n".encode("latin-1"))
-    with pytest.raises(DataError, match="not UTF-8"):
+    with pytest.raises(DataError, match=r"not UTF-8 text \(it holds the byte 0xeb\); save"):
         read_table(tmp_path / "latin.csv")
+    # a header in another encoding (the header is read on its own first)
+    (tmp_path / "latin_header.csv").write_bytes("id,r\xe9gion\n1,2\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"not UTF-8 text \(it holds the byte 0xe9\)"):
+        load_party_table(tmp_path / "latin_header.csv", id_column="id")
     with pytest.raises(DataError, match="column 'x' appears twice"):
         read_table(_write(tmp_path / "dup.csv", "id,x, x\n1,2,3\n"))
     with pytest.raises(DataError, match="header column 3 has no name"):
@@ -276,3 +280,35 @@ def test_in_memory_frame_with_numbers_and_duplicate_ids() -> None:
 def test_header_only_table_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no data rows"):
         load_party_table(_write(tmp_path / "h.csv", "id,x\n"), id_column="id")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("id;y;x\n1;0;2\n", r"no column 'id': the header is one column separated by ';'"),
+        ("id\ty\tx\n1\t0\t2\n", r"separated by a tab"),
+    ],
+)
+def test_a_file_with_another_separator_says_so(tmp_path: Path, text: str, expected: str) -> None:
+    path = _write(tmp_path / "s.csv", text)
+    with pytest.raises(DataError, match=expected):
+        load_party_table(path, id_column="id", label_column="y")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-01-31", "it looks like a date"),
+        ("2024-01-31 12:30:00", "it looks like a date"),
+        ("31/01/2024", "it looks like a date"),
+        ("12.5%", "write percentages as plain numbers"),
+        ("1,234.5", "remove the thousands separators"),
+        ("many", "fix them, or list the column as categorical"),
+    ],
+)
+def test_a_non_numeric_value_gets_the_fix_its_kind_needs(
+    tmp_path: Path, value: str, expected: str
+) -> None:
+    path = _write(tmp_path / "s.csv", f'id,x\nu1,1\nu2,"{value}"\n')
+    with pytest.raises(DataError, match=rf"first at row 2 .*; {expected}"):
+        load_party_table(path, id_column="id")
