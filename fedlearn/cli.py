@@ -559,11 +559,17 @@ def format_training_summary(summary: dict[str, Any]) -> list[str]:
     metrics = summary.get("metrics", {})
     joint, a_only = metrics.get("joint", {}), metrics.get("a_only", {})
     if joint or a_only:
-        lines.append(f"{'validation metric':26s} {'joint':>8s} {'A only':>8s} {'better':>8s}")
-        for key, name in METRIC_ROWS:
+        labels = {
+            key: f"{name} ({'lower' if key in LOWER_IS_BETTER else 'higher'} is better)"
+            for key, name in METRIC_ROWS
+        }
+        width = max(len("validation metric"), *(len(label) for label in labels.values()))
+        lines.append(f"{'validation metric':{width}s} {'joint':>8s} {'A only':>8s} {'better':>8s}")
+        for key, label in labels.items():
             j, a = joint.get(key), a_only.get(key)
-            label = f"{name} ({'lower' if key in LOWER_IS_BETTER else 'higher'} is better)"
-            lines.append(f"{label:26s} {_fmt(j):>8s} {_fmt(a):>8s} {better_model(key, j, a):>8s}")
+            lines.append(
+                f"{label:{width}s} {_fmt(j):>8s} {_fmt(a):>8s} {better_model(key, j, a):>8s}"
+            )
     stopped = summary.get("stopped")
     if stopped:
         lines.append(f"training stopped: {stopped.get('message', stopped.get('reason'))}")

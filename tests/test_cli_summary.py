@@ -55,3 +55,12 @@ def test_summary_prints_the_models_notes() -> None:
         {"model_id": "m", "notes": ["A's column(s) const hold one value on every training row"]}
     )
     assert "note: A's column(s) const hold one value on every training row" in lines
+
+
+def test_the_metrics_table_columns_line_up() -> None:
+    metrics = {"auc": 0.78, "log_loss": 0.392, "recall@10": 0.286, "lift@50": 1.658}
+    lines = format_training_summary({"model_id": "m", "metrics": {"joint": metrics, "a_only": {}}})
+    table = [line for line in lines if "better" in line]
+    # The labels differ in length, the value columns are right-aligned: equal lengths = aligned
+    # (the longest label, "recall top 10% (higher is better)", had pushed its row 7 characters out).
+    assert len(table) == 14 and len({len(line) for line in table}) == 1, table
