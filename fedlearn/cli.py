@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -33,6 +34,8 @@ from fedlearn.transport import exit_code_for
 
 DEFAULT_CONFIG = "a.toml"
 EXIT_INTERRUPTED = 130
+#: The reader of stdout went away (``fedlearn models | head -1``): 128 + SIGPIPE, as a shell says.
+EXIT_BROKEN_PIPE = 141
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,6 +49,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("fedlearn: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Quietly, as other command-line tools: no traceback, and no second error when Python
+        # flushes stdout at exit. A followed job runs on at A's node (``fedlearn jobs``).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_BROKEN_PIPE
     sys.exit(code)
 
 

@@ -254,8 +254,9 @@ class JobRunner:
             error = str(exc)
             if record.kind == "train" and isinstance(exc, (PeerUnavailable, SessionError)):
                 # The partner went away or ended the session: both sides kept their checkpoints.
+                ended = error.endswith((".", "?", "!"))
                 error += (
-                    f". Once {'it is back' if isinstance(exc, PeerUnavailable) else 'fixed'}, "
+                    f"{'' if ended else '.'} Once {'it is back' if isinstance(exc, PeerUnavailable) else 'fixed'}, "
                     f"continue from the last epoch with `fedlearn train --resume {record.job_id}`"
                 )
             self._finish(live, "failed", error=error, error_class=type(exc).__name__)

@@ -65,3 +65,34 @@ def test_config_before_the_command_is_kept() -> None:
         assert str(parser.parse_args(argv).config) == "x.toml", argv
     # Not given anywhere: the client falls back to $FEDLEARN_CONFIG, then ./a.toml.
     assert getattr(parser.parse_args(["align", "--dataset", "d"]), "config", None) is None
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    """``fedlearn models | head -1``: exit 141 quietly instead of a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    script = "\n".join(
+        [
+            "import fedlearn.cli as cli",
+            "class Args:",
+            "    @staticmethod",
+            "    def handler(args):",
+            "        for i in range(200_000):",
+            "            print('line', i)",
+            "        return 0",
+            "parser = cli._parser()",
+            "parser.parse_args = lambda argv=None: Args()",
+            "cli._parser = lambda: parser",
+            "cli.main([])",
+        ]
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"line 0\n"
+    proc.stdout.close()
+    error = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141, error
+    assert b"Traceback" not in error and b"BrokenPipe" not in error

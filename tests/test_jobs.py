@@ -77,6 +77,29 @@ def test_failure_keeps_error_class_and_message(tmp_path: Path) -> None:
     assert "non-numeric" in final.error
 
 
+@pytest.mark.parametrize(
+    ("message", "joined"),
+    [
+        ("party-b is not reachable. Is the node running?", "running? Once it is back, continue"),
+        ("party-b is not reachable", "reachable. Once it is back, continue"),
+    ],
+)
+def test_a_peer_that_went_away_gets_the_resume_hint_in_one_sentence(
+    tmp_path: Path, message: str, joined: str
+) -> None:
+    from fedlearn.errors import PeerUnavailable
+
+    def work(progress: ProgressCallback) -> tuple[str, dict]:
+        raise PeerUnavailable(message)
+
+    runner = JobRunner(JobStore(tmp_path))
+    record = runner.submit("train", work)
+    final = list(runner.watch(record.job_id))[-1]
+    assert isinstance(final, JobRecord)
+    assert joined in final.error and "?." not in final.error
+    assert final.error.endswith(f"`fedlearn train --resume {record.job_id}`")
+
+
 def test_jobs_running_when_the_node_stopped_are_interrupted(tmp_path: Path) -> None:
     store = JobStore(tmp_path)
     store.save(JobRecord("job-20260101-000000-abcd", "train", "running", "2026-01-01T00:00:00Z"))
