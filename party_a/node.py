@@ -28,6 +28,19 @@ log = logging.getLogger(__name__)
 JOB_FILE = "job.toml"
 
 
+def _why_not_resumable(record: JobRecord) -> str:
+    """Why a job whose checkpoints are gone cannot be resumed, and what to do instead."""
+    afresh = f" (fedlearn train --job {record.job_path})" if record.job_path else ""
+    if record.state == "succeeded":
+        return f"it succeeded: its model is {record.model_id}"
+    if record.state == "cancelled":
+        return f"it was cancelled, and a cancelled job keeps no checkpoint; start it afresh{afresh}"
+    return (
+        "its job file is not kept (checkpoints are removed when a model is saved, and after 7 "
+        f"days); start it afresh{afresh}"
+    )
+
+
 class NodeA:
     def __init__(self, config: NodeAConfig) -> None:
         self.config = config
@@ -128,10 +141,7 @@ class NodeA:
             job_id = record.job_id
             job_toml = self.checkpoints.read_file(job_id, JOB_FILE) or ""
             if not job_toml:
-                raise DataError(
-                    f"job {job_id} cannot be resumed: its job file is not kept (checkpoints are "
-                    "removed when a model is saved, and after 7 days); start it afresh"
-                )
+                raise DataError(f"job {job_id} cannot be resumed: {_why_not_resumable(record)}")
             job_path = record.job_path
         else:
             job_id = new_job_id()

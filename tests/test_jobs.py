@@ -143,3 +143,18 @@ def test_a_stopping_node_interrupts_its_jobs_at_the_next_batch_and_they_can_resu
     assert isinstance(final, JobRecord) and final.state == "succeeded"
     with pytest.raises(DataError, match="only an interrupted or failed job"):
         runner.resume(record.job_id, again)  # type: ignore[arg-type]
+
+
+def test_a_job_that_cannot_resume_says_why_by_its_state() -> None:
+    from party_a.node import _why_not_resumable
+
+    def record(state: str, **kw: str) -> JobRecord:
+        return JobRecord("job-1", "train", state, "2026-12-02T00:00:00Z", job_path="job.toml", **kw)
+
+    assert _why_not_resumable(record("succeeded", model_id="m-1")) == (
+        "it succeeded: its model is m-1"
+    )
+    cancelled = _why_not_resumable(record("cancelled"))
+    assert "it was cancelled, and a cancelled job keeps no checkpoint" in cancelled
+    assert cancelled.endswith("start it afresh (fedlearn train --job job.toml)")
+    assert "checkpoints are removed" in _why_not_resumable(record("failed"))
