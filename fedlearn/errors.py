@@ -18,9 +18,13 @@ class FedlearnError(Exception):
 
     grpc_code = "INTERNAL"
 
-    def __init__(self, *args: object, public: str | None = None) -> None:
+    def __init__(self, *args: object, public: str | None = None, min_batch_size: int = 0) -> None:
         super().__init__(*args)
         self.public = public
+        #: For a refusal because a party has too many feature columns for the job's batches: the
+        #: smallest batch size that would allow it (0 otherwise). It crosses the wire with the
+        #: error, and A's driver retries a job whose ``batch_size = "auto"`` with it.
+        self.min_batch_size = min_batch_size
 
 
 class ConfigError(FedlearnError):

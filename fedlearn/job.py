@@ -11,7 +11,7 @@ seed = 42
 [train]
 epochs = "auto"                 # "auto": until converged, at most max_epochs; or a whole number
 max_epochs = 100                # the "auto" budget (B's default policy allows 100)
-batch_size = 1024
+batch_size = "auto"             # "auto": 1024, or as many rows as the wider party's columns need; or a number
 learning_rate = 0.1             # adam's first step size; it decays as 1 / (1 + step / 20)
 optimizer = "adam"              # sgd | momentum | adam (each party keeps its own state)
 l2 = 1.0                        # L2 in scikit-learn's units (1/C on the summed loss; 1.0 = its default)
@@ -63,6 +63,9 @@ from fedlearn.protocol.messages import PreprocessParams, TrainParams
 MONITORS = ("score_change", "loss", "none")
 #: The "auto" epoch budget: B's default policy (``max_epochs = 100``) accepts it.
 DEFAULT_MAX_EPOCHS = 100
+#: ``batch_size = "auto"`` starts here; a party whose columns need more rows per batch (its
+#: ``min_rows_per_column``) says how many, and the job runs again with that many (party_a.train).
+DEFAULT_BATCH_SIZE = 1024
 
 #: The ranges of the job's training and preprocessing parameters are their types' own tables,
 #: the same ones B's policy check reads (fedlearn.constraints).
@@ -99,6 +102,7 @@ class JobSpec:
     gradient_noise: float = 0.0
     epochs_auto: bool = False  # True: ``params.epochs`` is a budget, the run stops when converged
     min_rows_per_column: int = 8
+    batch_auto: bool = False  # True: ``params.batch_size`` may grow to fit the parties' columns
 
 
 JOB = JobSpec._parameter_constraints
@@ -123,7 +127,7 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
 
     train = root.get_table("train")
     epochs, epochs_auto = _epochs(train)
-    batch_size = _read(train, TRAIN, "batch_size", 1024)
+    batch_size, batch_auto = _batch_size(train)
     learning_rate = _read(train, TRAIN, "learning_rate", 0.1)
     optimizer = _read(train, TRAIN, "optimizer", "adam")
     l2 = _read(train, TRAIN, "l2", 1.0)
@@ -186,7 +190,26 @@ def parse_job(text: str, source: Path | str = "job.toml") -> JobSpec:
         gradient_noise,
         epochs_auto,
         min_rows_per_column,
+        batch_auto,
     )
+
+
+def _batch_size(train: Section) -> tuple[int, bool]:
+    """([train] batch_size to start with, whether it is "auto").
+
+    ``batch_size = "auto"`` (the default) starts at ``DEFAULT_BATCH_SIZE`` and grows when a
+    party's columns need more rows per batch (its ``min_rows_per_column``): that party's refusal
+    names the size, and the job runs again with it. A whole number is used as it is.
+    """
+    value = train.data.get("batch_size", "auto")
+    if isinstance(value, str):
+        train.get_str("batch_size")  # mark the key as read
+        if value != "auto":
+            raise ConfigError(
+                f'{train.where("batch_size")}: expected "auto" or a whole number, got {value!r}'
+            )
+        return DEFAULT_BATCH_SIZE, True
+    return _read(train, TRAIN, "batch_size", DEFAULT_BATCH_SIZE), False
 
 
 def _epochs(train: Section) -> tuple[int, bool]:

@@ -60,7 +60,78 @@ log = logging.getLogger(__name__)
 INTERCEPT = "(intercept)"
 
 
+#: A ``batch_size = "auto"`` job runs at most this many times: B's limit on its own columns, A's on
+#: its own and A's on B's may each raise the batch size once (it only grows).
+_BATCH_ATTEMPTS = 4
+
+
 def train(
+    peer: PeerApi,
+    *,
+    job: JobSpec,
+    progress: ProgressCallback = no_progress,
+    job_id: str = "",
+    checkpoints: CheckpointStore | None = None,
+    resume: bool = False,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Run one joint training job with B; returns A's model metadata (also saved in the store).
+
+    Keyword arguments as ``train_once``. With ``batch_size = "auto"`` a refusal because a party
+    has more feature columns than the batches allow (``min_rows_per_column``) names the batch size
+    that would do; the job then runs again, with new keys and PSI, at that size (at most
+    ``_BATCH_ATTEMPTS`` runs, the size only growing). A resumed "auto" job starts at the size its
+    checkpoint was written with.
+    """
+    if job.batch_auto and resume and checkpoints is not None and job_id:
+        job = _with_batch_size(job, _checkpointed_batch_size(checkpoints, job_id))
+    for attempt in range(1, _BATCH_ATTEMPTS + 1):
+        try:
+            return train_once(
+                peer,
+                job=job,
+                progress=progress,
+                job_id=job_id,
+                checkpoints=checkpoints,
+                resume=resume,
+                **kwargs,
+            )
+        except FedlearnError as exc:
+            needed = exc.min_batch_size
+            if not job.batch_auto or needed <= job.params.batch_size or attempt == _BATCH_ATTEMPTS:
+                raise
+            progress(
+                ProgressEvent(
+                    "alignment",
+                    message=(
+                        f'batch_size = "auto": {job.params.batch_size} rows per batch are too few '
+                        f"for a party's columns; training again with {needed} ({exc})"
+                    ),
+                )
+            )
+            log.info("batch_size auto: %d -> %d (%s)", job.params.batch_size, needed, exc)
+            job = _with_batch_size(job, needed)
+    raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+def _with_batch_size(job: JobSpec, batch_size: int) -> JobSpec:
+    if batch_size <= 0 or batch_size == job.params.batch_size:
+        return job
+    return dataclasses.replace(job, params=dataclasses.replace(job.params, batch_size=batch_size))
+
+
+def _checkpointed_batch_size(checkpoints: CheckpointStore, job_id: str) -> int:
+    """The batch size of the job's latest checkpoint (0 when it has none)."""
+    epochs = checkpoints.epochs(job_id)
+    if not epochs:
+        return 0
+    try:
+        return int(checkpoints.load(job_id, epochs[-1])["params"]["batch_size"])
+    except (FedlearnError, KeyError, TypeError, ValueError):
+        return 0  # a checkpoint that cannot tell: the resume itself will say what is wrong
+
+
+def train_once(
     peer: PeerApi,
     *,
     table: PartyTable,
@@ -76,7 +147,8 @@ def train(
     checkpoints: CheckpointStore | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """Run one joint training job with B; returns A's model metadata (also saved in ``store``).
+    """One run of a training job with B at the job's batch size; returns A's model metadata (also
+    saved in ``store``).
 
     ``background``: where A's obfuscator pool is filled ("process" on a node, see OwnKeyEngine).
     With ``job_id`` and ``checkpoints`` both parties checkpoint after every epoch; with ``resume``

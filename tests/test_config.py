@@ -135,6 +135,19 @@ def test_job_defaults_and_errors() -> None:
         parse_job("[data\n")
 
 
+def test_job_batch_size_auto_or_a_number() -> None:
+    default = parse_job('[data]\ndataset = "vip"\n')
+    assert default.batch_auto and default.params.batch_size == 1024
+    auto = parse_job('[data]\ndataset = "vip"\n[train]\nbatch_size = "auto"\n')
+    assert auto.batch_auto and auto.params.batch_size == 1024
+    fixed = parse_job('[data]\ndataset = "vip"\n[train]\nbatch_size = 512\n')
+    assert not fixed.batch_auto and fixed.params.batch_size == 512
+    with pytest.raises(ConfigError, match=r'\[train\] batch_size: expected "auto" or a whole'):
+        parse_job('[data]\ndataset = "vip"\n[train]\nbatch_size = "big"\n')
+    with pytest.raises(ConfigError, match=r"\[train\] batch_size"):
+        parse_job('[data]\ndataset = "vip"\n[train]\nbatch_size = 0\n')
+
+
 def test_job_epochs_auto_or_a_number() -> None:
     fixed = parse_job('[data]\ndataset = "vip"\n[train]\nepochs = 7\n')
     assert not fixed.epochs_auto and fixed.params.epochs == 7

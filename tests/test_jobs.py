@@ -158,3 +158,16 @@ def test_a_job_that_cannot_resume_says_why_by_its_state() -> None:
     assert "it was cancelled, and a cancelled job keeps no checkpoint" in cancelled
     assert cancelled.endswith("start it afresh (fedlearn train --job job.toml)")
     assert "checkpoints are removed" in _why_not_resumable(record("failed"))
+
+
+def test_a_resumed_auto_batch_job_starts_at_its_checkpoint_s_batch_size(tmp_path: Path) -> None:
+    from fedlearn.checkpoint import CheckpointStore
+    from party_a.train import _checkpointed_batch_size
+
+    store = CheckpointStore(tmp_path)
+    assert _checkpointed_batch_size(store, "job-1") == 0  # no checkpoint: start at "auto"'s 1024
+    store.save("job-1", 1, {"params": {"batch_size": 1024}})
+    store.save("job-1", 2, {"params": {"batch_size": 2400}})
+    assert _checkpointed_batch_size(store, "job-1") == 2400  # the latest epoch's
+    store.save("job-2", 1, {"weights": []})
+    assert _checkpointed_batch_size(store, "job-2") == 0  # a checkpoint that cannot tell

@@ -66,7 +66,8 @@ def check_own_columns(
             f"{name} refuses the training job: batches of about {batch_rows} rows allow at most "
             f"{allowed} feature columns per party ({where} min_rows_per_column = "
             f"{min_rows_per_column}), and {name} has {columns}; raise batch_size to at least "
-            f"{columns * min_rows_per_column} or use fewer columns"
+            f"{columns * min_rows_per_column} or use fewer columns",
+            min_batch_size=columns * min_rows_per_column,
         )
 
 
@@ -78,7 +79,8 @@ def check_own_columns_a(columns: int, batch_rows: int, min_rows_per_column: int)
             f"the job's batches of about {batch_rows} rows allow at most {allowed} feature "
             f"columns per party ([privacy] min_rows_per_column = {min_rows_per_column}), and A "
             f"has {columns} (after one-hot encoding, with the intercept): raise batch_size to at "
-            f"least {columns * min_rows_per_column} or use fewer columns"
+            f"least {columns * min_rows_per_column} or use fewer columns",
+            min_batch_size=columns * min_rows_per_column,
         )
 
 
@@ -93,6 +95,13 @@ def peer_value_limit(
     by_columns = columns_allowed(batch_rows, min_rows_per_column)
     by_capacity = (batch_rows - 1) // secrets_per_slot(layout, secret_bits)
     return max(0, min(by_columns, by_capacity))
+
+
+def batch_rows_for(
+    count: int, layout: PackingLayout, secret_bits: int, min_rows_per_column: int
+) -> int:
+    """The fewest rows per batch for which ``peer_value_limit`` accepts ``count`` values."""
+    return max(count * min_rows_per_column, count * secrets_per_slot(layout, secret_bits) + 1)
 
 
 def check_peer_value_count(count: int, *, limit: int, pinned: int) -> int:

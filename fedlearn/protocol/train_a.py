@@ -38,6 +38,7 @@ from fedlearn.model import Optimizer, l2_per_row, max_batch_rows, slopes_refresh
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.limits import (
     MIN_ROWS_PER_COLUMN,
+    batch_rows_for,
     check_own_columns_a,
     check_peer_value_count,
     label_party_secret_bits,
@@ -123,6 +124,7 @@ class TrainingA:
         0  # most values B may have A decrypt per batch (limits.peer_value_limit)
     )
     peer_value_count: int = 0
+    min_rows_per_column: int = MIN_ROWS_PER_COLUMN  # the job's [privacy] setting, for both parties
     plain_loss: float = 0.0  # the epoch's loss terms in u_A only, in plaintext
     encrypted_loss: Any = None  # the epoch's loss terms in u_B, under B's key
     peer_change: float = 0.0  # B's score change over the epoch, told after its last batch
@@ -197,6 +199,7 @@ class TrainingA:
             peer_value_limit=peer_value_limit(
                 min_rows, peer_layout, label_party_secret_bits(), min_rows_per_column
             ),
+            min_rows_per_column=min_rows_per_column,
         )
         # Keep two batches of obfuscators ready (alpha and beta per row): the pool refills in the
         # background while A waits for B.
@@ -328,9 +331,23 @@ class TrainingA:
         is decrypted, and every decrypted slot is range-checked (``unpack``). Raises
         ``InvalidPeerData``; the caller then ends the session (``train`` closes it).
         """
-        peer_count = check_peer_value_count(
-            reply.value_count, limit=self.peer_value_limit, pinned=self.peer_value_count
-        )
+        try:
+            peer_count = check_peer_value_count(
+                reply.value_count, limit=self.peer_value_limit, pinned=self.peer_value_count
+            )
+        except InvalidPeerData as exc:
+            if not self.peer_value_count and reply.value_count > self.peer_value_limit:
+                # B's first count is more columns than A's [privacy] allows these batches: the
+                # batch size that would (a job with batch_size = "auto" runs again with it),
+                # unless even one batch of every training row could not.
+                needed = batch_rows_for(
+                    reply.value_count,
+                    self.peer_layout,
+                    label_party_secret_bits(),
+                    self.min_rows_per_column,
+                )
+                exc.min_batch_size = needed if needed <= self.n_train else 0
+            raise
         self.peer_value_count = peer_count
         own_key = self.own.public_key
         peer_packed = keyed_ciphertexts_from_bytes(

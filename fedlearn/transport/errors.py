@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 
 #: Trailing-metadata key carrying the FedlearnError subclass name of an aborted call.
 ERROR_CLASS_KEY = "fedlearn-error-class"
+#: Trailing-metadata key carrying a refusal's ``min_batch_size`` (a decimal number), when it has one.
+MIN_BATCH_KEY = "fedlearn-min-batch-size"
+#: The largest ``min_batch_size`` taken from a peer (the value is untrusted; a larger one is dropped).
+MAX_MIN_BATCH = 1 << 24
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA = 0, 1, 2, 3
 EXIT_PEER_UNAVAILABLE, EXIT_REFUSED, EXIT_PROTOCOL, EXIT_INTERRUPTED = 4, 5, 6, 130
@@ -250,7 +254,10 @@ def _abort_for(
             detail,
             reference,
         )
-        context.set_trailing_metadata(((ERROR_CLASS_KEY, type(exc).__name__),))
+        metadata = [(ERROR_CLASS_KEY, type(exc).__name__)]
+        if exc.min_batch_size > 0:
+            metadata.append((MIN_BATCH_KEY, str(exc.min_batch_size)))
+        context.set_trailing_metadata(tuple(metadata))
         context.abort(code, message)
     if _already_finished(context):
         # The handler aborted itself (context.abort raises a bare Exception), or the client went
@@ -304,6 +311,27 @@ def error_from_rpc(
     node raised already names the node at fault and carries its hint (say, "party-b at ... is not
     reachable"), so it is passed through unchanged instead of being blamed on ``peer`` a second time.
     """
+    error = _error_from_rpc(exc, peer=peer, deadline_s=deadline_s, own_node=own_node)
+    error.min_batch_size = _min_batch_sent(exc)
+    return error
+
+
+def _min_batch_sent(exc: grpc.RpcError) -> int:
+    """The ``min_batch_size`` a fedlearn node sent with its refusal (0 when none, or not a number
+    in 1..MAX_MIN_BATCH: the peer is not trusted to size A's batches without bound)."""
+    trailing = getattr(exc, "trailing_metadata", None)
+    try:
+        items = trailing() if callable(trailing) else ()
+        value = dict(items or ()).get(MIN_BATCH_KEY, "")
+        number = int(value) if isinstance(value, str) and value.isdigit() else 0
+    except Exception:  # a malformed RpcError: no hint
+        return 0
+    return number if 0 < number <= MAX_MIN_BATCH else 0
+
+
+def _error_from_rpc(
+    exc: grpc.RpcError, *, peer: str, deadline_s: float | None, own_node: bool
+) -> FedlearnError:
     code, details = status_code_of(exc), _details(exc)
     sent = _sent_class(exc, code)
     if own_node and sent is not None:

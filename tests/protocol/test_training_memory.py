@@ -12,6 +12,7 @@ batches depend only on the job's seed (42 here, the default), as scikit-learn's 
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import threading
 import time
@@ -37,7 +38,15 @@ from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.store import ModelStore
 from party_a.train import train
 from party_b.node import NodeB
-from tests.protocol.harness import MemoryRun, fate_specs, job_text, rebuild, run_memory
+from tests.protocol.harness import (
+    TEST_POLICY,
+    TEST_ROWS_PER_COLUMN,
+    MemoryRun,
+    fate_specs,
+    job_text,
+    rebuild,
+    run_memory,
+)
 
 #: The job defaults (fedlearn/job.py): adam, learning rate 0.1 decaying; a fixed 10 epochs here
 #: (early stopping off) so that the comparison with the reference covers the same steps.
@@ -234,6 +243,40 @@ def test_batches_not_larger_than_features_are_refused(tmp_path: Path) -> None:
     a_spec, b_spec = fate_specs("breast")
     with pytest.raises(PolicyViolation, match=r"allow at most 5 feature columns per party.*has 20"):
         run_memory(a_spec, b_spec, job_text(epochs=1, batch_size=16), tmp_path)
+    _no_models(tmp_path)
+
+
+def _auto_batch_job(privacy_rows: int) -> str:
+    text = job_text(epochs=1, batch_size=1, privacy="")  # batch_size replaced just below
+    text = text.replace("batch_size = 1\n", 'batch_size = "auto"\n')
+    return text.replace(
+        f"min_rows_per_column = {TEST_ROWS_PER_COLUMN}", f"min_rows_per_column = {privacy_rows}"
+    )
+
+
+def test_an_auto_batch_grows_to_what_the_wider_party_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # breast: B has 20 columns, A 10 and the intercept. B's policy asks 8 rows per column (its
+    # default): 160. The "auto" start is lowered from 1024 (a full batch here) so that it refuses.
+    monkeypatch.setattr("fedlearn.job.DEFAULT_BATCH_SIZE", 16)
+    policy = dataclasses.replace(TEST_POLICY, min_rows_per_column=8)
+    a_spec, b_spec = fate_specs("breast")
+    run = run_memory(a_spec, b_spec, _auto_batch_job(8), tmp_path, policy=policy)
+    assert run.meta["job"]["batch_size"] == 160  # B's 20 columns x 8 rows
+    assert run.b_shard["model_id"] == run.meta["model_id"]
+    # A's [privacy] rows per column apply to B's columns too, and A learns B's count at the first
+    # batch: after B's 160, A's 20 rows x B's 20 columns = 400 (A's own 11 x 20 = 220 already
+    # fits: 455 training rows cut in batches of 160 are batches of 227 and 228 rows).
+    run = run_memory(a_spec, b_spec, _auto_batch_job(20), tmp_path / "strict-a", policy=policy)
+    assert run.meta["job"]["batch_size"] == 400
+
+
+def test_a_fixed_batch_size_is_not_changed(tmp_path: Path) -> None:
+    a_spec, b_spec = fate_specs("breast")
+    with pytest.raises(PolicyViolation) as refused:
+        run_memory(a_spec, b_spec, job_text(epochs=1, batch_size=16), tmp_path)
+    assert refused.value.min_batch_size == 60  # the hint is there; only "auto" acts on it
     _no_models(tmp_path)
 
 

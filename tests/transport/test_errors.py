@@ -35,6 +35,8 @@ def _raise(name: str) -> None:
         raise RuntimeError(SECRET)
     if name == "abort":
         raise AssertionError("handled by the handler itself")
+    if name == "wide":
+        raise fe.PolicyViolation("party-b has 300 columns", min_batch_size=2400)
     raise getattr(fe, name)(f"{name} happened")
 
 
@@ -179,6 +181,23 @@ def test_oversized_message_is_a_protocol_error() -> None:
     )
     mapped = error_from_rpc(exc, peer=PEER)
     assert type(mapped) is fe.InvalidPeerData and "stream large payloads in chunks" in str(mapped)
+
+
+def test_a_refusal_s_batch_size_hint_crosses_the_wire(serve) -> None:
+    channel = serve(INSECURE, HANDLERS).channel(INSECURE, server_name=None)
+    _, exc = _call(channel, "unary_unary", b"wide")
+    mapped = error_from_rpc(exc, peer="party-b at here")
+    assert type(mapped) is fe.PolicyViolation and mapped.min_batch_size == 2400
+    _, exc = _call(channel, "unary_unary", b"PolicyViolation")
+    assert error_from_rpc(exc, peer="party-b at here").min_batch_size == 0  # none sent
+
+
+@pytest.mark.parametrize("sent", ["-5", "0", "2400.5", "x", str((1 << 24) + 1), ""])
+def test_a_batch_size_hint_out_of_range_is_dropped(sent: str) -> None:
+    trailers = (("fedlearn-error-class", "PolicyViolation"), ("fedlearn-min-batch-size", sent))
+    exc = FakeRpcError(grpc.StatusCode.PERMISSION_DENIED, "too wide", trailers)
+    mapped = error_from_rpc(exc, peer=PEER)
+    assert type(mapped) is fe.PolicyViolation and mapped.min_batch_size == 0
 
 
 def test_class_sent_by_a_fedlearn_peer_wins_when_it_matches_the_code() -> None:
