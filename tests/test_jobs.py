@@ -148,8 +148,9 @@ def test_a_stopping_node_interrupts_its_jobs_at_the_next_batch_and_they_can_resu
 def test_a_job_that_cannot_resume_says_why_by_its_state() -> None:
     from party_a.node import _why_not_resumable
 
-    def record(state: str, **kw: str) -> JobRecord:
-        return JobRecord("job-1", "train", state, "2026-12-02T00:00:00Z", job_path="job.toml", **kw)
+    def record(state: str, model_id: str = "") -> JobRecord:
+        created = "2026-12-02T00:00:00Z"
+        return JobRecord("job-1", "train", state, created, job_path="job.toml", model_id=model_id)
 
     assert _why_not_resumable(record("succeeded", model_id="m-1")) == (
         "it succeeded: its model is m-1"
