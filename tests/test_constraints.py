@@ -138,3 +138,16 @@ def test_interval_and_options_accept_what_they_describe() -> None:
     assert violations({"k": Options(("a",))}, {"k": "z", "other": 1}) == [
         "k: expected one of a, got 'z'"
     ]
+
+
+def test_a_refusal_of_the_batch_size_alone_names_the_size_that_passes() -> None:
+    params = parse_job('[data]\ndataset = "d"\n').params  # batch_size "auto": 1024
+    strict = PeerPolicy(min_batch_size=2048)
+    with pytest.raises(PolicyViolation, match="batch_size 1024 is below the minimum 2048") as only:
+        check_train_job("party-b", strict, params)
+    assert only.value.min_batch_size == 2048
+    # With another reason too, a larger batch alone would not pass: no size is named.
+    strict = PeerPolicy(min_batch_size=2048, min_key_bits=4096)
+    with pytest.raises(PolicyViolation, match="key_bits 2048 is below") as several:
+        check_train_job("party-b", strict, params)
+    assert several.value.min_batch_size == 0

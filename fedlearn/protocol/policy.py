@@ -55,7 +55,7 @@ def check_train_job(name: str, policy: PeerPolicy, params: m.TrainParams) -> Non
 
     The ranges are the parameter types' own tables (``TrainParams``, ``PreprocessParams``), the same
     ones A's job parser reads. ``name`` is B's name, for the message. Raises ``PolicyViolation``
-    listing every reason at once.
+    listing every reason at once (with ``min_batch_size`` when a larger batch alone would pass).
     """
     reasons = []
     if params.key_bits < policy.min_key_bits:
@@ -73,4 +73,10 @@ def check_train_job(name: str, policy: PeerPolicy, params: m.TrainParams) -> Non
     reasons += violations(m.TrainParams._parameter_constraints, values)
     reasons += violations(m.PreprocessParams._parameter_constraints, params.preprocess.to_dict())
     if reasons:
-        raise PolicyViolation(f"{name} refuses the training job: " + "; ".join(reasons))
+        # When the batch size is the only reason, the refusal names the size that would pass: a
+        # job with batch_size = "auto" runs again with it (party_a.train).
+        only_batch = len(reasons) == 1 and params.batch_size < policy.min_batch_size
+        raise PolicyViolation(
+            f"{name} refuses the training job: " + "; ".join(reasons),
+            min_batch_size=policy.min_batch_size if only_batch else 0,
+        )

@@ -272,6 +272,16 @@ def test_an_auto_batch_grows_to_what_the_wider_party_needs(
     assert run.meta["job"]["batch_size"] == 400
 
 
+def test_an_auto_batch_grows_to_the_partner_s_minimum_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fedlearn.job.DEFAULT_BATCH_SIZE", 64)
+    policy = dataclasses.replace(TEST_POLICY, min_batch_size=200)
+    a_spec, b_spec = fate_specs("breast")
+    run = run_memory(a_spec, b_spec, _auto_batch_job(TEST_ROWS_PER_COLUMN), tmp_path, policy=policy)
+    assert run.meta["job"]["batch_size"] == 200
+
+
 def test_a_fixed_batch_size_is_not_changed(tmp_path: Path) -> None:
     a_spec, b_spec = fate_specs("breast")
     with pytest.raises(PolicyViolation) as refused:
