@@ -274,6 +274,11 @@ def _align(args: argparse.Namespace) -> int:
     print(f"A ({args.dataset}): {result.own_size} IDs")
     print(f"B ({args.peer_dataset or args.dataset}): {result.peer_size} IDs")
     print(f"intersection: {result.intersection_size} IDs ({result.seconds:.1f} s)")
+    if not result.intersection_size and result.own_size and result.peer_size:
+        print(
+            "no IDs in common: both sides must write the same IDs the same way (white space is "
+            "stripped, case and leading zeros are kept); A's node log says how A's IDs look"
+        )
     return 0
 
 

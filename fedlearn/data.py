@@ -322,6 +322,51 @@ def _is_missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
+_DECIMAL_ID = re.compile(r"-?\d+\.0+")
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+
+
+def describe_ids(
+    ids: Sequence[str] | np.ndarray, whose: str = "the IDs here", sample: int = 10_000
+) -> str:
+    """How this party's IDs are written, for the message when none match the partner's.
+
+    Each party sees only its own IDs, so this is the one hint it can give: the forms that most
+    often differ between two exports of the same IDs (decimal numbers, leading zeros, case, hex
+    digests), with one example. ``whose`` starts the sentence. Looks at up to ``sample`` IDs.
+    """
+    if not len(ids):
+        return f"{whose}: none"
+    seen = [str(i) for i in ids[:sample]]
+    example = f"e.g. {seen[0]!r}"
+    if all(_DECIMAL_ID.fullmatch(i) for i in seen):
+        return (
+            f"{whose} are numbers written as decimals ({example}): an export of an integer "
+            "column with missing values does this; write them as whole numbers if the partner's "
+            "are"
+        )
+    if all(i.isdigit() for i in seen):
+        zeros = sum(1 for i in seen if len(i) > 1 and i.startswith("0"))
+        if zeros:
+            return (
+                f"{whose} are digits, {zeros} of {len(seen)} with leading zeros ({example}); "
+                "'007' and '7' differ"
+            )
+        return f"{whose} are whole numbers ({example})"
+    if all(_HEX_DIGEST.fullmatch(i) for i in seen):
+        upper = any(c.isupper() for i in seen for c in i)
+        return (
+            f"{whose} are hex digests of {len(seen[0]) * 4} bits ({example}, "
+            f"{'upper' if upper else 'lower'} case): both parties must hash the same normalised "
+            "text with the same function, and write the digest in the same case"
+        )
+    upper = any(any(c.isupper() for c in i) for i in seen)
+    lower = any(any(c.islower() for c in i) for i in seen)
+    case = "mixed case" if upper and lower else "upper case" if upper else "lower case"
+    kind = "e-mail addresses" if all("@" in i for i in seen) else "text IDs"
+    return f"{whose} are {kind} in {case} ({example}); case is kept: 'U1' and 'u1' differ"
+
+
 def normalise_ids(
     values: Sequence[Any], *, column: str, source: str, first_row: int = 1
 ) -> np.ndarray:

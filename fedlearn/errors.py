@@ -39,6 +39,11 @@ class DataError(FedlearnError):
     grpc_code = "FAILED_PRECONDITION"
 
 
+class NoCommonIds(DataError):
+    """Private set intersection found no ID in common: the parties write their IDs differently,
+    or the wrong datasets are paired. Each party can describe only its own IDs."""
+
+
 class DamagedModel(DataError):
     """A stored model shard is missing, cut off, altered or from a newer format: names the reason.
 

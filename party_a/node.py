@@ -11,6 +11,7 @@ from typing import Any
 from fedlearn.checkpoint import CheckpointStore
 from fedlearn.config_a import NodeAConfig
 from fedlearn.crypto.executor import Executor, make_executor
+from fedlearn.data import describe_ids
 from fedlearn.errors import ConfigError, DataError, FedlearnError, JobCancelled, NotFound
 from fedlearn.job import JobSpec, parse_job
 from fedlearn.jobs import JobRecord, JobRunner, JobStore, new_job_id
@@ -120,6 +121,12 @@ class NodeA:
             len(alignment.own_rows),
             alignment.seconds,
         )
+        if not len(alignment.own_rows):
+            log.warning(
+                "align: no IDs in common with %s: %s",
+                self.config.peer_name,
+                describe_ids(table.ids, "A's IDs"),
+            )
         return alignment
 
     def submit_train(

@@ -35,8 +35,14 @@ from fedlearn.config import DatasetSpec
 from fedlearn.crypto.engines import OwnKeyOps, PeerKeyOps, own_key_engine
 from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import generate_keypair, key_fingerprint, public_key_to_bytes
-from fedlearn.data import PartyTable
-from fedlearn.errors import DataError, FedlearnError, InvalidPeerData, PolicyViolation
+from fedlearn.data import PartyTable, describe_ids
+from fedlearn.errors import (
+    DataError,
+    FedlearnError,
+    InvalidPeerData,
+    NoCommonIds,
+    PolicyViolation,
+)
 from fedlearn.job import JobSpec
 from fedlearn.model import (
     converged,
@@ -197,6 +203,9 @@ def train_once(
                     f"{peer.peer_name}'s maximum"
                 ) from None
             raise
+        except NoCommonIds as exc:
+            # B's refusal names no ID of B's; A adds how its own IDs look (local to A's operator).
+            raise NoCommonIds(f"{exc}; " + describe_ids(table.ids, "A's IDs")) from None
         timer.lap("alignment")
         session_id = alignment.session.session_id
         try:
@@ -313,9 +322,10 @@ def _train_session(
     peer_engine = peer_engine_for(alignment.session.paillier_key, params, executor)
     n_aligned = len(alignment.own_rows)
     if n_aligned == 0:
-        raise DataError(
+        raise NoCommonIds(
             f"no IDs in common with {peer.peer_name}: check that both sides use the same kind of "
-            f"ID in {spec.id_column!r} (white space is stripped, case is kept)"
+            f"ID in {spec.id_column!r} (white space is stripped, case is kept); "
+            + describe_ids(table.ids, "A's IDs")
         )
     timer.restart()
     start = start_training(

@@ -312,3 +312,20 @@ def test_a_non_numeric_value_gets_the_fix_its_kind_needs(
     path = _write(tmp_path / "s.csv", f'id,x\nu1,1\nu2,"{value}"\n')
     with pytest.raises(DataError, match=rf"first at row 2 .*; {expected}"):
         load_party_table(path, id_column="id")
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        (["123.0", "45.0"], "numbers written as decimals (e.g. '123.0')"),
+        (["007", "12"], "digits, 1 of 2 with leading zeros"),
+        (["1", "2"], "whole numbers"),
+        (["ab" * 32, "cd" * 32], "hex digests of 256 bits"),
+        (["User@x.com", "b@y.org"], "e-mail addresses in mixed case"),
+        (["u1", "v2"], "text IDs in lower case"),
+    ],
+)
+def test_a_party_describes_its_own_ids_when_none_match(ids: list[str], expected: str) -> None:
+    from fedlearn.data import describe_ids
+
+    assert expected in describe_ids(np.array(ids, dtype=object))

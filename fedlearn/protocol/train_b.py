@@ -42,10 +42,10 @@ from fedlearn.crypto.wire import (
     ints_to_bytes,
     keyed_ciphertexts_from_bytes,
 )
-from fedlearn.data import PartyTable
+from fedlearn.data import PartyTable, describe_ids
 from fedlearn.errors import (
-    DataError,
     InvalidPeerData,
+    NoCommonIds,
     PolicyViolation,
     SessionError,
 )
@@ -399,10 +399,13 @@ def prepare_training(
     params = pending.params
     n_rows = len(aligned_rows)
     if n_rows == 0:
-        raise DataError(
+        message = (
             f"no IDs in common with {name}'s dataset {dataset!r}: check that "
             "both sides use the same kind of ID (white space is stripped, case is kept)"
         )
+        # B's operator learns how B's IDs look (its log); what crosses names only what A asked for.
+        log.warning("dataset %r: no IDs in common: %s", dataset, describe_ids(table.ids, "B's IDs"))
+        raise NoCommonIds(message, public=message)
     train_rows, validation_rows = split_train_validation(
         n_rows, params.validation_fraction, params.seed
     )

@@ -28,7 +28,7 @@ from fedlearn import metrics
 from fedlearn.config import DatasetSpec
 from fedlearn.data import load_party_table
 from fedlearn.datasets import make_vip
-from fedlearn.errors import DataError, PolicyViolation
+from fedlearn.errors import DataError, NoCommonIds, PolicyViolation
 from fedlearn.job import parse_job
 from fedlearn.model import PlainRun, fit_plain_reference, slopes_refreshed
 from fedlearn.protocol import held
@@ -330,8 +330,11 @@ def disjoint_ids(tmp_path: Path) -> tuple[DatasetSpec, DatasetSpec]:
 def test_empty_intersection_is_a_data_error_and_saves_no_model(
     tmp_path: Path, disjoint_ids: tuple[DatasetSpec, DatasetSpec]
 ) -> None:
-    with pytest.raises(DataError, match="no IDs in common"):
+    with pytest.raises(NoCommonIds, match="no IDs in common") as refused:
         run_memory(*disjoint_ids, job_text(epochs=1, batch_size=16), tmp_path)
+    # A adds how its own IDs look (B's message names none of B's)
+    assert "A's IDs are text IDs in lower case (e.g. 'a0')" in str(refused.value)
+    assert "'b0'" not in str(refused.value)
     _no_models(tmp_path)
 
 
