@@ -201,15 +201,20 @@ def _batch_size(train: Section) -> tuple[int, bool]:
     party's columns need more rows per batch (its ``min_rows_per_column``): that party's refusal
     names the size, and the job runs again with it. A whole number is used as it is.
     """
-    value = train.data.get("batch_size", "auto")
-    if isinstance(value, str):
-        train.get_str("batch_size")  # mark the key as read
-        if value != "auto":
-            raise ConfigError(
-                f'{train.where("batch_size")}: expected "auto" or a whole number, got {value!r}'
-            )
+    if _is_auto(train, "batch_size"):
         return DEFAULT_BATCH_SIZE, True
     return _read(train, TRAIN, "batch_size", DEFAULT_BATCH_SIZE), False
+
+
+def _is_auto(section: Section, key: str) -> bool:
+    """Whether ``key`` is "auto" (also when it is absent); a number is not, other text is refused."""
+    value = section.data.get(key, "auto")
+    if not isinstance(value, str):
+        return False
+    section.get_str(key)  # mark the key as read
+    if value != "auto":
+        raise ConfigError(f'{section.where(key)}: expected "auto" or a whole number, got {value!r}')
+    return True
 
 
 def _epochs(train: Section) -> tuple[int, bool]:
@@ -218,13 +223,7 @@ def _epochs(train: Section) -> tuple[int, bool]:
     ``epochs = "auto"`` (the default) trains until converged, at most ``max_epochs``; a whole number
     is the budget itself (``max_epochs`` is then refused as contradictory).
     """
-    value = train.data.get("epochs", "auto")
-    if isinstance(value, str):
-        train.get_str("epochs")  # mark the key as read
-        if value != "auto":
-            raise ConfigError(
-                f'{train.where("epochs")}: expected "auto" or a whole number, got {value!r}'
-            )
+    if _is_auto(train, "epochs"):
         return _read(train, JOB, "max_epochs", DEFAULT_MAX_EPOCHS), True
     if "max_epochs" in train.data:
         raise ConfigError(

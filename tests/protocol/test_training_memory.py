@@ -254,32 +254,33 @@ def _auto_batch_job(privacy_rows: int) -> str:
     )
 
 
-def test_an_auto_batch_grows_to_what_the_wider_party_needs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("policy_change", "privacy_rows", "expected"),
+    [
+        # breast: B has 20 columns, A 10 and the intercept. B asks 8 rows per column: 160.
+        ({"min_rows_per_column": 8}, 8, 160),
+        # A's [privacy] rows per column apply to B's columns too, and A learns B's count at the
+        # first batch: after B's 160, A's 20 x B's 20 = 400 (A's own 11 x 20 = 220 already fits:
+        # 455 training rows cut in batches of 160 are batches of 227 and 228 rows).
+        ({"min_rows_per_column": 8}, 20, 400),
+        # B's minimum batch, when it is B's only reason to refuse.
+        ({"min_batch_size": 200}, TEST_ROWS_PER_COLUMN, 200),
+    ],
+)
+def test_an_auto_batch_grows_to_what_the_parties_need(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    policy_change: dict[str, Any],
+    privacy_rows: int,
+    expected: int,
 ) -> None:
-    # breast: B has 20 columns, A 10 and the intercept. B's policy asks 8 rows per column (its
-    # default): 160. The "auto" start is lowered from 1024 (a full batch here) so that it refuses.
+    # The "auto" start is lowered from 1024 (a full batch on breast) so that a party refuses it.
     monkeypatch.setattr("fedlearn.job.DEFAULT_BATCH_SIZE", 16)
-    policy = dataclasses.replace(TEST_POLICY, min_rows_per_column=8)
+    policy = dataclasses.replace(TEST_POLICY, **policy_change)
     a_spec, b_spec = fate_specs("breast")
-    run = run_memory(a_spec, b_spec, _auto_batch_job(8), tmp_path, policy=policy)
-    assert run.meta["job"]["batch_size"] == 160  # B's 20 columns x 8 rows
+    run = run_memory(a_spec, b_spec, _auto_batch_job(privacy_rows), tmp_path, policy=policy)
+    assert run.meta["job"]["batch_size"] == expected
     assert run.b_shard["model_id"] == run.meta["model_id"]
-    # A's [privacy] rows per column apply to B's columns too, and A learns B's count at the first
-    # batch: after B's 160, A's 20 rows x B's 20 columns = 400 (A's own 11 x 20 = 220 already
-    # fits: 455 training rows cut in batches of 160 are batches of 227 and 228 rows).
-    run = run_memory(a_spec, b_spec, _auto_batch_job(20), tmp_path / "strict-a", policy=policy)
-    assert run.meta["job"]["batch_size"] == 400
-
-
-def test_an_auto_batch_grows_to_the_partner_s_minimum_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("fedlearn.job.DEFAULT_BATCH_SIZE", 64)
-    policy = dataclasses.replace(TEST_POLICY, min_batch_size=200)
-    a_spec, b_spec = fate_specs("breast")
-    run = run_memory(a_spec, b_spec, _auto_batch_job(TEST_ROWS_PER_COLUMN), tmp_path, policy=policy)
-    assert run.meta["job"]["batch_size"] == 200
 
 
 def test_a_fixed_batch_size_is_not_changed(tmp_path: Path) -> None:
