@@ -421,6 +421,47 @@ def uninformative_note(columns: Sequence[str]) -> str:
     )
 
 
+#: A column whose AUC alone on the training rows is this far from 0.5 (0.99 or 0.01) is named.
+LEAK_AUC_MARGIN = 0.49
+#: ... when each label class has at least this many training rows (fewer could do it by chance).
+LEAK_MIN_CLASS_ROWS = 20
+
+
+def separating_columns(
+    x: np.ndarray, rows: np.ndarray, labels: np.ndarray, names: Sequence[str]
+) -> list[tuple[str, float]]:
+    """(name, AUC) of each of the first ``len(names)`` columns of ``x`` that alone separates
+    ``labels`` (one per row of ``rows``) almost perfectly. One column of ``rows`` is copied at a
+    time; a positive scale per column (quantised features) changes no AUC.
+
+    Such a column is nearly always recorded after the outcome (a purchase date, a VIP flag): it
+    leaks the label, and the model will not score new users the way it scores these rows. The AUC
+    of a column is that of ranking the rows by its values (ties count half).
+    """
+    labels = np.asarray(labels).astype(bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if min(positives, negatives) < LEAK_MIN_CLASS_ROWS:
+        return []
+    found = []
+    for column, name in enumerate(names):
+        ranks = pd.Series(x[rows, column]).rank(method="average").to_numpy()
+        auc = (ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+        if abs(auc - 0.5) >= LEAK_AUC_MARGIN:
+            found.append((str(name), float(auc)))
+    return found
+
+
+def separating_note(found: Sequence[tuple[str, float]]) -> str:
+    """What A's operator is told of ``separating_columns`` (printed after training, kept)."""
+    shown = ", ".join(f"{name} (AUC {auc:.3f})" for name, auc in found)
+    return (
+        f"column(s) {shown} alone separate the label almost perfectly on the training rows: a "
+        "column recorded after the outcome (a purchase date, a VIP flag) leaks the label, and the "
+        "model will not score new users as well as these rows. Keep only what is known on the day "
+        "a user signs up"
+    )
+
+
 def _numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
     """The column as float64 with NaN for missing; DataError on text or infinite values."""
     column = frame[name]

@@ -51,7 +51,12 @@ from fedlearn.model import (
     score_change,
     split_train_validation,
 )
-from fedlearn.preprocess import Preprocessor, uninformative_note
+from fedlearn.preprocess import (
+    Preprocessor,
+    separating_columns,
+    separating_note,
+    uninformative_note,
+)
 from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.payloads import int_to_bytes
@@ -352,6 +357,15 @@ def _train_session(
                 ),
             )
         )
+    # Said to the operator after training (fedlearn train) and kept with the model.
+    notes = []
+    if preprocessor.uninformative_columns_:
+        notes.append(f"A's {uninformative_note(preprocessor.uninformative_columns_)}")
+    columns = list(preprocessor.output_names_)  # the intercept (last) is not checked
+    separating = separating_columns(training.features.x_q, train_rows, labels[train_rows], columns)
+    if separating:
+        notes.append(f"A's {separating_note(separating)}")
+        progress(ProgressEvent("preprocessing", message=f"note: {notes[-1]}"))
     timer.lap("preprocessing")
     fingerprint = data_fingerprint(
         table.ids[alignment.own_rows],
@@ -410,10 +424,7 @@ def _train_session(
         "loss_history": history,
         "epochs_completed": len(history),
         "stopped": stopped,
-        # Said to the operator after training (fedlearn train) and kept with the model.
-        "notes": [f"A's {uninformative_note(preprocessor.uninformative_columns_)}"]
-        if preprocessor.uninformative_columns_
-        else [],
+        "notes": notes,
         "rows": {
             "own": alignment.own_size,
             "peer": alignment.peer_size,

@@ -321,3 +321,18 @@ def test_columns_with_one_value_on_every_training_row_are_named() -> None:
     # Missing or not is information: const_or_missing is kept out of the list.
     assert pre.uninformative_columns_ == ["const", "empty", "one_level"]
     assert _fitted().uninformative_columns_ == []
+
+
+def test_separating_columns_name_a_leak_in_either_direction_and_only_with_enough_rows() -> None:
+    from fedlearn.preprocess import separating_columns
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(100), np.ones(40)]
+    x = np.c_[y * 2 + rng.normal(0, 0.01, 140), -y, rng.normal(size=140), y + rng.normal(0, 1, 140)]
+    rows = np.arange(140)
+    found = separating_columns(x, rows, y, ["leak", "flag_inverted", "noise", "strong"])
+    assert [name for name, _ in found] == ["leak", "flag_inverted"]
+    assert found[0][1] == 1.0 and found[1][1] == 0.0
+    # 19 positives: a column could separate them by chance, so nothing is named
+    few = np.r_[np.zeros(100), np.ones(19)]
+    assert separating_columns(np.c_[few], np.arange(119), few, ["leak"]) == []

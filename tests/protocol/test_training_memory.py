@@ -413,3 +413,17 @@ def test_closing_bs_node_waits_for_the_sessions_its_partner_closed(
     a_spec, b_spec = fate_specs("breast")
     run_memory(a_spec, b_spec, job_text(epochs=1, batch_size=128), tmp_path)  # closes B's node
     assert len(dropped_by_partner) == 1
+
+
+def test_a_column_that_leaks_the_label_is_named_at_once_and_in_the_models_notes(
+    tmp_path: Path,
+) -> None:
+    a_spec, b_spec = fate_specs("breast")
+    frame = pd.read_csv(a_spec.path)
+    frame["vip_since_days"] = np.where(frame["y"] == 1, 3.0, -1.0)  # known only after the outcome
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    a_spec = DatasetSpec("d", tmp_path / "a.csv", "id", "y", None, [])
+    run = run_memory(a_spec, b_spec, job_text(epochs=1, batch_size=128), tmp_path)
+    (note,) = run.meta["notes"]
+    assert "column(s) vip_since_days (AUC 1.000) alone separate the label" in note
+    assert "known on the day a user signs up" in note
