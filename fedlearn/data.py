@@ -139,6 +139,40 @@ def _checked_names(path: Path, raw_names: list[str]) -> list[str]:
     return names
 
 
+def dataset_problems(
+    path: Path,
+    *,
+    id_column: str,
+    label_column: str | None,
+    features: Sequence[str] | None,
+    categorical: Sequence[str],
+) -> list[str]:
+    """What is wrong with a dataset's columns as a node config names them, read from the file's
+    header only (cheap: a node checks every dataset when it starts). Empty when nothing is."""
+    path = Path(path)
+    if not path.is_file():
+        return [f"{path} does not exist (yet): sessions on it will fail until it does"]
+    try:
+        names = _checked_names(path, _header(path, _format_of(path)))
+    except DataError as exc:
+        return [str(exc)]
+    problems = []
+    named = {"id_column": [id_column], "label_column": [label_column] if label_column else []}
+    named["features"] = list(features or [])
+    named["categorical"] = list(categorical)
+    for key, columns in named.items():
+        for column in columns:
+            if column not in names:
+                close = difflib.get_close_matches(column, names, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.append(f"{key} '{column}' is not in {path.name}'s header{hint}")
+    if features is not None:
+        outside = [c for c in categorical if c not in features]
+        if outside:
+            problems.append(f"categorical {outside} are not among the listed features")
+    return problems
+
+
 def missing_column_error(source: str, column: str, available: Sequence[str], fix: str) -> DataError:
     """A ``DataError`` for a column that is not there, listing the columns that are."""
     shown = ", ".join(available[:30])

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fedlearn import __version__
+from fedlearn.config import DatasetSpec
+from fedlearn.data import dataset_problems
 from fedlearn.errors import FedlearnError
 from fedlearn.transport import exit_code_for
 
@@ -72,6 +74,24 @@ def setup_logging(prog: str, level: str, log_file: Path | None, log_format: str)
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def check_datasets(datasets: dict[str, DatasetSpec], log: logging.Logger) -> int:
+    """Log a warning for each problem of each dataset's file and columns (headers only), when a
+    node starts, so that its operator sees a typo at once rather than in a failed session; the node
+    starts anyway (a file may arrive later). Returns the number of problems."""
+    count = 0
+    for spec in datasets.values():
+        for problem in dataset_problems(
+            spec.path,
+            id_column=spec.id_column,
+            label_column=spec.label_column,
+            features=spec.features,
+            categorical=spec.categorical,
+        ):
+            log.warning("dataset %r: %s", spec.name, problem)
+            count += 1
+    return count
 
 
 def node_main(

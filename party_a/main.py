@@ -8,7 +8,7 @@ import signal
 import sys
 
 from fedlearn.config_a import load_config
-from fedlearn.nodecli import node_main
+from fedlearn.nodecli import check_datasets, node_main
 from fedlearn.transport import build_server, serve_until_signal
 from party_a.control import ControlServicer, add_to_server
 from party_a.node import NodeA
@@ -27,6 +27,7 @@ def serve(args: argparse.Namespace) -> signal.Signals | None:
         f"{config.peer_address}",
         flush=True,
     )
+    check_datasets(config.datasets, log)
     try:
         return serve_until_signal(server, grace_s=5.0)
     finally:

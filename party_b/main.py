@@ -8,7 +8,7 @@ import signal
 import sys
 
 from fedlearn.config_b import load_config
-from fedlearn.nodecli import node_main
+from fedlearn.nodecli import check_datasets, node_main
 from fedlearn.transport import build_server, serve_until_signal
 from party_b.node import NodeB
 from party_b.servicer import PeerServicer, add_to_server
@@ -51,6 +51,7 @@ def serve(args: argparse.Namespace) -> signal.Signals | None:
         ", ".join(sorted(config.allowed_partners)),
         config.policy,
     )
+    check_datasets(config.datasets, log)
     try:
         return serve_until_signal(server, grace_s=5.0)
     finally:

@@ -329,3 +329,31 @@ def test_a_party_describes_its_own_ids_when_none_match(ids: list[str], expected:
     from fedlearn.data import describe_ids
 
     assert expected in describe_ids(np.array(ids, dtype=object))
+
+
+def test_a_dataset_s_columns_are_checked_from_its_header(tmp_path: Path) -> None:
+    from fedlearn.data import dataset_problems
+
+    path = _write(tmp_path / "b.csv", "email_hash,b0,segment\nx,1,A\n")
+    assert (
+        dataset_problems(
+            path, id_column="email_hash", label_column=None, features=None, categorical=["segment"]
+        )
+        == []
+    )
+    problems = dataset_problems(
+        path, id_column="email", label_column="y", features=["b0", "bx"], categorical=["segmnt"]
+    )
+    assert problems == [
+        "id_column 'email' is not in b.csv's header (did you mean 'email_hash'?)",
+        "label_column 'y' is not in b.csv's header",
+        "features 'bx' is not in b.csv's header",
+        "categorical 'segmnt' is not in b.csv's header (did you mean 'segment'?)",
+        "categorical ['segmnt'] are not among the listed features",
+    ]
+    missing = dataset_problems(
+        tmp_path / "later.csv", id_column="id", label_column=None, features=None, categorical=[]
+    )
+    assert missing == [
+        f"{tmp_path / 'later.csv'} does not exist (yet): sessions on it will fail until it does"
+    ]

@@ -70,3 +70,22 @@ def test_port_in_use_is_one_clean_message(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr and "chttp2" not in result.stderr
     assert "E0000" not in result.stderr
+
+
+def test_a_node_warns_of_each_dataset_problem_when_it_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from fedlearn.config import DatasetSpec
+    from fedlearn.nodecli import check_datasets
+
+    (tmp_path / "b.csv").write_text("id,x,segment\n1,2,A\n")
+    datasets = {
+        "ok": DatasetSpec("ok", tmp_path / "b.csv", "id", None, None, ["segment"]),
+        "typo": DatasetSpec("typo", tmp_path / "b.csv", "id", None, None, ["segmnt"]),
+    }
+    with caplog.at_level("WARNING"):
+        assert check_datasets(datasets, logging.getLogger("party_b")) == 1
+    assert "dataset 'typo': categorical 'segmnt' is not in b.csv's header" in caplog.text
+    assert "'ok'" not in caplog.text
