@@ -33,7 +33,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,11 @@ from fedlearn.config import DatasetSpec
 from fedlearn.crypto.psi import common_order
 from fedlearn.data import PartyTable, load_party_table, read_table, write_table_atomic
 from fedlearn.datasets import make_vip
-from fedlearn.job import parse_job
+from fedlearn.job import JobSpec, parse_job
 from fedlearn.model import PlainRun, fit_plain_reference, split_train_validation
 from fedlearn.preprocess import Preprocessor
 from fedlearn.protocol.in_memory import InMemoryPeer
+from fedlearn.protocol.limits import MIN_ROWS_PER_COLUMN
 from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.store import ModelStore
 from party_a.evaluate import a_only_probabilities, fit_a_only, labelled_rate
@@ -99,6 +100,19 @@ def fate_set(name: str, out: Path, seed: int = 11) -> QualitySet:
         out / "a_new.csv",
         truth,
     )
+
+
+def wide_set(rows: int, seed: int, out: Path, noise_columns: int) -> QualitySet:
+    """The VIP set with ``noise_columns`` more columns at B that carry nothing (standard normal):
+    a wide partner, whose columns need batches of more than 1024 rows (``batch_size = "auto"``)."""
+    qs = vip_set(rows, seed, out, new_users=_new(rows))
+    b = read_table(qs.b_spec.path)
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((len(b), noise_columns)).round(3).astype(str)
+    extra = pd.DataFrame(noise, columns=[f"noise{k}" for k in range(noise_columns)])
+    path = out / "b_wide.csv"
+    write_table_atomic(pd.concat([b.reset_index(drop=True), extra], axis=1), path)
+    return replace(qs, name=f"{qs.name}-wide{noise_columns}", b_spec=replace(qs.b_spec, path=path))
 
 
 def vip_set(
@@ -296,7 +310,7 @@ def replay_run(
         plain.x_b[rows],
         plain.y[rows],
         epochs=params.epochs,
-        batch_size=params.batch_size,
+        batch_size=auto_batch_size(job, plain),
         seed=params.seed,
         optimizer=params.optimizer,
         learning_rate=params.learning_rate,
@@ -327,6 +341,16 @@ def replay_run(
         "seconds": seconds,
         "seconds_per_epoch": math.nan,
     }
+
+
+def auto_batch_size(job: JobSpec, plain: Plain) -> int:
+    """The batch size an encrypted run of ``job`` ends up with (``batch_size = "auto"``): each
+    party's columns times the rows per column both parties require (the defaults' 8; the packing
+    limit is looser at 8), at least the job's start."""
+    if not job.batch_auto:
+        return job.params.batch_size
+    columns = max(plain.x_a.shape[1], plain.x_b.shape[1])  # A's with the intercept
+    return max(job.params.batch_size, columns * max(job.min_rows_per_column, MIN_ROWS_PER_COLUMN))
 
 
 # ---- measuring on the held-out users --------------------------------------------------------
@@ -479,6 +503,10 @@ def main() -> None:
             builders.append(
                 ("rare", lambda out: vip_set(50_000, 7, out, rare=0.02, new_users=_new(50_000)))
             )
+            for rows in (6_000, 20_000):
+                builders.append(
+                    (f"vip{rows}-wide", lambda out, r=rows: wide_set(r, 1, out, noise_columns=290))
+                )
         else:
             builders.append(
                 ("vip2000-1", lambda out: vip_set(2_000, 1, out, new_users=_new(2_000)))
