@@ -197,7 +197,7 @@ seed = 42
 
 [train]
 epochs = {epochs if isinstance(epochs, int) else '"auto"'}    # "auto": until converged, at most max_epochs
-batch_size = 1024
+batch_size = "auto"             # 1024, or more rows when a party's columns need them
 optimizer = "adam"
 learning_rate = 0.1
 

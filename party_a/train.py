@@ -115,8 +115,8 @@ def train(
                 ProgressEvent(
                     "alignment",
                     message=(
-                        f'batch_size = "auto": {job.params.batch_size} rows per batch are too few '
-                        f"for a party's columns; training again with {needed} ({exc})"
+                        f'batch_size = "auto": training again with {needed} rows per batch '
+                        f"instead of {job.params.batch_size}, as refused: {exc}"
                     ),
                 )
             )

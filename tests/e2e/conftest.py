@@ -38,7 +38,7 @@ def small_demo(root: Path, *, rows: int = 2000, seed: int = 11) -> VipDemo:
     b_text = b_text.replace("min_batch_size = 256", "min_batch_size = 64")
     # Batches of 256 rows and B's 34 columns after one-hot: 4 rows per column (the default is 8).
     demo.b_config.write_text(b_text.replace("min_rows_per_column = 8", "min_rows_per_column = 4"))
-    job = demo.job.read_text().replace("batch_size = 1024", "batch_size = 256")
+    job = _replace_once(demo.job.read_text(), 'batch_size = "auto"', "batch_size = 256")
     demo.job.write_text(job + "\n[privacy]\nmin_rows_per_column = 4\n")
     return demo
 

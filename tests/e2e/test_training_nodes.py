@@ -11,7 +11,7 @@ import pytest
 
 from fedlearn.launch import NodeProcess
 from fedlearn.store import ModelStore
-from tests.e2e.conftest import Nodes, small_demo
+from tests.e2e.conftest import Nodes, running_nodes, small_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +34,23 @@ def test_training_through_the_nodes_saves_both_shards(nodes: Nodes) -> None:
     assert a_shard["traffic"]["b_to_a_bytes"] > 64 * train_rows
     listing = nodes.cli("models")
     assert model_id in listing.stdout
+
+
+def test_an_auto_batch_job_runs_again_at_b_s_minimum_through_the_nodes(tmp_path: Path) -> None:
+    # B's minimum batch is its only reason to refuse "auto"'s first 1024 rows: the refusal carries
+    # the size over gRPC (trailing metadata) and the job runs again at it.
+    demo = small_demo(tmp_path)
+    b_text = demo.b_config.read_text()
+    demo.b_config.write_text(b_text.replace("min_batch_size = 64", "min_batch_size = 1100"))
+    demo.job.write_text(demo.job.read_text().replace("batch_size = 256", 'batch_size = "auto"'))
+    with running_nodes(demo) as nodes:
+        result = nodes.cli("train", "--job", str(demo.job))
+    assert result.returncode == 0, result.stderr
+    assert 'batch_size = "auto": training again with 1100 rows per batch instead of 1024' in (
+        result.stderr
+    )
+    model_id = result.stdout.split("model: ", 1)[1].split()[0]
+    assert ModelStore(demo.root / "models-a").load(model_id)["job"]["batch_size"] == 1100
 
 
 def test_policy_refusal_reaches_the_operator(nodes: Nodes, tmp_path: Path) -> None:
