@@ -357,6 +357,7 @@ def _is_missing(value: object) -> bool:
 
 
 _DECIMAL_ID = re.compile(r"-?\d+\.0+")
+_SCIENTIFIC_ID = re.compile(r"-?\d+(\.\d+)?[eE][+-]?\d+")
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 
 
@@ -378,6 +379,12 @@ def describe_ids(
             f"{whose} are numbers written as decimals ({example}): an export of an integer "
             "column with missing values does this; write them as whole numbers if the partner's "
             "are"
+        )
+    scientific = next((i for i in seen if _SCIENTIFIC_ID.fullmatch(i)), None)
+    if scientific is not None:
+        return (
+            f"{whose} include numbers in scientific notation (e.g. {scientific!r}): a float export of "
+            "long numeric IDs loses their last digits; write the IDs as text"
         )
     if all(i.isdigit() for i in seen):
         zeros = sum(1 for i in seen if len(i) > 1 and i.startswith("0"))

@@ -318,6 +318,7 @@ def test_a_non_numeric_value_gets_the_fix_its_kind_needs(
     ("ids", "expected"),
     [
         (["123.0", "45.0"], "numbers written as decimals (e.g. '123.0')"),
+        (["7", "1.2345678901234568e+18"], "scientific notation (e.g. '1.2345678901234568e+18')"),
         (["007", "12"], "digits, 1 of 2 with leading zeros"),
         (["1", "2"], "whole numbers"),
         (["ab" * 32, "cd" * 32], "hex digests of 256 bits"),
