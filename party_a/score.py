@@ -43,6 +43,7 @@ from fedlearn import metrics
 from fedlearn.calibration import Calibration
 from fedlearn.crypto.executor import Executor
 from fedlearn.data import (
+    describe_ids,
     iter_table_chunks,
     load_features_frame,
     normalise_ids,
@@ -162,7 +163,9 @@ def score(
     if not matched.any():
         warnings.append(
             f"{peer.peer_name} knows none of the {n_rows} users; every user is scored by "
-            "the A-only model (check that both sides use the same kind of ID)"
+            "the A-only model (check that both sides use the same kind of ID; "
+            + describe_ids(own.ids, "the file's IDs")
+            + ")"
         )
     progress(
         ProgressEvent(

@@ -418,3 +418,17 @@ def test_chunk_sizes_do_not_change_the_scores(
     result = _score(peer, trained, trained.vip.a_new_users_csv, chunked, chunk_rows=37)
     assert result.rows > 37 * 3 and result.matched > 50 * 3  # several chunks on both sides
     assert chunked.read_bytes() == whole.read_bytes()
+
+
+def test_a_file_whose_users_b_knows_none_of_says_how_its_ids_look(
+    trained: Trained, peer: InMemoryPeer, tmp_path: Path
+) -> None:
+    frame = _raw(trained.vip.a_new_users_csv).head(50)
+    frame["user_id"] = "X" + frame["user_id"]  # IDs B does not have
+    path = tmp_path / "upper.csv"
+    frame.to_csv(path, index=False)
+    result = _score(peer, trained, path, tmp_path / "out.csv")
+    assert result.matched == 0
+    (warning,) = result.warnings
+    assert "knows none of the 50 users" in warning
+    assert f"the file's IDs are text IDs in mixed case (e.g. '{frame['user_id'][0]}')" in warning
