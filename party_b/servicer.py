@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from fedlearn.errors import PeerUnavailable
 from fedlearn.proto.v1 import peer_pb2_grpc
 from fedlearn.protocol import chunking, wire
 from fedlearn.protocol.rpcs import RPCS, Rpc
@@ -56,6 +57,14 @@ def _handler(rpc: Rpc) -> Callable[..., Any]:
             parsed = chunking.join(
                 (wire.from_proto(part, rpc.request) for part in request), rpc.request
             )
+            if not context.is_active():
+                # The stream ended because the partner went away (killed, or its connection cut),
+                # not because it sent all of it: what arrived is a truncated message. It is not
+                # the partner's word, so it is neither used nor refused (a refusal ends the
+                # session); the session stays until its lease expires or the partner closes it.
+                raise PeerUnavailable(
+                    f"the partner went away during its {rpc.name} message; nothing of it was used"
+                )
         else:
             parsed = wire.from_proto(request, rpc.request)
         response = getattr(self.role, rpc.method)(parsed, partner)

@@ -122,8 +122,14 @@ def test_a_vanished_partners_sessions_are_reclaimed_after_the_lease(tmp_path: Pa
 
 
 class _Context:
+    def __init__(self, active: bool = True) -> None:
+        self.active = active
+
     def auth_context(self) -> dict[str, list[bytes]]:
         return {}
+
+    def is_active(self) -> bool:
+        return self.active
 
 
 def test_a_partner_that_is_not_allowed_is_refused_before_its_stream_is_read(
@@ -139,6 +145,26 @@ def test_a_partner_that_is_not_allowed_is_refused_before_its_stream_is_read(
     with pytest.raises(PolicyViolation, match="partner 'party-z' is not allowed"):
         servicer.PsiBlind(stream(), _Context())
     assert read == []
+
+
+def test_a_stream_cut_by_a_partner_that_went_away_is_neither_used_nor_refused(
+    node: NodeB,
+) -> None:
+    """A partner killed mid-message: the stream ends early and the call is no longer active. What
+    arrived is not the partner's word: B does not use it and does not end the session over it
+    (the lease reclaims it); on a live call the same message goes to B's checks as ever."""
+    from fedlearn.errors import PeerUnavailable
+    from fedlearn.proto.v1 import peer_pb2
+
+    opened = node.open_session(ALIGN, "party-a")
+    cut = peer_pb2.PsiBlindRequest(session_id=opened.session_id)  # the points never came
+    servicer = PeerServicer(node, insecure_identity="party-a")
+    with pytest.raises(PeerUnavailable, match="went away during its PsiBlind message"):
+        servicer.PsiBlind(iter([cut]), _Context(active=False))
+    assert opened.session_id in node._sessions  # still there, for its lease
+    # A live call: the message goes to B's own checks (an empty chunk of points is accepted).
+    (answer,) = list(servicer.PsiBlind(iter([cut]), _Context()))
+    assert answer.accepted == 0
 
 
 def test_malformed_requests_are_one_line_each_at_most_every_interval() -> None:
