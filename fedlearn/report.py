@@ -415,6 +415,18 @@ def _warning(summaries: Mapping[str, Mapping[str, Any]], curves: Curves) -> str:
     )
 
 
+def _notes(meta: Mapping[str, Any]) -> str:
+    """The model's notes from training (a column that leaks the label, a constant column) as
+    warnings at the top: a leaking column makes every figure below look better than new users
+    will be scored."""
+    notes = meta.get("notes")
+    if not isinstance(notes, list):
+        return ""
+    return "".join(
+        f'<p class="warning"><b>Check the data.</b> {html.escape(str(note))}.</p>' for note in notes
+    )
+
+
 def _timings(raw: Any) -> dict[str, Any]:
     """Timings in pipeline order (keys, alignment, ..., evaluation), others after, total last."""
     if not isinstance(raw, Mapping):
@@ -584,6 +596,7 @@ def _render_html(
 <h1>Model report: {model_id}</h1>
 <table>{fact_rows}</table>
 {_warning(summaries, curves)}
+{_notes(meta)}
 <h2>What the partner's data adds</h2>
 <p class="reading">{html.escape(_reading(meta, summaries))}</p>
 <h2>Whom to target</h2>

@@ -160,6 +160,16 @@ def test_weights_chart_shows_top_30_by_magnitude() -> None:
     assert top[0] == ("c39", -39.0) and top[-1] == ("c10", 10.0)
 
 
+def test_the_models_notes_are_warnings_at_the_top(tmp_path: Path) -> None:
+    meta = _meta()
+    meta["notes"] = ["A's column(s) vip_since <b> (AUC 1.000) alone separate the label"]
+    page = write_report(meta, tmp_path / "r").read_text(encoding="utf-8")
+    warning = '<p class="warning"><b>Check the data.</b> A&#x27;s column(s) vip_since &lt;b&gt;'
+    assert warning in page
+    assert page.index(warning) < page.index("<h2>What the partner")
+    assert "Check the data" not in write_report(_meta(), tmp_path / "r2").read_text("utf-8")
+
+
 def test_empty_meta_does_not_crash(tmp_path: Path) -> None:
     page = write_report({}, tmp_path / "r").read_text(encoding="utf-8")
     assert _img_sources(page) == []
