@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from fedlearn import metrics
 from fedlearn.constraints import Constraints, Interval, Options, violations
 from fedlearn.errors import ConfigError, DataError, EncodingOverflow
 
@@ -439,16 +440,15 @@ def separating_columns(
 
     Such a column is nearly always recorded after the outcome (a purchase date, a VIP flag): it
     leaks the label, and the model will not score new users the way it scores these rows. The AUC
-    of a column is that of ranking the rows by its values (ties count half).
+    of a column is that of ranking the rows by its values (``metrics.auc``: ties count half).
     """
-    rows, labels = rows[:LEAK_SAMPLE_ROWS], np.asarray(labels)[:LEAK_SAMPLE_ROWS].astype(bool)
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if min(positives, negatives) < LEAK_MIN_CLASS_ROWS:
+    rows, labels = rows[:LEAK_SAMPLE_ROWS], np.asarray(labels)[:LEAK_SAMPLE_ROWS].astype(int)
+    positives = int(labels.sum())
+    if min(positives, len(labels) - positives) < LEAK_MIN_CLASS_ROWS:
         return []
     found = []
     for column, name in enumerate(names):
-        ranks = pd.Series(x[rows, column]).rank(method="average").to_numpy()
-        auc = (ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+        auc = metrics.auc(labels, x[rows, column])
         if abs(auc - 0.5) >= LEAK_AUC_MARGIN:
             found.append((str(name), float(auc)))
     return found
