@@ -52,6 +52,7 @@ from fedlearn.model import (
     fit_plain_reference,
     linearized_residual,
     sigmoid,
+    sigmoid_slope,
 )
 
 FORMS = (
@@ -156,6 +157,22 @@ def _grown(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.concatenate([array, np.zeros((missing, *array.shape[1:]))]) if missing > 0 else array
 
 
+class _HeldTangent:
+    """The protocol's residual: the tangent with each row's slope as of the last epoch that
+    refreshed it (``fit_plain_reference``'s own, for forms that use it in some epochs only)."""
+
+    def __init__(self) -> None:
+        self.slopes = np.zeros(0)
+
+    def __call__(
+        self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, *, rows: np.ndarray, refresh: bool
+    ) -> np.ndarray:
+        self.slopes = _grown(self.slopes, rows)
+        if refresh:
+            self.slopes[rows] = sigmoid_slope(u_a)
+        return linearized_residual(u_a, u_b, y, self.slopes[rows])
+
+
 class Pooled:
     """Three (or two) terms from statistics the protocol can gather cheaply, with options for what
     they would cost.
@@ -181,7 +198,7 @@ class Pooled:
         floor = (0.0, SCALE_FLOOR)
         self.overall, self.by_class = floor, {False: floor, True: floor}
         self.frozen = floor  # B's standardisation (mu, s) in use
-        self.slopes = np.zeros(0)  # mixed: the tangent's held slope per row
+        self.tangent = _HeldTangent()  # mixed: the tangent in the epochs that do not refresh
         self.f12 = np.zeros((0, 2))  # held: A's f_1, f_2 per row
         self._sums = np.zeros((2, 3))  # per class: rows, sum u_B, sum u_B^2
 
@@ -191,11 +208,8 @@ class Pooled:
         classes = y.astype(bool)
         self.gather(u_b, classes)
         if self.mixed:
-            self.slopes = _grown(self.slopes, rows)
-            if refresh:
-                self.slopes[rows] = sigmoid(u_a) * (1 - sigmoid(u_a))
-            else:
-                d = np.asarray(sigmoid(u_a) + self.slopes[rows] * u_b - y)
+            d = self.tangent(u_a, u_b, y, rows=rows, refresh=refresh)  # holds the slopes
+            if not refresh:
                 return d, d
         if not self.held or refresh:
             self.frozen = self.overall
@@ -251,7 +265,7 @@ class Polish:
 
     def __init__(self) -> None:
         self.three = Pooled()
-        self.slopes = np.zeros(0)
+        self.tangent = _HeldTangent()
         self.epochs = 0
         self.switched: int | None = None
 
@@ -261,10 +275,7 @@ class Polish:
         if self.switched is not None:
             return self.three(u_a, u_b, y, rows=rows, refresh=True)
         self.three.gather(u_b, y.astype(bool))
-        self.slopes = _grown(self.slopes, rows)
-        if refresh:
-            self.slopes[rows] = sigmoid(u_a) * (1 - sigmoid(u_a))
-        return linearized_residual(u_a, u_b, y, self.slopes[rows])
+        return self.tangent(u_a, u_b, y, rows=rows, refresh=refresh)
 
     def end_epoch(self, scores_b: np.ndarray, y: np.ndarray, *, converged: bool) -> bool:
         self.three.end_epoch(scores_b, y)

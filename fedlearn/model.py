@@ -325,12 +325,12 @@ def fit_plain_reference(
         for batch in epoch_batches(rows, batch_size, seed, epoch):
             u_a = x_a[batch] @ w_a
             u_b = np.clip(x_b[batch] @ w_b, -score_clip, score_clip)
+            refresh = slopes_refreshed(epoch, epochs, n_batches)
             if residual is not None:
-                refresh = slopes_refreshed(epoch, epochs, n_batches)
                 d = residual(u_a, u_b, y[batch], rows=batch, refresh=refresh)
                 d_a, d_b = d if isinstance(d, tuple) else (d, d)
             else:
-                if slopes_refreshed(epoch, epochs, n_batches):
+                if refresh:
                     slopes[batch] = sigmoid_slope(u_a)
                 d_a = d_b = linearized_residual(u_a, u_b, y[batch], slopes[batch])
             epoch_loss += majorized_loss(u_a, u_b, y[batch]) * len(batch)
