@@ -56,6 +56,7 @@ from fedlearn.model import (
 )
 
 FORMS = (
+    "corrected",
     "tangent",
     "exact",
     "rank3",
@@ -171,6 +172,13 @@ class _HeldTangent:
         if refresh:
             self.slopes[rows] = sigmoid_slope(u_a)
         return linearized_residual(u_a, u_b, y, self.slopes[rows])
+
+
+class Tangent(_HeldTangent):
+    """The protocol before the corrected residual: the tangent alone, slopes on its schedule."""
+
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray, **_: Any) -> bool:
+        return False
 
 
 class Pooled:
@@ -289,7 +297,8 @@ class Polish:
 def fit_form(form: str) -> Callable[..., PlainRun]:
     """``fit_plain_reference`` (the job's schedule) with the residual of ``form``."""
     forms: dict[str, Callable[[], ResidualForm | None]] = {
-        "tangent": lambda: None,
+        "corrected": lambda: None,
+        "tangent": Tangent,
         "exact": Exact,
         "rank3": lambda: ThreeTerms(per_class=False),
         "rank3-class": lambda: ThreeTerms(per_class=True),

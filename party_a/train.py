@@ -45,6 +45,7 @@ from fedlearn.errors import (
 )
 from fedlearn.job import JobSpec
 from fedlearn.model import (
+    ScoreStats,
     converged,
     epoch_batches,
     log_odds,
@@ -373,9 +374,12 @@ def _train_session(
         labels,
     )
     loop = _EpochLoop(job, training, resume_from, fingerprint, peer.peer_name, job.dataset)
-    if resume_from.epoch:
-        loop.restore(progress)
-    history, stopped = loop.run(train_rows, validation_rows, started, progress)
+    try:
+        if resume_from.epoch:
+            loop.restore(progress)
+        history, stopped = loop.run(train_rows, validation_rows, started, progress)
+    finally:
+        training.close()  # the held corrections: no ciphertext is needed after the last epoch
 
     progress(
         ProgressEvent(
@@ -553,9 +557,19 @@ class _EpochLoop:
         self.first_epoch = int(state["completed_epochs"])
         self.history = list(state["history"])
         self.best_loss, self.stale_epochs = float(state["best_loss"]), int(state["stale_epochs"])
-        held = np.asarray(state.get("held_slopes", []), dtype=np.int64)
-        if held.shape == training.held_slopes.shape:
-            training.held_slopes = held
+        held = np.asarray(state.get("held_rows", []), dtype=bool)
+        if held.shape == training.held.shape:  # a checkpoint of this protocol version
+            training.held = held
+            training.held_slopes = np.asarray(state["held_slopes"], dtype=np.int64)
+            training.held_curvatures = np.asarray(state["held_curvatures"], dtype=np.int64)
+            training.held_offsets = np.asarray(state["held_offsets"], dtype=np.float64)
+            stats = state["score_stats"]
+            training.stats = ScoreStats(
+                float(stats["mean"]),
+                float(stats["std"]),
+                (float(stats["class_means"][0]), float(stats["class_means"][1])),
+                float(stats["within_std"]),
+            )
         self.stopped = state.get("stopped")
         orphan = self.resume_from.orphan()
         if orphan:
@@ -587,8 +601,18 @@ class _EpochLoop:
                 "best_loss": self.best_loss,
                 "stale_epochs": self.stale_epochs,
                 "stopped": self.stopped,
-                # The slopes whose [[beta]] B held: a resumed reuse epoch forms alpha with them.
+                # The terms whose ciphertexts B held: a resumed reuse epoch forms alpha with them
+                # and sends them afresh; the statistics of B's scores the next refresh fits over.
+                "held_rows": [bool(h) for h in training.held],
                 "held_slopes": [int(b) for b in training.held_slopes],
+                "held_curvatures": [int(g) for g in training.held_curvatures],
+                "held_offsets": floats(training.held_offsets),
+                "score_stats": {
+                    "mean": training.stats.mean,
+                    "std": training.stats.std,
+                    "class_means": list(training.stats.class_means),
+                    "within_std": training.stats.within_std,
+                },
             },
         )
 

@@ -6,8 +6,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.residual_forms import Polish, Pooled, ThreeTerms, _grown, a_coefficients, b_basis
-from fedlearn.model import fit_plain_reference, linearized_residual, sigmoid
+from bench.residual_forms import (
+    Polish,
+    Pooled,
+    Tangent,
+    ThreeTerms,
+    _grown,
+    a_coefficients,
+    b_basis,
+)
+from fedlearn.model import (
+    ScoreStats,
+    corrected_residual,
+    corrected_terms,
+    fit_plain_reference,
+    linearized_residual,
+    sigmoid,
+)
 
 
 def _data(rows: int = 600, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -31,17 +46,48 @@ class _Tangent:
         return False
 
 
+class _Refreshing:
+    """The protocol's corrected residual when every batch refreshes: A's fresh fit over the
+    statistics of B's scores in the previous epoch's batches (model.ScoreStats)."""
+
+    def __init__(self) -> None:
+        self.stats = ScoreStats()
+        self.moments = np.zeros(5)
+        self.seen: list[int] = []
+
+    def __call__(self, u_a: np.ndarray, u_b: np.ndarray, y: np.ndarray, **_: object) -> np.ndarray:
+        offset, slope, curvature = corrected_terms(u_a, y, self.stats)
+        positive = y > 0.5
+        self.moments += (len(y), u_b.sum(), (u_b * u_b).sum(), positive.sum(), u_b[positive].sum())
+        correction = curvature * self.stats.curvature_basis(u_b)
+        return corrected_residual(u_a, u_b, y, offset, slope, correction)
+
+    def end_epoch(self, scores_b: np.ndarray, y: np.ndarray, **_: object) -> bool:
+        rows, total, squares, positives, positive_total = self.moments
+        mean = total / rows
+        self.stats = ScoreStats.from_moments(
+            mean,
+            float(np.sqrt(squares / rows - mean * mean)),
+            rows=int(rows),
+            positive_rows=int(positives),
+            positive_mean=positive_total / positives,
+        )
+        self.moments[:] = 0.0
+        self.seen.append(len(scores_b))
+        return False
+
+
 def test_a_residual_form_replaces_only_the_residual() -> None:
     x_a, x_b, y = _data()
-    tangent = _Tangent()
-    # Two epochs both refresh the slopes, so the protocol's own residual is the plain tangent.
+    form = _Refreshing()
+    # Two epochs both refresh A's terms, so the protocol's own residual is the fresh fit.
     hooked = fit_plain_reference(
-        x_a, x_b, y, epochs=2, batch_size=128, seed=3, l2=1.0, residual=tangent
+        x_a, x_b, y, epochs=2, batch_size=128, seed=3, l2=1.0, residual=form
     )
     plain = fit_plain_reference(x_a, x_b, y, epochs=2, batch_size=128, seed=3, l2=1.0)
-    np.testing.assert_array_equal(hooked.w_a, plain.w_a)
-    np.testing.assert_array_equal(hooked.w_b, plain.w_b)
-    assert tangent.seen == [len(y), len(y)]
+    np.testing.assert_allclose(hooked.w_a, plain.w_a, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hooked.w_b, plain.w_b, rtol=0, atol=1e-12)
+    assert form.seen == [len(y), len(y)]
 
 
 def test_three_terms_follow_the_sigmoid_better_than_the_tangent() -> None:
@@ -111,7 +157,7 @@ def test_pooled_statistics_come_from_the_epoch_batches() -> None:
 def test_polish_switches_to_three_terms_when_the_tangent_converges_and_runs_on() -> None:
     x_a, x_b, y = _data()
     tangent_only = fit_plain_reference(
-        x_a, x_b, y, epochs=100, batch_size=128, seed=3, l2=1.0, tolerance=0.02
+        x_a, x_b, y, epochs=100, batch_size=128, seed=3, l2=1.0, tolerance=0.02, residual=Tangent()
     )
     form = Polish()
     polished = fit_plain_reference(

@@ -67,7 +67,8 @@ class PeerKeyOps(Protocol):
         ...
 
     def scale(self, ciphertexts: Sequence[int], factors: Sequence[int]) -> list[int]:
-        """[[k_i m_i]] = [[m_i]]^k_i per row; k_i >= 0, a few dozen bits."""
+        """[[k_i m_i]] = [[m_i]]^k_i per row; k_i signed, a few dozen bits (a negative one costs
+        an inversion mod n^2 more)."""
         ...
 
     def add(self, left: Sequence[int], right: Sequence[int]) -> list[int]:

@@ -122,7 +122,8 @@ class PeerKeyEngine:
         return join_slabs(plan, partials, self.n_square)
 
     def scale(self, ciphertexts: Sequence[object], factors: Sequence[int]) -> list[mpz]:
-        """``[[k_i m_i]] = [[m_i]]**k_i`` per row; each k_i >= 0 (a few dozen bits: one powmod)."""
+        """``[[k_i m_i]] = [[m_i]]**k_i`` per row; k_i signed, a few dozen bits: one powmod (gmpy2
+        inverts the ciphertext for a negative k_i)."""
         values = self._check(ciphertexts)
         if len(values) != len(factors):
             raise ValueError(f"{len(values)} ciphertexts but {len(factors)} factors")

@@ -145,7 +145,7 @@ class PhePeerKeyEngine:
         return results
 
     def scale(self, ciphertexts: Sequence[object], factors: Sequence[int]) -> list[int]:
-        """``[[k_i m_i]]`` per row as phe's ``_raw_mul`` (one powmod each); k_i >= 0."""
+        """``[[k_i m_i]]`` per row as phe's ``_raw_mul`` (one powmod each); k_i signed."""
         values = _checked(ciphertexts, self.n_square)
         if len(values) != len(factors):
             raise ValueError(f"{len(values)} ciphertexts but {len(factors)} factors")

@@ -39,7 +39,7 @@ def feature_party_secret_bits(score_frac_bits: int) -> int:
 
 
 def label_party_secret_bits() -> int:
-    """Bits of A's narrowest per-row secret under A's key: beta = sigmoid'(u_A) 2^16 <= 2^14."""
+    """Bits of A's narrowest per-row secret under A's key: beta = slope 2^16, |beta| <= 2^14."""
     return (1 << (SLOPE_FRAC_BITS - 2)).bit_length()
 
 

@@ -143,12 +143,15 @@ class BatchForwardRequest:
     ciphertexts: bytes = b""
     slopes: bytes = b""
     reuse_slopes: bool = False  # no slopes: B reuses the [[beta]]_A it holds for the batch's rows
+    curvatures: bytes = b""  # [[gamma]]_A per row, sent with the slopes
+    held_basis: bool = False  # B uses the curvature basis w it holds (a resumed session)
 
 
 @dataclass(frozen=True)
 class BatchForwardResponse:
     ciphertexts: bytes = b""
     loss_term: bytes = b""
+    curvature_basis: bytes = b""  # [[w]]_B per row, when A sent curvatures
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,8 @@ class BatchUpdateRequest:
 @dataclass(frozen=True)
 class BatchUpdateResponse:
     weight_change_norm: float = 0.0
+    score_mean: float = 0.0  # after an epoch's last batch: B's scores over the epoch's batches
+    score_std: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -181,11 +186,13 @@ class EpochLossRequest:
     session_id: str = ""
     epoch: int = 0
     ciphertext: bytes = b""
+    class_sum: bytes = b""  # [[S_1 + R_S]]_B: B's v summed over the epoch's positive rows, masked
 
 
 @dataclass(frozen=True)
 class EpochLossResponse:
     value: bytes = b""
+    class_value: bytes = b""
 
 
 @dataclass(frozen=True)

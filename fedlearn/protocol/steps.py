@@ -3,19 +3,24 @@
 For a batch of s aligned rows. Every value is a fixed-point integer: A's slope at SLOPE_FRAC_BITS, B's
 partial score at ``score_frac_bits`` (F2), the residual at SLOPE_FRAC_BITS + F2.
 
-    A: beta  = sigmoid'(u_A)                  -> [[beta]]_A          (sent to B, per row)
-       alpha = sigmoid(u_A) - y - K beta      -> [[alpha]]_A         (sent to B, per row)
+    A: (c, beta, gamma) = model.corrected_terms(u_A, y, stats)   (in the epochs that refresh them)
+       beta                                   -> [[beta]]_A          (sent to B, per row)
+       gamma                                  -> [[gamma]]_A         (sent to B, per row)
+       alpha = sigmoid(u_A) - y + c - K beta  -> [[alpha]]_A         (sent to B, per row)
     B: v     = clip(u_B, -K, K) + K  (>= 0)   -> [[v]]_B             (sent to A, per row)
-    B: [[d]]_A = [[alpha]]_A * [[beta]]_A ^ v          A: [[d]]_B = [[v]]_B ^ beta * alpha
-       so d = sigmoid(u_A) + sigmoid'(u_A) u_B - y  (sigmoid linearised around A's own score)
+       w     = clip((u_B - mean) / std)^2     -> [[w]]_B             (sent to A, with [[gamma]])
+    B: [[m]]_A = [[gamma]]_A ^ w                       A: [[m]]_B = [[w]]_B ^ gamma   (held per row)
+    B: [[d]]_A = [[alpha]]_A * [[beta]]_A ^ v * [[m]]_A  A: [[d]]_B = [[v]]_B ^ beta * alpha * [[m]]_B
+       so d = sigmoid(u_A) - y + c + beta u_B + gamma w: sigmoid(u_A + u_B) - y fitted over B's
+       score distribution (model.corrected_terms); between refreshes c, beta and m are held
     each: [[G + R]]_peer = X_q^T [[d]]_peer + R, packed into few ciphertexts and re-randomised;
           the peer decrypts and returns G + R; the party removes R and updates its own weights.
 
 docs/design.md linearises at u = 0 (``1/2 + u/4``); that fixed point is measurably worse than logistic
 regression where the label is rare (the intercept moves every score far from 0). Linearising at u_A
-keeps the same messages and encryption, adds one short exponentiation per row on each side, and lands
-within a few thousandths of AUC of scikit-learn (docs/protocol.md). ``K`` = SCORE_CLIP bounds |u_B|, so
-every encoded value has a known bound and packing slots cannot overflow; it never binds on sane data.
+lands within a few thousandths of AUC of scikit-learn; the curvature term, held between refreshes,
+closes that gap (docs/protocol.md section 7). ``K`` = SCORE_CLIP bounds |u_B|, so every encoded value
+has a known bound and packing slots cannot overflow; it never binds on sane data.
 """
 
 from __future__ import annotations
@@ -33,7 +38,15 @@ from fedlearn.crypto.engines import PeerKeyOps
 from fedlearn.crypto.packing import PackingLayout, packing_layout, unmask_truncated
 from fedlearn.data import PartyTable
 from fedlearn.errors import EncodingOverflow
-from fedlearn.model import sigmoid, sigmoid_slope
+from fedlearn.model import (
+    CURVATURE_Z_CLIP,
+    MAX_CURVATURE,
+    MAX_OFFSET,
+    MAX_SLOPE,
+    ScoreStats,
+    sigmoid,
+    sigmoid_slope,
+)
 from fedlearn.preprocess import Preprocessor, PreprocessParams
 
 #: |u_B| is clipped to SCORE_CLIP before encoding; v = u_B + SCORE_CLIP is then in [0, 2 K].
@@ -73,9 +86,11 @@ def residual_frac_bits(score_frac_bits: int) -> int:
 def gradient_bound_bits(max_rows: int, feature_bits: int, score_frac_bits: int) -> int:
     """Bits bounding |sum_i x_q[i, j] d_q[i]| over a batch of at most ``max_rows`` rows.
 
-    |x_q| < 2^(feature_bits - 1) (binary columns: 1); |d| <= 1 + K/4 < 2^5 for K = 64.
+    |x_q| < 2^(feature_bits - 1) (binary columns: 1); |d| <= |sigmoid(u_A) - y + c| + |beta| K +
+    |gamma| w <= 2 + K/4 + 9/2 < 2^5 for K = 64 (model's bounds on A's terms, w <= 9).
     """
-    d_bits = math.ceil(math.log2(1 + SCORE_CLIP / 4)) + residual_frac_bits(score_frac_bits)
+    d_bound = 1 + MAX_OFFSET + MAX_SLOPE * SCORE_CLIP + MAX_CURVATURE * CURVATURE_Z_CLIP**2
+    d_bits = math.ceil(math.log2(d_bound)) + residual_frac_bits(score_frac_bits)
     return int(max_rows).bit_length() + max(feature_bits - 1, 1) + d_bits + 1
 
 
@@ -88,25 +103,50 @@ def gradient_layout(
 
 
 def label_party_terms(
-    u_a: np.ndarray, y: np.ndarray, score_frac_bits: int, beta: Sequence[int] | None = None
+    u_a: np.ndarray,
+    y: np.ndarray,
+    score_frac_bits: int,
+    beta: Sequence[int] | None = None,
+    offset: np.ndarray | None = None,
 ) -> tuple[list[int], list[int]]:
     """A's per-row (alpha, beta) as signed fixed-point ints; the K offset cancels exactly in d.
 
-    ``beta`` (s,), when given, is the slope to use instead of sigmoid'(u_A): the one whose
-    ciphertext B already holds for the row (reused on the public schedule, ``slopes_refreshed``);
-    alpha is then formed with it, so d = alpha + beta v stays exact for that slope.
+    ``beta`` (s,), when given, is the slope to use instead of sigmoid'(u_A) (``fixed_slopes`` of
+    A's corrected terms, or the one whose ciphertext B already holds for the row); alpha is then
+    formed with it, so d = alpha + beta v stays exact for that slope. ``offset`` (s,) is A's c,
+    added to sigmoid(u_A) - y.
     """
     if beta is None:
         beta = [int(v) for v in np.rint(sigmoid_slope(u_a) * 2.0**SLOPE_FRAC_BITS)]
     else:
         beta = [int(v) for v in beta]
     base = np.rint(
-        (sigmoid(u_a) - np.asarray(y, dtype=np.float64))
+        (sigmoid(u_a) - np.asarray(y, dtype=np.float64) + (0.0 if offset is None else offset))
         * 2.0 ** residual_frac_bits(score_frac_bits)
     )
-    offset = SCORE_CLIP << score_frac_bits
-    alpha = [int(b) - offset * slope for b, slope in zip(base, beta, strict=True)]
+    shift = SCORE_CLIP << score_frac_bits
+    alpha = [int(b) - shift * slope for b, slope in zip(base, beta, strict=True)]
     return alpha, beta
+
+
+def fixed_slopes(values: np.ndarray) -> list[int]:
+    """A's slopes or curvatures (floats, bounded by the model's MAX_*) at SLOPE_FRAC_BITS."""
+    return [int(v) for v in np.rint(np.asarray(values, dtype=np.float64) * 2.0**SLOPE_FRAC_BITS)]
+
+
+def feature_party_basis(
+    scores_fixed: Sequence[int], stats: ScoreStats, score_frac_bits: int
+) -> list[int]:
+    """B's per-row w = round(clip((u_B - mean) / std, -3, 3)^2 2^F2) from its fixed v: in
+    [0, 9 2^F2], so ``gamma w`` is at the residual's SLOPE_FRAC_BITS + F2 fractional bits."""
+    offset = SCORE_CLIP << score_frac_bits
+    u_b = (np.asarray(scores_fixed, dtype=np.float64) - offset) / 2.0**score_frac_bits
+    return [int(v) for v in np.rint(stats.curvature_basis(u_b) * 2.0**score_frac_bits)]
+
+
+def class_sum_bound_bits(rows: int, score_frac_bits: int) -> int:
+    """Bits bounding the sum of B's v (each in [0, 2 K 2^F2]) over at most ``rows`` rows."""
+    return (int(rows) * (2 * SCORE_CLIP << score_frac_bits)).bit_length()
 
 
 def feature_party_scores(u_b: np.ndarray, score_frac_bits: int) -> list[int]:
@@ -141,12 +181,16 @@ def feature_party_residual(
     alpha: Sequence[int],
     beta: Sequence[int],
     scores_fixed: Sequence[int],
+    correction: Sequence[int],
 ) -> list[int]:
-    """B: [[d]]_A = [[alpha]]_A [[beta]]_A^v per row, under A's key.
+    """B: [[d]]_A = [[alpha]]_A [[beta]]_A^v [[m]]_A per row, under A's key.
 
-    ``alpha`` and ``beta`` are A's ciphertexts (s,); ``scores_fixed`` B's v (s,) non-negative ints.
+    ``alpha``, ``beta`` and the curvature correction ``correction`` ([[gamma w]]_A, held since the
+    row's last refresh) are ciphertexts under A's key (s,); ``scores_fixed`` B's v (s,), ints >= 0.
     """
-    return peer_engine.add(alpha, peer_engine.scale(beta, scores_fixed))
+    return peer_engine.add(
+        peer_engine.add(alpha, peer_engine.scale(beta, scores_fixed)), correction
+    )
 
 
 def label_party_residual(
@@ -155,13 +199,17 @@ def label_party_residual(
     alpha: Sequence[int],
     beta: Sequence[int],
     codec: FixedPointCodec,
+    correction: Sequence[int],
 ) -> list[int]:
-    """A: [[d]]_B = [[v]]_B^beta + alpha per row, under B's key.
+    """A: [[d]]_B = [[v]]_B^beta alpha [[m]]_B per row, under B's key.
 
-    ``encrypted_scores`` are B's [[v]]_B (s,); ``alpha`` (signed) and ``beta`` (>= 0) A's fixed-point
-    terms; ``codec`` encodes signed ints as residues mod B's n.
+    ``encrypted_scores`` are B's [[v]]_B (s,); ``alpha`` and ``beta`` A's fixed-point terms
+    (signed); ``correction`` the held [[gamma w]]_B (s,); ``codec`` encodes signed ints mod B's n.
     """
-    return peer_engine.add_plain(peer_engine.scale(encrypted_scores, beta), codec.encode_int(alpha))
+    scaled = peer_engine.add_plain(
+        peer_engine.scale(encrypted_scores, beta), codec.encode_int(alpha)
+    )
+    return peer_engine.add(scaled, correction)
 
 
 def masked_gradient(

@@ -2,19 +2,24 @@
 
 Per batch, A makes three calls (docs/protocol.md lists what crosses):
 
-- forward: A encrypts its residual terms alpha and beta under A's key and sends them; B answers with
-  its partial scores u_B and its loss term, under B's key.
-- A forms the residual alpha + beta * u_B under B's key, its gradient from it, masked and packed, and
-  adds the batch's loss terms in u_B (under B's key) to the epoch's encrypted loss.
+- forward: A encrypts its residual terms alpha, beta and gamma under A's key and sends them (beta and
+  gamma only in the epochs that refresh them); B answers with its partial scores u_B, its loss term
+  and, with gamma, its curvature basis w, under B's key.
+- A forms the residual alpha + beta * u_B + gamma * w under B's key (gamma * w held between
+  refreshes), its gradient from it, masked and packed, adds the batch's loss terms in u_B (under B's
+  key) to the epoch's encrypted loss and B's v of the positive rows to the epoch's class sum.
 - gradient: A sends its masked gradient (under B's key); B returns it decrypted but still masked, with
   B's masked gradient packed under A's key, which A decrypts.
 - update: A removes its masks and steps its weights, and sends B its gradient values (still masked).
 
-After each epoch ``epoch_loss`` has B decrypt the masked loss sum, and only A removes the mask.
+After each epoch ``epoch_loss`` has B decrypt the masked loss sum and class sum, and only A removes
+the masks; with B's mean and deviation (told after the epoch's last batch) they are the statistics
+of B's scores A fits its next terms over (``model.corrected_terms``).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -28,14 +33,23 @@ from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import MAX_KEY_BITS, public_key_from_bytes
 from fedlearn.crypto.packing import PackingLayout, truncate, unpack
 from fedlearn.crypto.wire import (
+    ciphertext_width,
     ciphertexts_to_bytes,
     ints_from_bytes,
     ints_to_bytes,
     keyed_ciphertexts_from_bytes,
 )
 from fedlearn.errors import EncodingOverflow, InvalidPeerData
-from fedlearn.model import Optimizer, l2_per_row, max_batch_rows, slopes_refreshed
+from fedlearn.model import (
+    Optimizer,
+    ScoreStats,
+    corrected_terms,
+    l2_per_row,
+    max_batch_rows,
+    slopes_refreshed,
+)
 from fedlearn.protocol import messages as m
+from fedlearn.protocol.held import HeldCiphertexts
 from fedlearn.protocol.limits import (
     MIN_ROWS_PER_COLUMN,
     batch_rows_for,
@@ -50,6 +64,8 @@ from fedlearn.protocol.peer_api import PeerApi
 from fedlearn.protocol.steps import (
     SCORE_CLIP,
     FixedPointFeatures,
+    class_sum_bound_bits,
+    fixed_slopes,
     gradient_from_masked,
     gradient_layout,
     label_party_loss,
@@ -131,12 +147,25 @@ class TrainingA:
     # A's model: its weights averaged over the last epoch (train.py sets it before the first).
     model_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
     gradient_noise: float = 0.0  # label DP: std of the noise on B's mean gradient (see add_noise)
-    # Per aligned row, the fixed-point slope beta whose [[beta]]_A B holds in this session (-1: none
-    # sent yet). A forms alpha with it in the epochs that reuse it (``slopes_refreshed``).
+    # Per aligned row, A's terms of the row's last refresh: the fixed-point slope beta and curvature
+    # gamma whose ciphertexts B holds, and the offset c (``held``: the row has them). A forms alpha
+    # with them in the epochs that reuse them (``slopes_refreshed``).
+    held: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     held_slopes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    held_curvatures: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    held_offsets: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # Per aligned row, whether B holds a [[beta]]_A of the row's held slope in *this* session (a
     # resumed session has fresh keys: B holds none, while the held slopes come from the checkpoint).
     peer_holds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # Per aligned row, the curvature correction [[gamma w]]_B of the row's last refresh (this session).
+    held_corrections: HeldCiphertexts | None = None
+    # B's score statistics A fits its terms over (the last epoch's), and this epoch's parts of the
+    # next: the positive rows' count and sum of B's [[v]]_B, B's mean and deviation when told.
+    stats: ScoreStats = field(default_factory=ScoreStats)
+    positive_rows: int = 0
+    epoch_rows: int = 0
+    positive_sum: Any = None
+    peer_moments: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def start(
@@ -171,8 +200,12 @@ class TrainingA:
         penalty_mask = np.ones(features.n_features)
         penalty_mask[-1] = 0.0
         training = cls(
-            held_slopes=np.full(len(labels), -1, dtype=np.int64),
+            held=np.zeros(len(labels), dtype=bool),
+            held_slopes=np.zeros(len(labels), dtype=np.int64),
+            held_curvatures=np.zeros(len(labels), dtype=np.int64),
+            held_offsets=np.zeros(len(labels)),
             peer_holds=np.zeros(len(labels), dtype=bool),
+            held_corrections=HeldCiphertexts(len(labels), ciphertext_width(peer_n)),
             peer=peer,
             session_id=session_id,
             params=params,
@@ -201,15 +234,22 @@ class TrainingA:
             ),
             min_rows_per_column=min_rows_per_column,
         )
-        # Keep two batches of obfuscators ready (alpha and beta per row): the pool refills in the
-        # background while A waits for B.
+        # Keep two batches of obfuscators ready (alpha and beta per row; gamma too in refreshing
+        # epochs): the pool refills in the background while A waits for B.
         own.pool_target = 2 * max_rows
         own.prefill(2 * max_rows)
         return training
 
     def start_epoch(self) -> None:
         self.plain_loss, self.encrypted_loss, self.peer_change = 0.0, None, 0.0
+        self.positive_rows, self.epoch_rows, self.positive_sum = 0, 0, None
+        self.peer_moments = (0.0, 0.0)
         self.optimizer.start_epoch()
+
+    def close(self) -> None:
+        """Release the held corrections (a temporary file for large sessions)."""
+        if self.held_corrections is not None:
+            self.held_corrections.close()
 
     def end_epoch(self) -> None:
         """A's model becomes the average of its weights over the epoch just run."""
@@ -229,15 +269,18 @@ class TrainingA:
         timer.restart()
         u_a = features.x_rows(rows) @ self.weights
         y = self.labels[rows]
-        alpha, beta, reuse = self._residual_terms(epoch, rows, u_a, y)
-        encrypted = own.encrypt(own_codec.encode_int(alpha if reuse else alpha + beta))
+        alpha, beta, gamma, mode = self._residual_terms(epoch, rows, u_a, y)
+        reuse = mode == "reuse"
+        encrypted = own.encrypt(own_codec.encode_int(alpha if reuse else alpha + beta + gamma))
         timer.lap("encryption")
         forward = peer.batch_forward(
             m.BatchForwardRequest(
                 header,
                 ciphertexts_to_bytes(encrypted[:s], own_n),
-                b"" if reuse else ciphertexts_to_bytes(encrypted[s:], own_n),
+                b"" if reuse else ciphertexts_to_bytes(encrypted[s : 2 * s], own_n),
                 reuse_slopes=reuse,
+                curvatures=b"" if reuse else ciphertexts_to_bytes(encrypted[2 * s :], own_n),
+                held_basis=mode == "resend",
             )
         )
         timer.lap("network")
@@ -248,7 +291,11 @@ class TrainingA:
         (loss_term,) = keyed_ciphertexts_from_bytes(
             forward.loss_term, peer_key, expected_count=1
         ).under(peer_key)
-        residual = label_party_residual(peer_engine, encrypted_scores, alpha, beta, peer_codec)
+        correction = self._correction(rows, forward.curvature_basis, None if reuse else gamma)
+        residual = label_party_residual(
+            peer_engine, encrypted_scores, alpha, beta, peer_codec, correction
+        )
+        self._add_positive_scores(encrypted_scores, y)
         packed, masks = masked_gradient(peer_engine, features.x_q[rows], residual, self.own_layout)
         # The loss terms in u_B: (sigmoid(u_A) - y) u_B + u_B^2 / 8, under B's key.
         plain, coefficients, coefficient_sum = label_party_loss(u_a, y)
@@ -289,37 +336,89 @@ class TrainingA:
             m.BatchUpdateRequest(header, ints_to_bytes(returned, self.peer_layout.returned_bytes))
         )
         self.peer_change = update.weight_change_norm
+        if batch + 1 == max(1, self.n_train // self.params.batch_size):  # the epoch's last
+            self.peer_moments = _checked_moments(update.score_mean, update.score_std)
         timer.lap("network")
 
     def _residual_terms(
         self, epoch: int, rows: np.ndarray, u_a: np.ndarray, y: np.ndarray
-    ) -> tuple[list[int], list[int], bool]:
-        """(alpha, beta, reuse) for the batch's rows: fresh slopes, or the held ones.
+    ) -> tuple[list[int], list[int], list[int], str]:
+        """(alpha, beta, gamma, mode) for the batch's rows: fresh terms, or the held ones.
 
         In the epochs the public schedule (``slopes_refreshed``) does not refresh, a batch whose
-        rows all have a held slope uses it: alpha is formed with it, and no [[beta]] is sent
-        (``reuse``) when B holds its ciphertexts from this session; otherwise (a resumed session,
-        whose held slopes come from the checkpoint) the held slopes are encrypted afresh, so a
-        resumed run computes what the uninterrupted one would. Outside those epochs the batch's
-        slopes are fresh and become the held ones.
+        rows all have held terms uses them: alpha is formed with them, and no [[beta]] or [[gamma]]
+        is sent (mode "reuse") when B holds their ciphertexts from this session; otherwise (a
+        resumed session, whose held terms come from the checkpoint) they are encrypted afresh and B
+        uses the basis w it held (mode "resend"), so a resumed run computes what the uninterrupted
+        one would. Outside those epochs the batch's terms are fitted afresh over the statistics of
+        B's scores (``corrected_terms``) and become the held ones (mode "fresh").
         """
-        held = self.held_slopes[rows]
         batches = max(1, self.n_train // self.params.batch_size)  # as epoch_batches cuts them
         refreshed = slopes_refreshed(epoch, self.params.epochs, batches)
-        use_held = not refreshed and bool(np.all(held >= 0))
-        frac = self.params.score_frac_bits
-        alpha, beta = label_party_terms(u_a, y, frac, [int(b) for b in held] if use_held else None)
-        if not use_held:
-            self.held_slopes[rows] = beta
-        reuse = use_held and bool(np.all(self.peer_holds[rows]))
-        if not reuse:
+        if not refreshed and bool(np.all(self.held[rows])):
+            mode = "reuse" if bool(np.all(self.peer_holds[rows])) else "resend"
+        else:
+            offset, slope, curvature = corrected_terms(u_a, y, self.stats)
+            self.held[rows] = True
+            self.held_offsets[rows] = offset
+            self.held_slopes[rows] = fixed_slopes(slope)
+            self.held_curvatures[rows] = fixed_slopes(curvature)
+            mode = "fresh"
+        beta = [int(b) for b in self.held_slopes[rows]]
+        gamma = [int(g) for g in self.held_curvatures[rows]]
+        alpha, _ = label_party_terms(
+            u_a, y, self.params.score_frac_bits, beta, self.held_offsets[rows]
+        )
+        if mode != "reuse":
             self.peer_holds[rows] = True
-        return alpha, beta, reuse
+        return alpha, beta, gamma, mode
+
+    def _correction(self, rows: np.ndarray, basis: bytes, gamma: list[int] | None) -> list[Any]:
+        """[[gamma w]]_B for the batch's rows: from B's [[w]]_B when A sent its gamma (then held),
+        else the ones held since the rows' last refresh. Raises ``InvalidPeerData`` for a basis
+        B sent unasked or with the wrong count."""
+        held = self.held_corrections
+        assert held is not None
+        peer_key = self.peer_engine.public_key
+        if gamma is None:
+            if basis:
+                raise InvalidPeerData("BatchForward: a curvature basis that was not asked for")
+            return held.take(rows)
+        encrypted_basis = keyed_ciphertexts_from_bytes(
+            basis, peer_key, expected_count=len(rows)
+        ).under(peer_key)
+        correction = self.peer_engine.scale(encrypted_basis, gamma)
+        held.put(rows, ciphertexts_to_bytes(correction, int(peer_key.n)))
+        return correction
+
+    def _add_positive_scores(self, encrypted_scores: list[Any], y: np.ndarray) -> None:
+        """Add B's [[v]]_B of the batch's positive rows to the epoch's class sum."""
+        positive = [c for c, label in zip(encrypted_scores, y, strict=True) if label > 0.5]
+        self.epoch_rows += len(y)
+        self.positive_rows += len(positive)
+        if positive:
+            total = self.peer_engine.dot([1] * len(positive), positive)
+            self.positive_sum = (
+                total
+                if self.positive_sum is None
+                else self.peer_engine.add([self.positive_sum], [total])[0]
+            )
 
     def epoch_loss(self, epoch: int) -> float:
-        """The epoch's mean loss (the quadratic bound), B's part revealed through ``EpochLoss``."""
+        """The epoch's mean loss (the quadratic bound), B's part revealed through ``EpochLoss``
+        with the positive rows' sum of B's scores; A's statistics of B's scores become this
+        epoch's (``stats``)."""
         frac = self.params.score_frac_bits
-        revealed = self._reveal_epoch_loss(epoch, loss_bound_bits(self.n_train, frac))
+        revealed, class_sum = self._reveal_epoch_loss(epoch, loss_bound_bits(self.n_train, frac))
+        mean, std = self.peer_moments
+        positive_mean = (class_sum / max(self.positive_rows, 1) - (SCORE_CLIP << frac)) / 2.0**frac
+        self.stats = ScoreStats.from_moments(
+            mean,
+            std,
+            rows=self.epoch_rows,
+            positive_rows=self.positive_rows,
+            positive_mean=positive_mean,
+        )
         return (self.plain_loss + revealed / 2.0 ** residual_frac_bits(frac)) / self.n_train
 
     def _gradient_reply(self, reply: m.BatchGradientResponse) -> tuple[list[int], list[int]]:
@@ -388,21 +487,53 @@ class TrainingA:
             noisy.append((value + max(-limit, min(limit, noise))) % modulus)
         return noisy
 
-    def _reveal_epoch_loss(self, epoch: int, bound_bits: int) -> int:
-        """B's part of the epoch's loss (its quadratic bound), masked before B decrypts it; only A
-        removes the mask. B sends back the low ``bound_bits + 1`` bits of ``L_B + R_L`` only."""
+    def _reveal_epoch_loss(self, epoch: int, bound_bits: int) -> tuple[int, int]:
+        """B's part of the epoch's loss (its quadratic bound) and the sum of B's v over the
+        epoch's positive rows, each masked before B decrypts it; only A removes the masks. B sends
+        back the low ``b + 1`` bits of ``L_B + R_L`` and ``S_1 + R_S`` only."""
         peer_engine = self.peer_engine
-        mask = loss_mask(bound_bits)
+        class_bits = class_sum_bound_bits(self.n_train, self.params.score_frac_bits)
+        loss_r, class_r = loss_mask(bound_bits), loss_mask(class_bits)
         peer_n = int(peer_engine.public_key.n)
-        (masked,) = peer_engine.rerandomize(peer_engine.add_plain([self.encrypted_loss], [mask]))
-        reply = self.peer.epoch_loss(
-            m.EpochLossRequest(self.session_id, epoch, ciphertexts_to_bytes([masked], peer_n))
+        positive_sum = self.positive_sum
+        if positive_sum is None:  # no positive row this epoch: 1 encrypts 0 (re-randomised below)
+            positive_sum = 1
+        masked = peer_engine.rerandomize(
+            peer_engine.add_plain([self.encrypted_loss, positive_sum], [loss_r, class_r])
         )
-        # B returns the low bound_bits + 1 bits of L_B + R_L (at most that many bytes, big-endian).
-        if len(reply.value) > (bound_bits + 8) // 8:
-            raise InvalidPeerData("EpochLoss: the returned value is wider than the loss bound")
-        value = int.from_bytes(reply.value, "big")
+        reply = self.peer.epoch_loss(
+            m.EpochLossRequest(
+                self.session_id,
+                epoch,
+                ciphertexts_to_bytes(masked[:1], peer_n),
+                class_sum=ciphertexts_to_bytes(masked[1:], peer_n),
+            )
+        )
+        # B returns the low b + 1 bits of each (at most that many bytes, big-endian).
+        if (
+            len(reply.value) > (bound_bits + 8) // 8
+            or len(reply.class_value) > (class_bits + 8) // 8
+        ):
+            raise InvalidPeerData("EpochLoss: a returned value is wider than its bound")
         try:
-            return unmask_loss(value, mask, bound_bits)
+            loss = unmask_loss(int.from_bytes(reply.value, "big"), loss_r, bound_bits)
+            class_sum = unmask_loss(int.from_bytes(reply.class_value, "big"), class_r, class_bits)
         except EncodingOverflow as exc:
             raise InvalidPeerData(f"EpochLoss: {exc}") from None
+        if (
+            not 0
+            <= class_sum
+            <= self.positive_rows * (2 * SCORE_CLIP << self.params.score_frac_bits)
+        ):
+            raise InvalidPeerData("EpochLoss: the class sum is outside its range")
+        return loss, class_sum
+
+
+def _checked_moments(mean: float, std: float) -> tuple[float, float]:
+    """B's mean and deviation of its scores over an epoch, checked: B's clipped scores lie in
+    [-K, K], so an honest mean does and a deviation lies in [0, K]. Raises ``InvalidPeerData``."""
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise InvalidPeerData("BatchUpdate: B's score statistics are not finite")
+    if abs(mean) > SCORE_CLIP or not 0.0 <= std <= SCORE_CLIP:
+        raise InvalidPeerData("BatchUpdate: B's score statistics are out of range")
+    return float(mean), float(std)

@@ -4,15 +4,18 @@ B's keys are made at OpenSession (``new_training_keys``); the rest of the state 
 split, layouts, optimizer) once PSI has aligned the rows (``prepare_training``). Then, per batch, in this
 order (``check_step`` refuses anything else):
 
-- forward: A sends its residual terms alpha and beta, under A's key. B returns its partial scores and its
-  loss term, under B's key, and starts computing its own gradient under A's key (alpha * beta^u_B times
-  its features), masked and packed, in the background while A works.
+- forward: A sends its residual terms alpha, beta and gamma, under A's key (beta and gamma only in
+  the epochs that refresh them). B returns its partial scores and its loss term, under B's key (with
+  its curvature basis w when A sent gamma), and starts computing its own gradient under A's key
+  (alpha * beta^v * the held gamma^w, times its features), masked and packed, in the background.
 - gradient: A sends its own masked gradient, packed under B's key; B decrypts it and returns the masked
   values, with B's masked gradient packed under A's key.
 - update: A returns B's gradient values decrypted but still masked; B removes its masks and takes an
   optimizer step.
 
-Between epochs A may ask B to decrypt its masked loss sum (under B's key, once per epoch) and for the
+After an epoch's last batch B tells A the mean and deviation of its scores over the epoch (the
+standardisation of the next epoch's w). Between epochs A may ask B to decrypt its masked loss sum
+and its masked sum of B's v over the positive rows (under B's key, once per epoch) and for the
 validation rows' partial scores; at the end B's weights become its model shard.
 
 ``NodeB`` finds the session, checks the partner and holds the session's lock; these functions and
@@ -51,6 +54,7 @@ from fedlearn.errors import (
 )
 from fedlearn.model import (
     Optimizer,
+    ScoreStats,
     epoch_batches,
     l2_per_row,
     max_batch_rows,
@@ -71,7 +75,10 @@ from fedlearn.protocol.payloads import int_from_bytes, int_to_bytes
 from fedlearn.protocol.policy import PeerPolicy
 from fedlearn.protocol.steps import (
     MASK_BITS,
+    SCORE_CLIP,
     FixedPointFeatures,
+    class_sum_bound_bits,
+    feature_party_basis,
     feature_party_loss_term,
     feature_party_residual,
     feature_party_scores,
@@ -128,8 +135,16 @@ class TrainingB:
     loss_epochs_answered: set[int] = field(default_factory=set)
     data_fingerprint: str = ""  # of B's aligned rows (checkpoint.data_fingerprint)
     # [[beta]]_A per aligned row, the last one A sent in this session: reused when A says so
-    # (in a temporary file beyond a few hundred thousand rows: fedlearn/protocol/held.py).
+    # (in a temporary file beyond a few hundred thousand rows: fedlearn/protocol/held.py), and the
+    # curvature correction [[gamma w]]_A of the same refresh.
     held_slopes: HeldCiphertexts | None = None
+    held_corrections: HeldCiphertexts | None = None
+    # Per aligned row, B's curvature basis w of the row's last refresh (-1: none); in checkpoints.
+    held_basis: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # B's standardisation of its score for w: its scores' mean and deviation over the last epoch.
+    stats: ScoreStats = field(default_factory=ScoreStats)
+    # This epoch's rows, sum of u_B and of u_B^2 so far (B's scores as it sent them).
+    moments: np.ndarray = field(default_factory=lambda: np.zeros(3))
 
     @property
     def between_batches(self) -> bool:
@@ -148,6 +163,7 @@ class TrainingB:
             raise PolicyViolation(f"epoch {epoch + 1} is beyond the job's {self.params.epochs}")
         if batch == 0:
             self.optimizer.start_epoch()
+            self.moments = np.zeros(3)
         batches = self.batches.setdefault(
             epoch, epoch_batches(self.train_rows, self.params.batch_size, self.params.seed, epoch)
         )
@@ -158,15 +174,30 @@ class TrainingB:
             request.ciphertexts, peer_key, expected_count=len(rows)
         ).under(peer_key)
         beta = self._slopes(request, rows)
+        gamma = self._curvatures(request, rows)
         frac = self.params.score_frac_bits
         scores = feature_party_scores(self.features.x_rows(rows) @ self.weights, frac)
-        encrypted_scores = self.own.encrypt(self.own_codec.encode_int(scores))
+        u_b = (np.asarray(scores, dtype=np.float64) - (SCORE_CLIP << frac)) / 2.0**frac
+        self.moments += (len(rows), u_b.sum(), (u_b * u_b).sum())
+        basis: list[int] = []
+        if gamma is not None:
+            basis = self._basis(request, rows, scores)
+        encrypted = self.own.encrypt(self.own_codec.encode_int(scores + basis))
+        encrypted_scores, encrypted_basis = encrypted[: len(rows)], encrypted[len(rows) :]
         loss_fixed = feature_party_loss_term(scores, frac)
         encrypted_loss = self.own.encrypt(self.own_codec.encode_int([loss_fixed]))
         x_q_batch = self.features.x_q[rows]
+        held_corrections = self.held_corrections
+        assert held_corrections is not None  # made by _slopes
+        peer_n = int(self.peer.public_key.n)
 
         def gradient() -> tuple[list[int], list[int]]:
-            residual = feature_party_residual(self.peer, alpha, beta, scores)
+            if gamma is None:
+                correction = held_corrections.take(rows)
+            else:  # a refresh: [[gamma w]]_A, held until the row's next one
+                correction = self.peer.scale(gamma, basis)
+                held_corrections.put(rows, ciphertexts_to_bytes(correction, peer_n))
+            residual = feature_party_residual(self.peer, alpha, beta, scores, correction)
             return masked_gradient(self.peer, x_q_batch, residual, self.own_layout)
 
         self.pending = background.submit(gradient)
@@ -176,7 +207,43 @@ class TrainingB:
         return m.BatchForwardResponse(
             ciphertexts=ciphertexts_to_bytes(encrypted_scores, own_n),
             loss_term=ciphertexts_to_bytes(encrypted_loss, own_n),
+            curvature_basis=ciphertexts_to_bytes(encrypted_basis, own_n),
         )
+
+    def _curvatures(self, request: m.BatchForwardRequest, rows: np.ndarray) -> list[Any] | None:
+        """A's [[gamma]]_A for each row (sent exactly when the slopes are), or None on reuse, when
+        B uses the corrections it holds. Raises ``InvalidPeerData`` otherwise."""
+        held = self.held_corrections
+        assert held is not None  # made by _slopes
+        if request.reuse_slopes:  # with no slopes or curvatures attached (_slopes checked)
+            missing = held.missing(rows)
+            if missing:
+                raise InvalidPeerData(
+                    f"BatchForward: reuse_slopes for {missing} rows whose curvature was not sent "
+                    "in this session"
+                )
+            return None
+        peer_key = self.peer.public_key
+        return keyed_ciphertexts_from_bytes(
+            request.curvatures, peer_key, expected_count=len(rows)
+        ).under(peer_key)
+
+    def _basis(
+        self, request: m.BatchForwardRequest, rows: np.ndarray, scores: list[int]
+    ) -> list[int]:
+        """B's curvature basis w for the rows of a refreshing batch: from this epoch's scores and
+        the last epoch's standardisation, or with ``held_basis`` the ones of the rows' last refresh
+        (a resumed session re-forming the corrections the interrupted one held)."""
+        if request.held_basis:
+            held = self.held_basis[rows]
+            if np.any(held < 0):
+                raise InvalidPeerData(
+                    f"BatchForward: held_basis for {int(np.sum(held < 0))} rows without a basis"
+                )
+            return [int(w) for w in held]
+        basis = feature_party_basis(scores, self.stats, self.params.score_frac_bits)
+        self.held_basis[rows] = basis
+        return basis
 
     def _slopes(self, request: m.BatchForwardRequest, rows: np.ndarray) -> list[Any]:
         """[[beta]]_A for each row of the batch: the ones A sent, or with ``reuse_slopes`` the
@@ -186,14 +253,16 @@ class TrainingB:
         whose slope A has not sent in this session (a new session holds none).
         """
         peer_key = self.peer.public_key
-        if self.held_slopes is None:
-            self.held_slopes = HeldCiphertexts(
-                len(self.train_rows) + len(self.validation_rows), ciphertext_width(peer_key.n)
-            )
+        if self.held_slopes is None or self.held_corrections is None:
+            rows_total = len(self.train_rows) + len(self.validation_rows)
+            self.held_slopes = HeldCiphertexts(rows_total, ciphertext_width(peer_key.n))
+            self.held_corrections = HeldCiphertexts(rows_total, ciphertext_width(peer_key.n))
         held = self.held_slopes
         if request.reuse_slopes:
             if request.slopes:
                 raise InvalidPeerData("BatchForward: slopes sent with reuse_slopes")
+            if request.curvatures or request.held_basis:
+                raise InvalidPeerData("BatchForward: curvatures sent with reuse_slopes")
             missing = held.missing(rows)
             if missing:
                 raise InvalidPeerData(
@@ -210,8 +279,9 @@ class TrainingB:
     def close(self) -> None:
         """Release the session's keys and held ciphertexts."""
         self.own.close()
-        if self.held_slopes is not None:
-            self.held_slopes.close()
+        for held in (self.held_slopes, self.held_corrections):
+            if held is not None:
+                held.close()
 
     def gradient(self, request: m.BatchGradientRequest) -> m.BatchGradientResponse:
         """Decrypt A's masked gradient (under B's key); hand over B's (masked, under A's key).
@@ -274,19 +344,27 @@ class TrainingB:
         # After the epoch's last batch B's model becomes its weights averaged over the epoch, and
         # B tells the RMS change of its partial score over the training rows since the last epoch
         # (one number per epoch: a per-batch value would tell A the size of each gradient).
-        change = 0.0
+        # With it, the mean and deviation of its scores over the epoch's batches: the
+        # standardisation of the next epoch's curvature basis w, which A's fit needs too.
+        change, mean, std = 0.0, 0.0, 0.0
         if self.expect == ("forward", epoch + 1, 0):
             model = self.optimizer.average(self.weights)
             change = score_change(self.features.x_rows(self.train_rows), self.model_weights, model)
             self.model_weights = model
-        return m.BatchUpdateResponse(weight_change_norm=change)
+            count, total, squares = self.moments
+            mean = float(total / count)
+            std = float(np.sqrt(max(squares / count - mean * mean, 0.0)))
+            self.stats = ScoreStats.from_moments(mean, std)
+        return m.BatchUpdateResponse(weight_change_norm=change, score_mean=mean, score_std=std)
 
     def epoch_loss(self, request: m.EpochLossRequest) -> m.EpochLossResponse:
-        """Decrypt A's masked loss sum (under B's key): once per epoch, right after it.
+        """Decrypt A's masked loss sum and masked positive-class sum of B's v (under B's key):
+        once per epoch, right after it.
 
-        An honest ``L_B + R_L`` lies in [0, 2^(b_L + 81)) (|L_B| < 2^b_L, R_L < 2^(b_L + 80)); anything
-        else is refused (and the refusal ends the session). Only the low b_L + 1 bits go back: all
-        A needs to remove its mask, and all a cheating A could read.
+        An honest ``L_B + R_L`` lies in [0, 2^(b_L + 81)) (|L_B| < 2^b_L, R_L < 2^(b_L + 80)), and
+        ``S_1 + R_S`` likewise below 2^(b_S + 81) for b_S = ``class_sum_bound_bits``; anything else
+        is refused (and the refusal ends the session). Only the low b + 1 bits of each go back: all
+        A needs to remove its masks, and all a cheating A could read.
         """
         epoch = request.epoch
         if epoch + 1 != self.completed_epochs or self.expect[0] != "forward":
@@ -297,12 +375,22 @@ class TrainingB:
         (ciphertext,) = keyed_ciphertexts_from_bytes(
             request.ciphertext, own_key, expected_count=1
         ).under(own_key)
+        (class_sum,) = keyed_ciphertexts_from_bytes(
+            request.class_sum, own_key, expected_count=1
+        ).under(own_key)
         self.loss_epochs_answered.add(epoch)
-        bound_bits = loss_bound_bits(len(self.train_rows), self.params.score_frac_bits)
-        (value,) = self.own.decrypt([ciphertext])
+        frac = self.params.score_frac_bits
+        bound_bits = loss_bound_bits(len(self.train_rows), frac)
+        class_bits = class_sum_bound_bits(len(self.train_rows), frac)
+        value, class_value = self.own.decrypt([ciphertext, class_sum])
         if int(value) >> (bound_bits + MASK_BITS + 1):
             raise InvalidPeerData("EpochLoss: the decrypted value is beyond the loss bound")
-        return m.EpochLossResponse(value=int_to_bytes(truncate_loss(int(value), bound_bits)))
+        if int(class_value) >> (class_bits + MASK_BITS + 1):
+            raise InvalidPeerData("EpochLoss: the decrypted class sum is beyond its bound")
+        return m.EpochLossResponse(
+            value=int_to_bytes(truncate_loss(int(value), bound_bits)),
+            class_value=int_to_bytes(truncate_loss(int(class_value), class_bits)),
+        )
 
     def checkpoint_state(self) -> dict[str, Any]:
         """B's plaintext state between epochs, for ``fedlearn.checkpoint`` (no key, no ciphertext)."""
@@ -312,6 +400,9 @@ class TrainingB:
             "model_weights": floats(self.model_weights),
             "optimizer": optimizer_state(self.optimizer),
             "data_fingerprint": self.data_fingerprint,
+            # w of each row's last refresh (-1: none), and the standardisation of the next epoch's
+            "held_basis": [int(w) for w in self.held_basis],
+            "score_stats": [self.stats.mean, self.stats.std],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -332,6 +423,11 @@ class TrainingB:
             raise PolicyViolation("cannot resume: B's column count changed since the checkpoint")
         self.completed_epochs = int(state["completed_epochs"])
         self.expect = ("forward", self.completed_epochs, 0)
+        held = np.asarray(state.get("held_basis", []), dtype=np.int64)
+        if held.shape == self.held_basis.shape:
+            self.held_basis = held
+        mean, std = state.get("score_stats", (0.0, 0.0))
+        self.stats = ScoreStats.from_moments(float(mean), float(std))
 
     def validation_scores(self) -> np.ndarray:
         """B's partial scores on the validation rows, shape (validation rows,)."""
@@ -455,6 +551,7 @@ def prepare_training(
         ),
         peer_layout=peer_layout,
         n_batches=max(1, len(train_rows) // params.batch_size),
+        held_basis=np.full(n_rows, -1, dtype=np.int64),
         peer_value_limit=peer_value_limit(
             min_rows,
             peer_layout,
@@ -466,8 +563,9 @@ def prepare_training(
     training.data_fingerprint = data_fingerprint(table.ids[aligned_rows], frame)
     if pending.resume is not None:
         training.restore(pending.resume)
-    # Keep a batch of obfuscators ready: the pool refills while B waits for A.
-    training.own.pool_target = max_rows
+    # Keep a batch of obfuscators ready (two in the refreshing epochs, v and w per row): the pool
+    # refills while B waits for A.
+    training.own.pool_target = 2 * max_rows
     training.own.prefill(max_rows)
     return training
 

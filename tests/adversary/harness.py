@@ -124,13 +124,15 @@ class ASession:
 
         alpha, beta = label_party_terms(u_a, training.labels[rows], self.params.score_frac_bits)
         own_n = int(training.own.public_key.n)
-        encrypted = training.own.encrypt(training.own_codec.encode_int(alpha + beta))
         s = len(rows)
+        gamma = [0] * s  # the tangent alone: no curvature correction
+        encrypted = training.own.encrypt(training.own_codec.encode_int(alpha + beta + gamma))
         reply = self.peer.batch_forward(
             m.BatchForwardRequest(
                 m.BatchHeader(self.session_id, epoch, batch),
                 ciphertexts_to_bytes(encrypted[:s], own_n),
-                ciphertexts_to_bytes(encrypted[s:], own_n),
+                ciphertexts_to_bytes(encrypted[s : 2 * s], own_n),
+                curvatures=ciphertexts_to_bytes(encrypted[2 * s :], own_n),
             )
         )
         return ciphertexts_from_bytes(reply.ciphertexts, self.peer_n, expected_count=s)

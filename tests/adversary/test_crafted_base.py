@@ -150,7 +150,12 @@ def _attack(session: ASession, key: AttackerKey) -> tuple[int, int]:
     beta = [plain(0, n) for _ in range(s)]
     header = m.BatchHeader(session.session_id, 0, 0)
     session.peer.batch_forward(
-        m.BatchForwardRequest(header, ciphertexts_to_bytes(alpha, n), ciphertexts_to_bytes(beta, n))
+        m.BatchForwardRequest(
+            header,
+            ciphertexts_to_bytes(alpha, n),
+            ciphertexts_to_bytes(beta, n),
+            curvatures=ciphertexts_to_bytes(beta, n),  # gamma = 0 too
+        )
     )
     state = session.b_state
     assert isinstance(state, TrainingB)

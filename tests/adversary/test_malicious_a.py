@@ -19,7 +19,7 @@ from fedlearn.crypto.wire import ciphertexts_from_bytes, ciphertexts_to_bytes
 from fedlearn.errors import ConfigError, FedlearnError
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.policy import PeerPolicy
-from fedlearn.protocol.steps import loss_bound_bits
+from fedlearn.protocol.steps import class_sum_bound_bits, loss_bound_bits
 from tests.adversary.harness import (
     SCORE_BITS,
     ASession,
@@ -108,7 +108,8 @@ def test_a_honest_value_count_reads_at_most_the_documented_bound(tmp_path: Path)
 
 def test_epoch_loss_is_range_checked(tmp_path: Path) -> None:
     """Before the fix one EpochLoss decrypted 24 of B's scores packed into one 512-bit plaintext;
-    now a value beyond the loss bound ends the session, and B returns only the low b_L + 1 bits."""
+    now a value beyond the loss bound ends the session, and B returns only the low b_L + 1 bits
+    (and of the class sum, likewise checked, the low b_S + 1)."""
     session = open_a_session(tmp_path)
     try:
         session.honest_epoch(0)
@@ -123,16 +124,21 @@ def test_epoch_loss_is_range_checked(tmp_path: Path) -> None:
             packed = weighted_sum(
                 scores[:count], [1 << (SCORE_BITS * t) for t in range(count)], n * n
             )
-            try:
+            payload = ciphertexts_to_bytes([packed], n)
+            try:  # the same packed scores as the loss and as the class sum
                 reply = session.peer.epoch_loss(
-                    m.EpochLossRequest(session.session_id, 0, ciphertexts_to_bytes([packed], n))
+                    m.EpochLossRequest(session.session_id, 0, payload, class_sum=payload)
                 )
             except FedlearnError:
                 continue
-            value = int.from_bytes(reply.value, "big")
-            read = [(value >> (SCORE_BITS * t)) & ((1 << SCORE_BITS) - 1) for t in range(count)]
-            exact = sum(1 for got, want in zip(read, truth, strict=False) if got == want)
-            bound = (loss_bound_bits(session.training.n_train, 12) + 1) // SCORE_BITS
+            exact = 0
+            for returned in (reply.value, reply.class_value):
+                value = int.from_bytes(returned, "big")
+                read = [(value >> (SCORE_BITS * t)) & ((1 << SCORE_BITS) - 1) for t in range(count)]
+                exact += sum(1 for got, want in zip(read, truth, strict=False) if got == want)
+            n_train = session.training.n_train
+            bound = (loss_bound_bits(n_train, 12) + 1) // SCORE_BITS
+            bound += (class_sum_bound_bits(n_train, 12) + 1) // SCORE_BITS
             assert exact <= bound, f"one EpochLoss gave A {exact} of B's scores (bound {bound})"
     finally:
         close(session)
@@ -168,13 +174,14 @@ def test_b_refuses_a_non_unit_ciphertext_and_ends_the_session(tmp_path: Path) ->
         rows = session.batch_rows(0, 0)
         own_n = int(training.own.public_key.n)
         s = len(rows)
-        encrypted = training.own.encrypt([0] * (2 * s))
+        encrypted = training.own.encrypt([0] * (3 * s))
         encrypted[0] = gmpy2.mpz(session.keypair.private_key.p)
         header = m.BatchHeader(session.session_id, 0, 0)
         forward = m.BatchForwardRequest(
             header,
             ciphertexts_to_bytes(encrypted[:s], own_n),
-            ciphertexts_to_bytes(encrypted[s:], own_n),
+            ciphertexts_to_bytes(encrypted[s : 2 * s], own_n),
+            curvatures=ciphertexts_to_bytes(encrypted[2 * s :], own_n),
         )
         with pytest.raises(FedlearnError):
             session.peer.batch_forward(forward)

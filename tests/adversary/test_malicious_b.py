@@ -14,6 +14,7 @@ import gmpy2
 import numpy as np
 import pytest
 
+from fedlearn import model
 from fedlearn.crypto.wire import ciphertexts_from_bytes, ciphertexts_to_bytes, ints_from_bytes
 from fedlearn.errors import FedlearnError
 from fedlearn.job import parse_job
@@ -31,14 +32,14 @@ JOB = job_text(epochs=2, batch_size=128, key_bits=512)
 LABEL_VALUE_BITS = 30
 
 
-def _run_a(b: DishonestB, tmp: Path) -> dict[str, Any]:
+def _run_a(b: DishonestB, tmp: Path, job: str = JOB) -> dict[str, Any]:
     a_spec, _ = fate_specs("breast")
     peer = InMemoryPeer(b, identity="party-a")  # type: ignore[arg-type]
     return train(
         peer,
         table=breast_a_table(),
         spec=a_spec,
-        job=parse_job(JOB),
+        job=parse_job(job),
         own_name="party-a",
         store=ModelStore(tmp / "a-models"),
     )
@@ -162,7 +163,9 @@ def _forward_with_non_unit(
     n = int(own.public_key.n)
     scores = ciphertexts_from_bytes(reply.ciphertexts, n)
     scores[0] = gmpy2.mpz(own.secret.p)  # a multiple of p: not a unit mod n^2
-    return m.BatchForwardResponse(ciphertexts_to_bytes(scores, n), reply.loss_term)
+    return m.BatchForwardResponse(
+        ciphertexts_to_bytes(scores, n), reply.loss_term, reply.curvature_basis
+    )
 
 
 def test_a_refuses_a_non_unit_ciphertext_cleanly(tmp_path: Path) -> None:
@@ -189,5 +192,65 @@ def test_a_refuses_a_djn_base_of_order_two(tmp_path: Path) -> None:
     try:
         with pytest.raises(FedlearnError, match="base"):
             _run_a(b, tmp_path)
+    finally:
+        b.real.close()
+
+
+def _update_with_statistics(mean: float, std: float) -> Any:
+    def update(b: DishonestB, real: Any, request: m.BatchUpdateRequest, partner: str | None) -> Any:
+        reply = real(request, partner)
+        if reply.score_mean == 0.0 and reply.score_std == 0.0:
+            return reply  # not the epoch's last batch
+        return m.BatchUpdateResponse(reply.weight_change_norm, mean, std)
+
+    return update
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "reason"),
+    [
+        (float("nan"), 1.0, "not finite"),
+        (0.0, float("inf"), "not finite"),
+        (SCORE_CLIP + 1.0, 1.0, "out of range"),
+        (0.0, -1.0, "out of range"),
+        (0.0, SCORE_CLIP + 1.0, "out of range"),
+    ],
+)
+def test_a_refuses_score_statistics_out_of_range(
+    tmp_path: Path, mean: float, std: float, reason: str
+) -> None:
+    """B's mean and deviation of its scores (the next epoch's standardisation) are checked before
+    A fits over them: B's clipped scores lie in [-K, K]."""
+    b = DishonestB(
+        breast_role(tmp_path), overrides={"batch_update": _update_with_statistics(mean, std)}
+    )
+    try:
+        with pytest.raises(FedlearnError, match=f"score statistics are {reason}"):
+            _run_a(b, tmp_path)
+    finally:
+        b.real.close()
+
+
+def test_a_refuses_a_curvature_basis_it_did_not_ask_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a reuse epoch A sends no gamma and takes its held corrections; a basis B sends anyway
+    (to make A form a correction of B's choosing) is refused before A uses it."""
+    monkeypatch.setattr(model, "SLOPE_FRESH_STEPS", 1)  # epoch 0 and 1 refresh, none after in 3
+    last: list[bytes] = []
+
+    def forward(
+        b: DishonestB, real: Any, request: m.BatchForwardRequest, partner: str | None
+    ) -> Any:
+        reply = real(request, partner)
+        if reply.curvature_basis:
+            last[:] = [reply.curvature_basis]
+            return reply
+        return m.BatchForwardResponse(reply.ciphertexts, reply.loss_term, last[0])
+
+    b = DishonestB(breast_role(tmp_path), overrides={"batch_forward": forward})
+    try:
+        with pytest.raises(FedlearnError, match="curvature basis that was not asked for"):
+            _run_a(b, tmp_path, job_text(epochs=4, batch_size=128, key_bits=512))
     finally:
         b.real.close()

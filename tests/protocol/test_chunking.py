@@ -50,7 +50,7 @@ def test_one_bulk_field_round_trip(scores: bytes, chunk_bytes: int) -> None:
 
 
 def test_bulk_fields_are_the_bytes_fields_in_order() -> None:
-    assert chunking.bulk_fields(m.BatchForwardRequest) == ("ciphertexts", "slopes")
+    assert chunking.bulk_fields(m.BatchForwardRequest) == ("ciphertexts", "slopes", "curvatures")
     assert chunking.bulk_fields(m.BatchUpdateResponse) == ()
 
 

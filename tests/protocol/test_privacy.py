@@ -40,7 +40,12 @@ from fedlearn.model import (
 )
 from fedlearn.protocol import messages as m
 from fedlearn.protocol import steps, train_a, train_b
-from fedlearn.protocol.steps import SCORE_CLIP, gradient_layout, loss_bound_bits
+from fedlearn.protocol.steps import (
+    SCORE_CLIP,
+    class_sum_bound_bits,
+    gradient_layout,
+    loss_bound_bits,
+)
 from tests.protocol.harness import MemoryRun, fate_specs, job_text, rebuild, run_memory
 
 EPOCHS = 4
@@ -53,6 +58,7 @@ class Captured:
 
     a_terms: list[tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=list)
     a_slopes: list[np.ndarray] = dataclasses.field(default_factory=list)  # as used (held or fresh)
+    a_offsets: list[np.ndarray] = dataclasses.field(default_factory=list)  # likewise
     b_scores: list[np.ndarray] = dataclasses.field(default_factory=list)
     gradients: list[list[int]] = dataclasses.field(default_factory=list)
 
@@ -82,10 +88,13 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
         steps.unmask_truncated,
     )
 
-    def label_party_terms(u_a: np.ndarray, y: np.ndarray, frac: int, beta: Any = None) -> Any:
+    def label_party_terms(
+        u_a: np.ndarray, y: np.ndarray, frac: int, beta: Any = None, offset: Any = None
+    ) -> Any:
         captured.a_terms.append((np.array(u_a), np.array(y)))
-        alpha, used = real_terms(u_a, y, frac, beta)
+        alpha, used = real_terms(u_a, y, frac, beta, offset)
         captured.a_slopes.append(np.array(used) / 2.0**steps.SLOPE_FRAC_BITS)
+        captured.a_offsets.append(np.zeros(len(u_a)) if offset is None else np.array(offset))
         return alpha, used
 
     def feature_party_scores(u_b: np.ndarray, frac: int) -> list[int]:
@@ -229,6 +238,13 @@ def masked_loss(value: Any, session: Session, message: Any) -> None:
     assert 0 <= number < 1 << (bound + 1)
 
 
+def masked_class_sum(value: Any, session: Session, message: Any) -> None:
+    """(S_1 + R_S) mod 2^(b + 1): the low b + 1 bits only, as for the loss."""
+    number = int.from_bytes(value, "big")
+    bound = class_sum_bound_bits(session.train_rows, m.TrainParams().score_frac_bits)
+    assert 0 <= number < 1 << (bound + 1)
+
+
 def _assert(condition: bool) -> None:
     assert condition
 
@@ -300,10 +316,13 @@ FIELDS: dict[type, dict[str, Check]] = {
         "reuse_slopes": equals(
             lambda s, msg: not slopes_refreshed(msg.header.epoch, EPOCHS, _batches(s))
         ),
+        "curvatures": ciphertexts("A", _fresh_slope_rows),
+        "held_basis": equals(lambda s, msg: False),  # a fresh job: nothing to re-send
     },
     m.BatchForwardResponse: {
         "ciphertexts": ciphertexts("B", _batch_rows),
         "loss_term": ciphertexts("B", lambda s, msg: 1),
+        "curvature_basis": ciphertexts("B", _fresh_slope_rows),
     },
     m.BatchGradientRequest: {
         "header": header,
@@ -316,13 +335,18 @@ FIELDS: dict[type, dict[str, Check]] = {
         "value_count": equals(lambda s, msg: s.b_features),
     },
     m.BatchUpdateRequest: {"header": header, "masked_values": masked_slots("A")},
-    m.BatchUpdateResponse: {"weight_change_norm": finite_scalar},
+    m.BatchUpdateResponse: {
+        "weight_change_norm": finite_scalar,
+        "score_mean": finite_scalar,  # B's, over the epoch (documented; 0 before the last batch)
+        "score_std": finite_scalar,
+    },
     m.EpochLossRequest: {
         "session_id": session_id,
         "epoch": lambda value, s, msg: _assert(0 <= value < EPOCHS),
         "ciphertext": ciphertexts("B", lambda s, msg: 1),
+        "class_sum": ciphertexts("B", lambda s, msg: 1),
     },
-    m.EpochLossResponse: {"value": masked_loss},
+    m.EpochLossResponse: {"value": masked_loss, "class_value": masked_class_sum},
     m.PartialScoresRequest: {
         "session_id": session_id,
         "subset": equals(lambda s, msg: m.RowSubset.VALIDATION),
@@ -584,10 +608,13 @@ def test_no_scores_residuals_or_gradients_in_any_payload(
     frac = m.TrainParams().score_frac_bits
     assert len(captured.a_terms) == len(captured.b_scores) > 0
     per_row: list[np.ndarray] = []
-    terms = zip(captured.a_terms, captured.a_slopes, captured.b_scores, strict=True)
-    for (u_a, y), slope, u_b in terms:
+    terms = zip(
+        captured.a_terms, captured.a_slopes, captured.a_offsets, captured.b_scores, strict=True
+    )
+    for (u_a, y), slope, offset, u_b in terms:
         clipped = np.clip(u_b, -SCORE_CLIP, SCORE_CLIP)
-        residual = sigmoid(u_a) + slope * clipped - y  # with the slope B holds (fresh or reused)
+        # with the terms B holds (fresh or reused), without the curvature correction
+        residual = sigmoid(u_a) - y + offset + slope * clipped
         fresh = sigmoid(u_a) + sigmoid_slope(u_a) * clipped - y
         per_row += [u_a, u_b, residual, fresh, sigmoid(u_a), sigmoid(u_a + u_b)]
         per_row.append(np.rint(clipped * 2.0**frac))  # B's fixed-point score before the offset

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fedlearn import model
 from fedlearn.checkpoint import CheckpointStore, partner_job_key
 from fedlearn.config import DatasetSpec
 from fedlearn.data import load_party_table
@@ -23,6 +24,7 @@ from fedlearn.job import parse_job
 from fedlearn.progress import ProgressEvent
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.in_memory import InMemoryPeer
+from fedlearn.protocol.train_b import TrainingB
 from fedlearn.store import ModelStore
 from party_a.train import train
 from party_b.node import NodeB
@@ -207,4 +209,39 @@ def test_a_job_resumed_into_an_epoch_that_reuses_slopes_ends_with_the_same_model
         np.concatenate(_weights(tmp_path / "whole", whole)),
         rtol=0,
         atol=2.0**-12,
+    )
+
+
+def test_a_job_killed_in_a_reuse_epoch_resumes_to_the_same_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resumed in an epoch that reuses the held terms: the new session's B holds no ciphertext of
+    A's, so A re-sends its held slopes and curvatures with ``held_basis`` and B re-forms the
+    correction from the w it kept in its checkpoint; the model equals the uninterrupted run's."""
+    monkeypatch.setattr(model, "SLOPE_FRESH_STEPS", 1)  # epochs 0-1 refresh, 2 reuses, 3 is last
+    assert [model.slopes_refreshed(e, EPOCHS, 5) for e in range(EPOCHS)] == [
+        True, True, False, True,
+    ]  # fmt: skip
+    held_basis: list[bool] = []
+    real_basis = TrainingB._basis
+
+    def recording(self: TrainingB, request: m.BatchForwardRequest, *args: Any) -> list[int]:
+        held_basis.append(request.held_basis)
+        return real_basis(self, request, *args)
+
+    monkeypatch.setattr(TrainingB, "_basis", recording)
+    job = job_text(epochs=EPOCHS, batch_size=64)
+    whole = _run(tmp_path / "whole", job)
+    assert not any(held_basis)
+    with pytest.raises(Killed):
+        _run(tmp_path / "cut", job, kill_at=(3, 2))  # in epoch 3 (0-based 2, a reuse epoch)
+    resumed = _run(tmp_path / "cut", job, resume=True)
+    assert any(held_basis)  # the resumed reuse epoch re-sent the held terms
+    precision = 2.0 ** -resumed["job"]["score_frac_bits"]
+    for got, want in zip(
+        _weights(tmp_path / "cut", resumed), _weights(tmp_path / "whole", whole), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=0, atol=precision)
+    assert [r["loss"] for r in resumed["loss_history"]] == pytest.approx(
+        [r["loss"] for r in whole["loss_history"]], abs=1e-9
     )

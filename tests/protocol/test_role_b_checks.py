@@ -146,7 +146,10 @@ def test_gradient_values_beyond_the_session_limit_are_refused(
     ciphertext = (2).to_bytes(ciphertext_width(n), "big")  # a valid value in [1, n^2)
     header = m.BatchHeader(sid, 0, 0)
     role.batch_forward(
-        m.BatchForwardRequest(header, ciphertext * count, ciphertext * count), "party-a"
+        m.BatchForwardRequest(
+            header, ciphertext * count, ciphertext * count, curvatures=ciphertext * count
+        ),
+        "party-a",
     )
     training = role._sessions[sid].training
     assert isinstance(training, TrainingB)
@@ -161,7 +164,10 @@ def test_partial_scores_mid_epoch_are_refused(session: tuple[NodeB, str, int, in
     ciphertext = (2).to_bytes(ciphertext_width(n), "big")
     header = m.BatchHeader(sid, 0, 0)
     role.batch_forward(
-        m.BatchForwardRequest(header, ciphertext * count, ciphertext * count), "party-a"
+        m.BatchForwardRequest(
+            header, ciphertext * count, ciphertext * count, curvatures=ciphertext * count
+        ),
+        "party-a",
     )
     with pytest.raises(SessionError, match="only between epochs"):
         role.partial_scores(m.PartialScoresRequest(sid, m.RowSubset.VALIDATION), "party-a")
@@ -190,3 +196,55 @@ def test_slopes_sent_with_reuse_are_refused(
     request = m.BatchForwardRequest(header, ciphertext * count, ciphertext * count, True)
     with _refused(caplog, "slopes sent with reuse_slopes"):
         role.batch_forward(request, "party-a")
+
+
+# ---- the curvature correction (docs/protocol.md section 2): sent with the slopes, or held -------
+
+
+@pytest.mark.parametrize("held_basis", [False, True], ids=["curvatures", "held_basis"])
+def test_curvature_terms_sent_with_reuse_are_refused(
+    session: tuple[NodeB, str, int, int], caplog: pytest.LogCaptureFixture, held_basis: bool
+) -> None:
+    role, sid, n, count = session
+    ciphertext = (2).to_bytes(ciphertext_width(n), "big")
+    request = m.BatchForwardRequest(
+        m.BatchHeader(sid, 0, 0),
+        ciphertext * count,
+        reuse_slopes=True,
+        curvatures=b"" if held_basis else ciphertext * count,
+        held_basis=held_basis,
+    )
+    with _refused(caplog, "curvatures sent with reuse_slopes"):
+        role.batch_forward(request, "party-a")
+    assert sid not in role._sessions
+
+
+def test_slopes_without_curvatures_are_refused(
+    session: tuple[NodeB, str, int, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    role, sid, n, count = session
+    ciphertext = (2).to_bytes(ciphertext_width(n), "big")
+    request = m.BatchForwardRequest(
+        m.BatchHeader(sid, 0, 0), ciphertext * count, ciphertext * count
+    )
+    with _refused(caplog, f"expected {count} ciphertexts, got 0"):
+        role.batch_forward(request, "party-a")
+    assert sid not in role._sessions
+
+
+def test_held_basis_in_a_session_that_holds_none_is_refused(
+    session: tuple[NodeB, str, int, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A claims B kept w for the rows from a checkpoint; B kept none (a fresh job): refused."""
+    role, sid, n, count = session
+    ciphertext = (2).to_bytes(ciphertext_width(n), "big")
+    request = m.BatchForwardRequest(
+        m.BatchHeader(sid, 0, 0),
+        ciphertext * count,
+        ciphertext * count,
+        curvatures=ciphertext * count,
+        held_basis=True,
+    )
+    with _refused(caplog, f"held_basis for {count} rows without a basis"):
+        role.batch_forward(request, "party-a")
+    assert sid not in role._sessions

@@ -52,10 +52,10 @@ def test_reuse_for_rows_whose_slope_was_not_sent_is_refused(
 
     def cheating(
         self: TrainingA, epoch: int, rows: np.ndarray, u_a: np.ndarray, y: np.ndarray
-    ) -> tuple[list[int], list[int], bool]:
-        alpha, beta, reuse = honest(self, epoch, rows, u_a, y)
+    ) -> tuple[list[int], list[int], list[int], str]:
+        alpha, beta, gamma, mode = honest(self, epoch, rows, u_a, y)
         calls.append(epoch)
-        return alpha, beta, reuse or len(calls) == 2
+        return alpha, beta, gamma, "reuse" if len(calls) == 2 else mode
 
     monkeypatch.setattr(TrainingA, "_residual_terms", cheating)
     with caplog.at_level("WARNING"), pytest.raises(SessionEnded, match="ended the session"):
@@ -93,23 +93,26 @@ def test_reuse_in_a_new_session_is_refused(
 ) -> None:
     """B holds every row's slope after a session's first epoch; a second session with the same B
     (fresh keys) holds none, and A reusing the first session's slopes there is refused."""
-    held: list[np.ndarray] = []
+    first: list[TrainingA] = []
     start = TrainingA.start.__func__  # type: ignore[attr-defined]
 
     def remembering(cls: type[TrainingA], *args: object, **kwargs: object) -> TrainingA:
         training: TrainingA = start(cls, *args, **kwargs)
-        if held:  # the second session starts with the first one's slopes, as if B still held them
-            training.held_slopes = held[0]
-            training.peer_holds = held[0] >= 0
+        if first:  # the second session starts with the first one's terms, as if B still held them
+            held = first[0]
+            training.held, training.peer_holds = held.held.copy(), held.held.copy()
+            training.held_slopes, training.held_offsets = held.held_slopes, held.held_offsets
+            training.held_curvatures = held.held_curvatures
         else:
-            held.append(training.held_slopes)
+            first.append(training)
         return training
 
     monkeypatch.setattr(TrainingA, "start", classmethod(remembering))
     role = _breast_b(tmp_path)
     try:
         _train(role, tmp_path, job_text(epochs=1, batch_size=128))
-        assert np.count_nonzero(held[0] >= 0) > 0 and np.all(held[0] <= 2**14)
+        assert np.count_nonzero(first[0].held) > 0
+        assert np.all(np.abs(first[0].held_slopes) <= 2**14)  # |slope| <= 1/4 at 16 bits
         monkeypatch.setattr(train_a, "slopes_refreshed", lambda epoch, epochs, batches: False)
         with caplog.at_level("WARNING"), pytest.raises(SessionEnded, match="ended the session"):
             _train(role, tmp_path, JOB)

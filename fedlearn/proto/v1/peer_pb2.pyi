@@ -180,24 +180,30 @@ class BatchHeader(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., epoch: _Optional[int] = ..., batch: _Optional[int] = ...) -> None: ...
 
 class BatchForwardRequest(_message.Message):
-    __slots__ = ("header", "ciphertexts", "slopes", "reuse_slopes")
+    __slots__ = ("header", "ciphertexts", "slopes", "reuse_slopes", "curvatures", "held_basis")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
     SLOPES_FIELD_NUMBER: _ClassVar[int]
     REUSE_SLOPES_FIELD_NUMBER: _ClassVar[int]
+    CURVATURES_FIELD_NUMBER: _ClassVar[int]
+    HELD_BASIS_FIELD_NUMBER: _ClassVar[int]
     header: BatchHeader
     ciphertexts: bytes
     slopes: bytes
     reuse_slopes: bool
-    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., ciphertexts: _Optional[bytes] = ..., slopes: _Optional[bytes] = ..., reuse_slopes: _Optional[bool] = ...) -> None: ...
+    curvatures: bytes
+    held_basis: bool
+    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., ciphertexts: _Optional[bytes] = ..., slopes: _Optional[bytes] = ..., reuse_slopes: _Optional[bool] = ..., curvatures: _Optional[bytes] = ..., held_basis: _Optional[bool] = ...) -> None: ...
 
 class BatchForwardResponse(_message.Message):
-    __slots__ = ("ciphertexts", "loss_term")
+    __slots__ = ("ciphertexts", "loss_term", "curvature_basis")
     CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
     LOSS_TERM_FIELD_NUMBER: _ClassVar[int]
+    CURVATURE_BASIS_FIELD_NUMBER: _ClassVar[int]
     ciphertexts: bytes
     loss_term: bytes
-    def __init__(self, ciphertexts: _Optional[bytes] = ..., loss_term: _Optional[bytes] = ...) -> None: ...
+    curvature_basis: bytes
+    def __init__(self, ciphertexts: _Optional[bytes] = ..., loss_term: _Optional[bytes] = ..., curvature_basis: _Optional[bytes] = ...) -> None: ...
 
 class BatchGradientRequest(_message.Message):
     __slots__ = ("header", "packed_ciphertexts", "value_count")
@@ -228,26 +234,34 @@ class BatchUpdateRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., masked_values: _Optional[bytes] = ...) -> None: ...
 
 class BatchUpdateResponse(_message.Message):
-    __slots__ = ("weight_change_norm",)
+    __slots__ = ("weight_change_norm", "score_mean", "score_std")
     WEIGHT_CHANGE_NORM_FIELD_NUMBER: _ClassVar[int]
+    SCORE_MEAN_FIELD_NUMBER: _ClassVar[int]
+    SCORE_STD_FIELD_NUMBER: _ClassVar[int]
     weight_change_norm: float
-    def __init__(self, weight_change_norm: _Optional[float] = ...) -> None: ...
+    score_mean: float
+    score_std: float
+    def __init__(self, weight_change_norm: _Optional[float] = ..., score_mean: _Optional[float] = ..., score_std: _Optional[float] = ...) -> None: ...
 
 class EpochLossRequest(_message.Message):
-    __slots__ = ("session_id", "epoch", "ciphertext")
+    __slots__ = ("session_id", "epoch", "ciphertext", "class_sum")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    CLASS_SUM_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     epoch: int
     ciphertext: bytes
-    def __init__(self, session_id: _Optional[str] = ..., epoch: _Optional[int] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
+    class_sum: bytes
+    def __init__(self, session_id: _Optional[str] = ..., epoch: _Optional[int] = ..., ciphertext: _Optional[bytes] = ..., class_sum: _Optional[bytes] = ...) -> None: ...
 
 class EpochLossResponse(_message.Message):
-    __slots__ = ("value",)
+    __slots__ = ("value", "class_value")
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    CLASS_VALUE_FIELD_NUMBER: _ClassVar[int]
     value: bytes
-    def __init__(self, value: _Optional[bytes] = ...) -> None: ...
+    class_value: bytes
+    def __init__(self, value: _Optional[bytes] = ..., class_value: _Optional[bytes] = ...) -> None: ...
 
 class PartialScoresRequest(_message.Message):
     __slots__ = ("session_id", "subset")
