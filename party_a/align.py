@@ -39,6 +39,7 @@ from fedlearn.errors import FedlearnError, InvalidPeerData
 from fedlearn.faults import pause_point
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.peer_api import PeerApi
+from fedlearn.protocol.policy import check_training_protocol
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ def open_and_align(
     own_salt = secrets.token_bytes(32)
     opened = peer.open_session(dataclasses.replace(request, psi_salt=own_salt))
     try:
+        if request.purpose == m.Purpose.TRAIN:  # before any work: a B of another release
+            check_training_protocol("this node", peer.peer_name, opened.training_protocol)
         pause_point("align")  # fault-injection tests only (fedlearn.faults)
         own_rows, peer_size = _intersect(peer, opened, own_salt, own_ids, workers, executor)
         own_rows = own_rows[common_order([own_ids[i] for i in own_rows], order_seed(request))]

@@ -56,7 +56,7 @@ from fedlearn.errors import (
 from fedlearn.faults import pause_point
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.payloads import int_to_bytes, scores_to_bytes
-from fedlearn.protocol.policy import PeerPolicy, check_train_job
+from fedlearn.protocol.policy import PeerPolicy, check_train_job, check_training_protocol
 from fedlearn.protocol.session_b import SessionB
 from fedlearn.protocol.train_b import (
     PendingTraining,
@@ -275,6 +275,7 @@ class NodeB:
         held: tuple[int, ...] = ()
         checkpoint_key, resume_epoch, resume_state = "", 0, None
         if request.purpose == m.Purpose.TRAIN:
+            check_training_protocol(self.name, partner, request.training_protocol)
             check_train_job(self.name, self.policy, request.train)
             checkpoint_key, held, resume_epoch, resume_state = self._resume_point(
                 request, partner, spec.name
@@ -332,6 +333,7 @@ class NodeB:
             paillier_key=response_key,
             checkpoint_epochs=held,
             resume_epoch=resume_epoch,
+            training_protocol=m.TRAINING_PROTOCOL if request.purpose == m.Purpose.TRAIN else 0,
         )
 
     def _resume_point(

@@ -75,6 +75,12 @@ class TrainParams:
     engine: str = "fast"
 
 
+#: The version of the training messages (BatchForward to EpochLoss) this release speaks, sent both
+#: ways at OpenSession; a partner on another version is refused before any work. 2: the corrected
+#: residual (December 2026). A node from before sends 0 (the field did not exist).
+TRAINING_PROTOCOL = 2
+
+
 @dataclass(frozen=True)
 class OpenSessionRequest:
     purpose: Purpose = Purpose.UNSPECIFIED
@@ -85,6 +91,8 @@ class OpenSessionRequest:
     model_id: str = ""
     job_id: str = ""  # TRAIN: A's job id, B's checkpoint key (with the partner)
     resume_epochs: tuple[int, ...] = ()  # resume: the epochs A holds checkpoints of
+    # TRAIN: the version A speaks (a message parsed from an older node's bytes holds 0)
+    training_protocol: int = TRAINING_PROTOCOL
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,7 @@ class OpenSessionResponse:
     paillier_key: PaillierKey = field(default_factory=PaillierKey)
     checkpoint_epochs: tuple[int, ...] = ()  # resume: the epochs B holds for this job and partner
     resume_epoch: int = 0  # resume: the latest epoch both hold (0: from the start)
+    training_protocol: int = 0  # TRAIN: the version B speaks
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,23 @@ class PeerPolicy:
     min_rows_per_column: int = 8
 
 
+def check_training_protocol(name: str, partner: str, version: int) -> None:
+    """Refuse a partner whose training messages are another version than this release's.
+
+    ``name`` is this node's name, ``partner`` the other's; raises ``PolicyViolation`` saying what
+    to do (both nodes on one fedlearn release) rather than failing at the first batch.
+    """
+    if version == m.TRAINING_PROTOCOL:
+        return
+    theirs = (
+        f"version {version}" if version else "an older version (from before versions were sent)"
+    )
+    raise PolicyViolation(
+        f"{partner} speaks {theirs} of the training protocol and {name} version "
+        f"{m.TRAINING_PROTOCOL}: run the same fedlearn release on both nodes"
+    )
+
+
 def check_train_job(name: str, policy: PeerPolicy, params: m.TrainParams) -> None:
     """Refuse a training job that ``policy`` does not allow, or whose parameters are out of range.
 

@@ -7,6 +7,7 @@ for it, so B could put A's encrypted residual terms in extra slots and read ever
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,7 @@ def _open_with_base(
     reply = real(request, partner)
     n = int.from_bytes(reply.paillier_key.n, "big")
     key = m.PaillierKey(n=reply.paillier_key.n, djn_base=int_to_bytes(n * n - 1))
-    return m.OpenSessionResponse(reply.session_id, reply.psi_salt, key)
+    return dataclasses.replace(reply, paillier_key=key)
 
 
 def test_a_refuses_a_djn_base_of_order_two(tmp_path: Path) -> None:
@@ -252,5 +253,29 @@ def test_a_refuses_a_curvature_basis_it_did_not_ask_for(
     try:
         with pytest.raises(FedlearnError, match="curvature basis that was not asked for"):
             _run_a(b, tmp_path, job_text(epochs=4, batch_size=128, key_bits=512))
+    finally:
+        b.real.close()
+
+
+def test_a_refuses_a_b_of_another_release_before_any_work(tmp_path: Path) -> None:
+    """A B from before the corrected residual answers OpenSession without a version (0): A closes
+    the session before PSI instead of failing at the first batch on a missing curvature basis."""
+    calls: list[str] = []
+
+    def old_open(b: DishonestB, real: Any, request: Any, partner: str | None) -> Any:
+        reply = real(request, partner)
+        return m.OpenSessionResponse(
+            reply.session_id, reply.psi_salt, reply.paillier_key, reply.checkpoint_epochs
+        )
+
+    def psi(b: DishonestB, real: Any, request: Any, partner: str | None) -> Any:
+        calls.append("psi")
+        return real(request, partner)
+
+    b = DishonestB(breast_role(tmp_path), overrides={"open_session": old_open, "psi_peer_set": psi})
+    try:
+        with pytest.raises(FedlearnError, match="run the same fedlearn release on both nodes"):
+            _run_a(b, tmp_path)
+        assert calls == [] and b.real._sessions == {}  # no PSI; A closed the session
     finally:
         b.real.close()

@@ -289,6 +289,7 @@ FIELDS: dict[type, dict[str, Check]] = {
         "model_id": equals(lambda s, msg: ""),
         "job_id": public,  # A's job id: B's checkpoint folder is a hash of it and the partner
         "resume_epochs": equals(lambda s, msg: ()),  # a fresh job
+        "training_protocol": equals(lambda s, msg: m.TRAINING_PROTOCOL),
     },
     m.OpenSessionResponse: {
         "session_id": session_id,
@@ -296,6 +297,7 @@ FIELDS: dict[type, dict[str, Check]] = {
         "paillier_key": public_key("B"),
         "checkpoint_epochs": equals(lambda s, msg: ()),
         "resume_epoch": equals(lambda s, msg: 0),
+        "training_protocol": equals(lambda s, msg: m.TRAINING_PROTOCOL),
     },
     m.PsiBlindRequest: {"session_id": session_id, "points": points(lambda s, msg: s.a_rows)},
     m.PsiBlindResponse: {"accepted": equals(lambda s, msg: s.a_rows)},

@@ -248,3 +248,36 @@ def test_held_basis_in_a_session_that_holds_none_is_refused(
     with _refused(caplog, f"held_basis for {count} rows without a basis"):
         role.batch_forward(request, "party-a")
     assert sid not in role._sessions
+
+
+# ---- the training protocol's version: a partner of another release is refused at OpenSession ---
+
+
+@pytest.mark.parametrize("version", [0, m.TRAINING_PROTOCOL + 1])
+def test_b_refuses_a_training_partner_of_another_release(tmp_path: Path, version: int) -> None:
+    """An A from before the corrected residual (it sends no version: 0) would be refused at its
+    first batch with 'expected N ciphertexts, got 0'; now at OpenSession, saying what to do."""
+    _, b_spec = fate_specs("breast")
+    role = NodeB(
+        name="party-b",
+        datasets={"d": b_spec},
+        policy=TEST_POLICY,
+        model_dir=tmp_path / "b-models",
+        allowed_partners={"party-a"},
+    )
+    own = OwnKeyEngine(generate_keypair(512))
+    request = m.OpenSessionRequest(
+        purpose=m.Purpose.TRAIN,
+        dataset="d",
+        train=m.TrainParams(epochs=2, batch_size=64, key_bits=512),
+        paillier_key=m.PaillierKey(
+            n=public_key_to_bytes(own.public_key), djn_base=int_to_bytes(own.djn_base)
+        ),
+        training_protocol=version,
+    )
+    try:
+        with pytest.raises(PolicyViolation, match="run the same fedlearn release on both nodes"):
+            role.open_session(request, "party-a")
+        assert role._sessions == {}
+    finally:
+        role.close()

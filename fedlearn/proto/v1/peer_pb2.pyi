@@ -92,7 +92,7 @@ class TrainParams(_message.Message):
     def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., optimizer: _Optional[str] = ..., learning_rate: _Optional[float] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., key_bits: _Optional[int] = ..., score_frac_bits: _Optional[int] = ..., preprocess: _Optional[_Union[PreprocessParams, _Mapping]] = ..., engine: _Optional[str] = ...) -> None: ...
 
 class OpenSessionRequest(_message.Message):
-    __slots__ = ("purpose", "dataset", "psi_salt", "train", "paillier_key", "model_id", "job_id", "resume_epochs")
+    __slots__ = ("purpose", "dataset", "psi_salt", "train", "paillier_key", "model_id", "job_id", "resume_epochs", "training_protocol")
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PSI_SALT_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class OpenSessionRequest(_message.Message):
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RESUME_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     purpose: Purpose
     dataset: str
     psi_salt: bytes
@@ -109,21 +110,24 @@ class OpenSessionRequest(_message.Message):
     model_id: str
     job_id: str
     resume_epochs: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, purpose: _Optional[_Union[Purpose, str]] = ..., dataset: _Optional[str] = ..., psi_salt: _Optional[bytes] = ..., train: _Optional[_Union[TrainParams, _Mapping]] = ..., paillier_key: _Optional[_Union[PaillierKey, _Mapping]] = ..., model_id: _Optional[str] = ..., job_id: _Optional[str] = ..., resume_epochs: _Optional[_Iterable[int]] = ...) -> None: ...
+    training_protocol: int
+    def __init__(self, purpose: _Optional[_Union[Purpose, str]] = ..., dataset: _Optional[str] = ..., psi_salt: _Optional[bytes] = ..., train: _Optional[_Union[TrainParams, _Mapping]] = ..., paillier_key: _Optional[_Union[PaillierKey, _Mapping]] = ..., model_id: _Optional[str] = ..., job_id: _Optional[str] = ..., resume_epochs: _Optional[_Iterable[int]] = ..., training_protocol: _Optional[int] = ...) -> None: ...
 
 class OpenSessionResponse(_message.Message):
-    __slots__ = ("session_id", "psi_salt", "paillier_key", "checkpoint_epochs", "resume_epoch")
+    __slots__ = ("session_id", "psi_salt", "paillier_key", "checkpoint_epochs", "resume_epoch", "training_protocol")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     PSI_SALT_FIELD_NUMBER: _ClassVar[int]
     PAILLIER_KEY_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     RESUME_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     psi_salt: bytes
     paillier_key: PaillierKey
     checkpoint_epochs: _containers.RepeatedScalarFieldContainer[int]
     resume_epoch: int
-    def __init__(self, session_id: _Optional[str] = ..., psi_salt: _Optional[bytes] = ..., paillier_key: _Optional[_Union[PaillierKey, _Mapping]] = ..., checkpoint_epochs: _Optional[_Iterable[int]] = ..., resume_epoch: _Optional[int] = ...) -> None: ...
+    training_protocol: int
+    def __init__(self, session_id: _Optional[str] = ..., psi_salt: _Optional[bytes] = ..., paillier_key: _Optional[_Union[PaillierKey, _Mapping]] = ..., checkpoint_epochs: _Optional[_Iterable[int]] = ..., resume_epoch: _Optional[int] = ..., training_protocol: _Optional[int] = ...) -> None: ...
 
 class PsiBlindRequest(_message.Message):
     __slots__ = ("session_id", "points")
