@@ -1,6 +1,6 @@
 """The cost model of docs/scaling.md: measured per-core throughputs -> predicted epoch and scoring times.
 
-    python -m bench.cost_model [--bits 2048] [--encryptions-per-row 2] [--check] [--quick]
+    python -m bench.cost_model [--bits 2048] [--refresh-share 1] [--check] [--quick]
 
 1. Measures, on one core of this machine, at ``--bits``: DJN obfuscators/s, online encryptions/s
    (from the pool), residual powers/s (14- and 20-bit exponents), 8-bit mat-vec terms/s, packed
@@ -13,8 +13,12 @@
 3. ``--check`` runs one in-memory training epoch with 1 and 2 Ray workers per party here
    (``bench.ray_overhead.epoch``) and prints predicted against measured.
 
-``--encryptions-per-row`` is A's fresh encryptions per training row per epoch (2 today: alpha and
-beta; fewer if beta's ciphertexts are reused across epochs); B's is 1 (v).
+``--refresh-share`` is the share of epochs that refresh A's terms (docs/protocol.md section 2): a
+refreshing epoch costs A 3 encryptions per row (alpha, beta, gamma) and B 2 (v, w), plus one more
+short power per row on each side (the curvature correction); a reuse epoch costs A 1 and B 1. 1
+(the default) is an epoch that refreshes, as every epoch of a short job and the first ones of any;
+a default run of many batches per epoch refreshes in about 0.3 of its epochs (default_credit: 10 of
+32 in the replay).
 """
 
 from __future__ import annotations
@@ -147,7 +151,7 @@ class Shape:
     a_columns: int  # A's feature columns (the intercept is added)
     b_columns: int
     batch: int = 1024
-    encryptions_per_row_a: float = 2.0  # A's fresh encryptions per row per epoch
+    refresh_share: float = 1.0  # share of epochs refreshing A's terms (docs/protocol.md section 2)
 
 
 def batch_work(shape: Shape, rates: Rates) -> dict[str, float]:
@@ -156,25 +160,30 @@ def batch_work(shape: Shape, rates: Rates) -> dict[str, float]:
     decryption), O (obfuscators, filled in the background); and bytes each way."""
     s, k = shape.batch, rates.slots
     f_a, f_b = shape.a_columns + 1, shape.b_columns
-    enc_a = shape.encryptions_per_row_a * s
+    refresh = shape.refresh_share
+    enc_a = (1 + 2 * refresh) * s  # alpha; beta and gamma when refreshing
+    enc_b = (1 + refresh) * s  # v; w when refreshing
     packed_a, packed_b = math.ceil(f_a / k), math.ceil(f_b / k)
+    # The curvature correction's powers (refreshing only): A's [[w]]^gamma, B's [[gamma]]^w, both
+    # exponents of about 16 bits, counted at the 14-bit rate.
+    correction = refresh * s / rates.powers_14
     return {
         "S_A": (enc_a + s) / rates.online_encryptions  # encryptions, add_plain of alpha
-        + (enc_a + s) / rates.wire  # encode what it sends, parse and check what it gets
+        + (enc_a + enc_b) / rates.wire  # encode what it sends, parse and check what it gets
         + s / rates.dot_terms,  # the epoch's loss: one 16-bit term per row
-        "S_B": 2 * s / rates.online_encryptions + (enc_a + s) / rates.wire,
-        "K_A_residual": s / rates.powers_14,
+        "S_B": (enc_b + s) / rates.online_encryptions + (enc_a + enc_b) / rates.wire,
+        "K_A_residual": s / rates.powers_14 + correction,
         "K_A_gradient": s * f_a / rates.matvec_terms
         + packed_a / rates.packed
         + packed_b / rates.decryptions,
-        "K_B_residual": s / rates.powers_20,
+        "K_B_residual": s / rates.powers_20 + correction,
         "K_B_gradient": s * f_b / rates.matvec_terms
         + packed_b / rates.packed
         + packed_a / rates.decryptions,
         "O_A": enc_a / rates.obfuscators,
-        "O_B": s / rates.obfuscators,
+        "O_B": enc_b / rates.obfuscators,
         "bytes_a_to_b": enc_a * rates.ciphertext_bytes + packed_a * rates.ciphertext_bytes,
-        "bytes_b_to_a": s * rates.ciphertext_bytes + packed_b * rates.ciphertext_bytes,
+        "bytes_b_to_a": enc_b * rates.ciphertext_bytes + packed_b * rates.ciphertext_bytes,
     }
 
 
@@ -273,15 +282,15 @@ def print_rates(rates: Rates) -> None:
     print(f"| bytes per ciphertext | {rates.ciphertext_bytes} |")
 
 
-def print_predictions(rates: Rates, encryptions_per_row: float) -> dict[str, Any]:
+def print_predictions(rates: Rates, refresh_share: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    print(f"\n### Predicted epoch ({encryptions_per_row:g} encryptions per row at A, batch 1024)\n")
+    print(f"\n### Predicted epoch (refresh share {refresh_share:g}, batch 1024)\n")
     print(
         "| shape | cores per party | epoch | critical path | busiest party | network | own thread |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, shape in (("FATE 100k x (30 + 300)", FATE), ("10M x (30 + 300)", TEN_MILLION)):
-        shape = replace(shape, encryptions_per_row_a=encryptions_per_row)
+        shape = replace(shape, refresh_share=refresh_share)
         for cores in CORES:
             p = predict_epoch(shape, rates, cores)
             out[f"{label}, {cores}"] = p
@@ -354,7 +363,7 @@ def mean_rates(first: Rates, second: Rates) -> Rates:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bits", type=int, default=2048)
-    parser.add_argument("--encryptions-per-row", type=float, default=2.0)
+    parser.add_argument("--refresh-share", type=float, default=1.0)
     parser.add_argument("--check", action="store_true", help="measure 1 and 2 workers here")
     parser.add_argument("--rows", type=int, default=4096, help="rows of the --check epoch")
     parser.add_argument("--repeats", type=int, default=3)
@@ -369,7 +378,7 @@ def main() -> None:
         last = json.loads((RESULTS / "cost_model.json").read_text())
         rates = Rates(**last["rates_around_check"])
         print_rates(rates)
-        print_predictions(rates, args.encryptions_per_row)
+        print_predictions(rates, args.refresh_share)
         measured = {f"ray{w}": {"epoch_s": c["measured_s"]} for w, c in last["check"].items()}
         check(rates, last.get("check_rows", 4096), measured)
         return
@@ -378,7 +387,7 @@ def main() -> None:
     print(f"load average at the start: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     rates = measure(args.bits, args.repeats)
     print_rates(rates)
-    predictions = print_predictions(rates, args.encryptions_per_row)
+    predictions = print_predictions(rates, args.refresh_share)
     payload: dict[str, Any] = {"rates": vars(rates), "predictions": predictions}
     if args.check:
         measured = measure_epochs(args.bits, args.rows, args.repeats)

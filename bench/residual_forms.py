@@ -1,14 +1,16 @@
 """Other forms of the residual d, replayed in plain numpy with the job defaults (issue 10's AUC gap).
 
-    python -m bench.residual_forms [--forms tangent,exact,rank3,rank3-class] [--sets breast,rare,...]
+    python -m bench.residual_forms [--forms corrected,tangent,exact] [--sets breast,rare,...]
 
-The protocol linearises ``d = sigmoid(u_A + u_B) - y`` in B's score around A's (docs/protocol.md
-section 7): ``sigmoid(u_A) + sigmoid'(u_A) u_B``, two functions of A's score times the basis
-``(1, u_B)`` of B's. Any residual of the form ``sum_k f_k(u_A) g_k(u_B)`` costs the protocol one
+The protocol used to linearise ``d = sigmoid(u_A + u_B) - y`` in B's score around A's
+(docs/protocol.md section 7): ``sigmoid(u_A) + sigmoid'(u_A) u_B``, two functions of A's score times
+the basis ``(1, u_B)`` of B's. Any residual of the form ``sum_k f_k(u_A) g_k(u_B)`` costs the protocol one
 ciphertext per row per term and side (A's ``[[f_k]]_A``, B's ``[[g_k]]_B``), so the question this
 bench answers is what a third term buys before anyone builds it. Forms:
 
-- ``tangent``: the protocol today;
+- ``corrected``: the protocol now (``fit_plain_reference``'s own residual): three terms fitted at
+  each refresh, the curvature term held per row between refreshes (docs/protocol.md section 2);
+- ``tangent``: the protocol before it, the tangent with the slopes on the refresh schedule;
 - ``exact``: ``sigmoid(u_A + u_B) - y`` (not computable in the protocol: the bound on what any form
   can reach with this schedule);
 - ``rank3``: B's basis ``(1, z, z^2 - 1)`` with ``z = clip((u_B - mu) / s, -3, 3)``, mu and s the
@@ -24,13 +26,13 @@ bench answers is what a third term buys before anyone builds it. Forms:
   slopes), ``pooled-mixed`` (three terms only in those epochs), ``pooled-b`` and ``pooled-b-held``
   (A's own gradient keeps the tangent), ``pooled2`` and ``pooled2-held`` (two terms per class).
   What each costs and measures is in docs/quality.md ("What the three terms would cost").
-- ``polish``: the protocol's tangent until the run converges, then fresh three terms (``pooled``)
+- ``polish``: the former protocol's tangent until the run converges, then fresh three terms (``pooled``)
   until it converges again.
 
 Everything else is ``fit_plain_reference``'s schedule (start, Adam, decay, averaging, stopping,
 slope reuse for the tangent) and ``bench.quality``'s measurement (calibration, A-only fallback,
 scikit-learn on the same training users, 15,000+ held-out matched users per VIP set). The results
-are in docs/quality.md; no form here is in the protocol.
+are in docs/quality.md; of the forms here only ``corrected`` is in the protocol.
 """
 
 from __future__ import annotations

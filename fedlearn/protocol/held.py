@@ -1,15 +1,17 @@
-"""Ciphertexts B holds for a session, one fixed-width record per training row, in bounded memory.
+"""Ciphertexts a party holds for a session, one fixed-width record per training row, in bounded memory.
 
-B keeps the last ``[[beta]]_A`` A sent for each training row so that A can reuse it in later epochs
-(docs/protocol.md section 2). At 2048-bit keys a ciphertext is 512 bytes: 5 GB for 10 million rows,
-far more than the features B trains on. Records therefore live in memory only while the whole set
+B keeps the last ``[[beta]]_A`` A sent for each training row, and both parties the curvature
+correction of the row's last refresh (B ``[[gamma w]]_A``, A ``[[gamma w]]_B``), so that later
+epochs reuse them (docs/protocol.md section 2). At 2048-bit keys a ciphertext is 512 bytes: 5 GB per
+kind for 10 million rows, far more than the features a party trains on. Records therefore live in memory only while the whole set
 is small (``MEMORY_LIMIT_BYTES``); beyond that they go to an anonymous temporary file (unlinked at
 creation, so the space is returned when the session closes or the process dies, and nothing is
 left to sweep), read and written with ``pread``/``pwrite`` so that they never count in the node's
 resident memory: a batch reads only its own rows.
 
-The bytes stored are the ones A sent, after ``keyed_ciphertexts_from_bytes`` checked them; they are
-parsed again on reuse without the checks (B wrote them itself).
+The bytes stored are the ones the peer sent, after ``keyed_ciphertexts_from_bytes`` checked them, or
+ones the party computed from such; they are parsed again on reuse without the checks (the party
+wrote them itself).
 """
 
 from __future__ import annotations
