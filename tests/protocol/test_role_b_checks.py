@@ -25,27 +25,37 @@ from party_b.node import NodeB
 from tests.protocol.harness import TEST_POLICY, fate_specs
 
 
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[tuple[NodeB, str, int, int]]:
-    """A training session on breast, aligned; returns (role, session id, A's n, rows per batch)."""
-    a_spec, b_spec = fate_specs("breast")
-    role = NodeB(
+def _breast_node(tmp: Path) -> NodeB:
+    return NodeB(
         name="party-b",
-        datasets={"d": b_spec},
+        datasets={"d": fate_specs("breast")[1]},
         policy=TEST_POLICY,
-        model_dir=tmp_path / "b",
+        model_dir=tmp / "b",
         allowed_partners={"party-a"},
     )
-    own = OwnKeyEngine(generate_keypair(512))
-    params = m.TrainParams(epochs=2, batch_size=128, key_bits=512)
-    request = m.OpenSessionRequest(
+
+
+def _train_request(
+    own: OwnKeyEngine, params: m.TrainParams, version: int = m.TRAINING_PROTOCOL
+) -> m.OpenSessionRequest:
+    key = m.PaillierKey(n=public_key_to_bytes(own.public_key), djn_base=int_to_bytes(own.djn_base))
+    return m.OpenSessionRequest(
         purpose=m.Purpose.TRAIN,
         dataset="d",
         train=params,
-        paillier_key=m.PaillierKey(
-            n=public_key_to_bytes(own.public_key), djn_base=int_to_bytes(own.djn_base)
-        ),
+        paillier_key=key,
+        training_protocol=version,
     )
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[tuple[NodeB, str, int, int]]:
+    """A training session on breast, aligned; returns (role, session id, A's n, rows per batch)."""
+    a_spec, _ = fate_specs("breast")
+    role = _breast_node(tmp_path)
+    own = OwnKeyEngine(generate_keypair(512))
+    params = m.TrainParams(epochs=2, batch_size=128, key_bits=512)
+    request = _train_request(own, params)
     ids = [str(i) for i in load_party_table(a_spec.path, id_column="id", label_column="y").ids]
     alignment = open_and_align(InMemoryPeer(role, identity="party-a"), request, ids)
     training = role._sessions[alignment.session.session_id].training
@@ -200,52 +210,36 @@ def test_slopes_sent_with_reuse_are_refused(
 
 # ---- the curvature correction (docs/protocol.md section 2): sent with the slopes, or held -------
 
+ROWS = "one ciphertext per batch row"
 
-@pytest.mark.parametrize("held_basis", [False, True], ids=["curvatures", "held_basis"])
-def test_curvature_terms_sent_with_reuse_are_refused(
-    session: tuple[NodeB, str, int, int], caplog: pytest.LogCaptureFixture, held_basis: bool
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"reuse_slopes": True, "curvatures": ROWS}, "curvatures sent with reuse_slopes"),
+        ({"reuse_slopes": True, "held_basis": True}, "curvatures sent with reuse_slopes"),
+        ({"slopes": ROWS}, "expected {count} ciphertexts, got 0"),  # slopes without curvatures
+        # A claims B kept w for the rows from a checkpoint; B kept none (a fresh job).
+        (
+            {"slopes": ROWS, "curvatures": ROWS, "held_basis": True},
+            "held_basis for {count} rows without a basis",
+        ),
+    ],
+    ids=["curvatures-with-reuse", "held-basis-with-reuse", "no-curvatures", "no-held-basis"],
+)
+def test_bad_curvature_terms_are_refused(
+    session: tuple[NodeB, str, int, int],
+    caplog: pytest.LogCaptureFixture,
+    fields: dict[str, Any],
+    reason: str,
 ) -> None:
     role, sid, n, count = session
-    ciphertext = (2).to_bytes(ciphertext_width(n), "big")
-    request = m.BatchForwardRequest(
-        m.BatchHeader(sid, 0, 0),
-        ciphertext * count,
-        reuse_slopes=True,
-        curvatures=b"" if held_basis else ciphertext * count,
-        held_basis=held_basis,
-    )
-    with _refused(caplog, "curvatures sent with reuse_slopes"):
-        role.batch_forward(request, "party-a")
-    assert sid not in role._sessions
-
-
-def test_slopes_without_curvatures_are_refused(
-    session: tuple[NodeB, str, int, int], caplog: pytest.LogCaptureFixture
-) -> None:
-    role, sid, n, count = session
-    ciphertext = (2).to_bytes(ciphertext_width(n), "big")
-    request = m.BatchForwardRequest(
-        m.BatchHeader(sid, 0, 0), ciphertext * count, ciphertext * count
-    )
-    with _refused(caplog, f"expected {count} ciphertexts, got 0"):
-        role.batch_forward(request, "party-a")
-    assert sid not in role._sessions
-
-
-def test_held_basis_in_a_session_that_holds_none_is_refused(
-    session: tuple[NodeB, str, int, int], caplog: pytest.LogCaptureFixture
-) -> None:
-    """A claims B kept w for the rows from a checkpoint; B kept none (a fresh job): refused."""
-    role, sid, n, count = session
-    ciphertext = (2).to_bytes(ciphertext_width(n), "big")
-    request = m.BatchForwardRequest(
-        m.BatchHeader(sid, 0, 0),
-        ciphertext * count,
-        ciphertext * count,
-        curvatures=ciphertext * count,
-        held_basis=True,
-    )
-    with _refused(caplog, f"held_basis for {count} rows without a basis"):
+    rows = (2).to_bytes(ciphertext_width(n), "big") * count
+    values: dict[str, Any] = {
+        name: rows if value is ROWS else value for name, value in fields.items()
+    }
+    request = m.BatchForwardRequest(m.BatchHeader(sid, 0, 0), rows, **values)
+    with _refused(caplog, reason.format(count=count)):
         role.batch_forward(request, "party-a")
     assert sid not in role._sessions
 
@@ -257,27 +251,13 @@ def test_held_basis_in_a_session_that_holds_none_is_refused(
 def test_b_refuses_a_training_partner_of_another_release(tmp_path: Path, version: int) -> None:
     """An A from before the corrected residual (it sends no version: 0) would be refused at its
     first batch with 'expected N ciphertexts, got 0'; now at OpenSession, saying what to do."""
-    _, b_spec = fate_specs("breast")
-    role = NodeB(
-        name="party-b",
-        datasets={"d": b_spec},
-        policy=TEST_POLICY,
-        model_dir=tmp_path / "b-models",
-        allowed_partners={"party-a"},
-    )
+    role = _breast_node(tmp_path)
     own = OwnKeyEngine(generate_keypair(512))
-    request = m.OpenSessionRequest(
-        purpose=m.Purpose.TRAIN,
-        dataset="d",
-        train=m.TrainParams(epochs=2, batch_size=64, key_bits=512),
-        paillier_key=m.PaillierKey(
-            n=public_key_to_bytes(own.public_key), djn_base=int_to_bytes(own.djn_base)
-        ),
-        training_protocol=version,
-    )
+    request = _train_request(own, m.TrainParams(epochs=2, batch_size=64, key_bits=512), version)
     try:
         with pytest.raises(PolicyViolation, match="run the same fedlearn release on both nodes"):
             role.open_session(request, "party-a")
         assert role._sessions == {}
     finally:
+        own.close()
         role.close()
