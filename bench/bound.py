@@ -200,8 +200,9 @@ def count_epoch(
 ) -> dict[str, dict[str, float]]:
     """Operation counts of one epoch (or its first ``max_batches`` batches), per party and kind.
 
-    ``slope_fraction`` is the share of the job's epochs in which A encrypts fresh slopes
-    (``fedlearn.model.slopes_refreshed``; 1.0: every epoch): the epoch counted is their average.
+    ``slope_fraction`` is the share of the job's epochs in which A encrypts fresh slopes and
+    curvatures (``fedlearn.model.slopes_refreshed``; 1.0: every epoch): the epoch counted is their
+    average. The counts are the corrected residual's (docs/protocol.md section 2).
 
     ``x_a_q`` is A's quantised matrix *without* the intercept (added here), ``x_b_q`` B's; both
     indexed by aligned row. Returns ``{"A": {kind: count}, "B": {...}}`` with kinds ``mul_n2``,
@@ -227,11 +228,14 @@ def count_epoch(
     for rows in batches:
         s = len(rows)
         a, b = counts["A"], counts["B"]
-        # A: alpha and, in the epochs that refresh them, beta per row (``slope_fraction`` of the
-        # epochs); [[v]]^beta and + alpha per row; its mat-vec; packing; loss dot.
-        a["mul_p2"] += (1 + slope_fraction) * s * encrypt_p2
-        a["mul_n"] += (1 + slope_fraction) * s + s + packed_a + 1
-        a["pow_n2_14"] += s
+        # A: alpha and, in the epochs that refresh them, beta and gamma per row (``slope_fraction``
+        # of the epochs); [[v]]^beta, + alpha and * [[gamma w]] per row, refreshing also
+        # [[w]]^gamma (about 16-bit exponents, counted as 14-bit ones); its mat-vec; packing;
+        # loss dot; the positive rows' sum of [[v]] (about half the rows, counted as all).
+        a["mul_p2"] += (1 + 2 * slope_fraction) * s * encrypt_p2
+        a["mul_n"] += (1 + 2 * slope_fraction) * s + s + packed_a + 1
+        a["pow_n2_14"] += s + slope_fraction * s
+        a["mul_n2"] += 2 * s
         for column in x_a[rows].T:
             mults, inversions = matvec_column_cost(column)
             a["mul_n2"] += mults
@@ -241,11 +245,13 @@ def count_epoch(
         a["mul_n2"] += dot_cost(s, SLOPE_FRAC_BITS + 1) + 2
         a["inv_n2"] += 1
         a["decrypt"] += packed_b
-        # B: 1 encryption per row and the loss term; [[alpha]] * [[beta]]^v per row; mat-vec; packing.
-        b["mul_p2"] += (s + 1) * encrypt_p2
-        b["mul_n"] += s + 1 + packed_b
+        # B: v per row (and w, refreshing) and the loss term; [[alpha]] * [[beta]]^v * [[gamma w]]
+        # per row, refreshing also [[gamma]]^w (about 16-bit); mat-vec; packing.
+        b["mul_p2"] += ((1 + slope_fraction) * s + 1) * encrypt_p2
+        b["mul_n"] += (1 + slope_fraction) * s + 1 + packed_b
         b["pow_n2_20"] += s
-        b["mul_n2"] += s
+        b["pow_n2_14"] += slope_fraction * s
+        b["mul_n2"] += 2 * s
         for column in x_b_q[rows].T:
             mults, inversions = matvec_column_cost(column)
             b["mul_n2"] += mults
@@ -253,9 +259,9 @@ def count_epoch(
         b["pow_n2_shift"] += f_b - packed_b
         b["mul_n2"] += (f_b - packed_b) + packed_b * rerandomize_n2
         b["decrypt"] += packed_a
-    # The epoch loss: A masks and re-randomises one ciphertext, B decrypts it.
-    counts["A"]["mul_n2"] += rerandomize_n2
-    counts["B"]["decrypt"] += 1
+    # The epoch loss and the class sum: A masks and re-randomises two ciphertexts, B decrypts them.
+    counts["A"]["mul_n2"] += 2 * rerandomize_n2
+    counts["B"]["decrypt"] += 2
     return counts
 
 
