@@ -116,6 +116,26 @@ class ScoreStats:
             max(math.sqrt(max(within, 0.0)), SCORE_SCALE_FLOOR),
         )
 
+    @classmethod
+    def from_sums(
+        cls,
+        rows: float,
+        total: float,
+        squares: float,
+        positive_rows: float = 0.0,
+        positive_total: float = 0.0,
+    ) -> ScoreStats:
+        """``from_moments`` from the sums over an epoch's batches: the rows, B's scores and their
+        squares, and (A's) the positive rows and their scores."""
+        mean = total / rows
+        return cls.from_moments(
+            mean,
+            math.sqrt(max(squares / rows - mean * mean, 0.0)),
+            rows=int(rows),
+            positive_rows=int(positive_rows),
+            positive_mean=positive_total / max(positive_rows, 1.0),
+        )
+
     def curvature_basis(self, u_b: np.ndarray) -> np.ndarray:
         """B's second function of its score: ``clip((u_B - mean) / std, -3, 3)^2``, in [0, 9]."""
         z = np.clip((np.asarray(u_b, dtype=np.float64) - self.mean) / self.std,
@@ -473,15 +493,7 @@ def fit_plain_reference(
             math.hypot(score_change(x_a, model_a, new_a), score_change(x_b, model_b, new_b))
         )
         model_a, model_b = new_a, new_b
-        count, total, squares, positives, positive_total = moments
-        mean = total / count
-        stats = ScoreStats.from_moments(
-            mean,
-            math.sqrt(max(squares / count - mean * mean, 0.0)),
-            rows=int(count),
-            positive_rows=int(positives),
-            positive_mean=positive_total / max(positives, 1.0),
-        )
+        stats = ScoreStats.from_sums(*moments)
         losses.append(epoch_loss / len(y))
         done = converged(changes[since:], tolerance, patience)
         if residual is not None:

@@ -63,15 +63,7 @@ class _Refreshing:
         return corrected_residual(u_a, u_b, y, offset, slope, correction)
 
     def end_epoch(self, scores_b: np.ndarray, y: np.ndarray, **_: object) -> bool:
-        rows, total, squares, positives, positive_total = self.moments
-        mean = total / rows
-        self.stats = ScoreStats.from_moments(
-            mean,
-            float(np.sqrt(squares / rows - mean * mean)),
-            rows=int(rows),
-            positive_rows=int(positives),
-            positive_mean=positive_total / positives,
-        )
+        self.stats = ScoreStats.from_sums(*self.moments)
         self.moments[:] = 0.0
         self.seen.append(len(scores_b))
         return False

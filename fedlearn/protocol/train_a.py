@@ -154,16 +154,14 @@ class TrainingA:
     held_slopes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     held_curvatures: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     held_offsets: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    # Per aligned row, whether B holds a [[beta]]_A of the row's held slope in *this* session (a
-    # resumed session has fresh keys: B holds none, while the held slopes come from the checkpoint).
-    peer_holds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    # Per aligned row, the curvature correction [[gamma w]]_B of the row's last refresh (this session).
+    # Per aligned row, the curvature correction [[gamma w]]_B of the row's last refresh in *this*
+    # session: a row holds one exactly when B holds its [[beta]]_A and [[gamma w]]_A (a resumed
+    # session has fresh keys: B holds none, while the held terms come from the checkpoint).
     held_corrections: HeldCiphertexts | None = None
     # B's score statistics A fits its terms over (the last epoch's), and this epoch's parts of the
     # next: the positive rows' count and sum of B's [[v]]_B, B's mean and deviation when told.
     stats: ScoreStats = field(default_factory=ScoreStats)
     positive_rows: int = 0
-    epoch_rows: int = 0
     positive_sum: Any = None
     peer_moments: tuple[float, float] = (0.0, 0.0)
 
@@ -204,7 +202,6 @@ class TrainingA:
             held_slopes=np.zeros(len(labels), dtype=np.int64),
             held_curvatures=np.zeros(len(labels), dtype=np.int64),
             held_offsets=np.zeros(len(labels)),
-            peer_holds=np.zeros(len(labels), dtype=bool),
             held_corrections=HeldCiphertexts(len(labels), ciphertext_width(peer_n)),
             peer=peer,
             session_id=session_id,
@@ -240,9 +237,14 @@ class TrainingA:
         own.prefill(2 * max_rows)
         return training
 
+    @property
+    def n_batches(self) -> int:
+        """Batches per epoch, as ``epoch_batches`` cuts them."""
+        return max(1, self.n_train // self.params.batch_size)
+
     def start_epoch(self) -> None:
         self.plain_loss, self.encrypted_loss, self.peer_change = 0.0, None, 0.0
-        self.positive_rows, self.epoch_rows, self.positive_sum = 0, 0, None
+        self.positive_rows, self.positive_sum = 0, None
         self.peer_moments = (0.0, 0.0)
         self.optimizer.start_epoch()
 
@@ -336,7 +338,7 @@ class TrainingA:
             m.BatchUpdateRequest(header, ints_to_bytes(returned, self.peer_layout.returned_bytes))
         )
         self.peer_change = update.weight_change_norm
-        if batch + 1 == max(1, self.n_train // self.params.batch_size):  # the epoch's last
+        if batch + 1 == self.n_batches:  # the epoch's last
             self.peer_moments = _checked_moments(update.score_mean, update.score_std)
         timer.lap("network")
 
@@ -353,10 +355,10 @@ class TrainingA:
         one would. Outside those epochs the batch's terms are fitted afresh over the statistics of
         B's scores (``corrected_terms``) and become the held ones (mode "fresh").
         """
-        batches = max(1, self.n_train // self.params.batch_size)  # as epoch_batches cuts them
-        refreshed = slopes_refreshed(epoch, self.params.epochs, batches)
+        assert self.held_corrections is not None
+        refreshed = slopes_refreshed(epoch, self.params.epochs, self.n_batches)
         if not refreshed and bool(np.all(self.held[rows])):
-            mode = "reuse" if bool(np.all(self.peer_holds[rows])) else "resend"
+            mode = "resend" if self.held_corrections.missing(rows) else "reuse"
         else:
             offset, slope, curvature = corrected_terms(u_a, y, self.stats)
             self.held[rows] = True
@@ -369,8 +371,6 @@ class TrainingA:
         alpha, _ = label_party_terms(
             u_a, y, self.params.score_frac_bits, beta, self.held_offsets[rows]
         )
-        if mode != "reuse":
-            self.peer_holds[rows] = True
         return alpha, beta, gamma, mode
 
     def _correction(self, rows: np.ndarray, basis: bytes, gamma: list[int] | None) -> list[Any]:
@@ -394,7 +394,6 @@ class TrainingA:
     def _add_positive_scores(self, encrypted_scores: list[Any], y: np.ndarray) -> None:
         """Add B's [[v]]_B of the batch's positive rows to the epoch's class sum."""
         positive = [c for c, label in zip(encrypted_scores, y, strict=True) if label > 0.5]
-        self.epoch_rows += len(y)
         self.positive_rows += len(positive)
         if positive:
             total = self.peer_engine.dot([1] * len(positive), positive)
@@ -415,7 +414,7 @@ class TrainingA:
         self.stats = ScoreStats.from_moments(
             mean,
             std,
-            rows=self.epoch_rows,
+            rows=self.n_train,  # every training row is in one of the epoch's batches
             positive_rows=self.positive_rows,
             positive_mean=positive_mean,
         )

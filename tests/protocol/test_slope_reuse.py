@@ -100,7 +100,9 @@ def test_reuse_in_a_new_session_is_refused(
         training: TrainingA = start(cls, *args, **kwargs)
         if first:  # the second session starts with the first one's terms, as if B still held them
             held = first[0]
-            training.held, training.peer_holds = held.held.copy(), held.held.copy()
+            training.held = held.held.copy()
+            assert training.held_corrections is not None
+            training.held_corrections.present[:] = held.held  # as if B held their ciphertexts
             training.held_slopes, training.held_offsets = held.held_slopes, held.held_offsets
             training.held_curvatures = held.held_curvatures
         else:
