@@ -36,6 +36,7 @@ import numpy as np
 from fedlearn import metrics
 from fedlearn import report_charts as charts
 from fedlearn.atomic import write_atomic
+from fedlearn.calibration import MIN_GAIN, Calibration
 from fedlearn.errors import ConfigError, DataError
 from fedlearn.preprocess import MISSING_LABEL
 from fedlearn.report_charts import COLORS, MODELS, Curves
@@ -315,11 +316,20 @@ def _training_note(meta: Mapping[str, Any], a_auc: float | None) -> str:
     if "a_only_model" in meta:
         text += " When scoring, users B does not know are scored by A's own A-only model"
         text += f" (validation AUC {a_auc:.3f})." if a_auc is not None else "."
-    calibration = meta.get("calibration")
-    if isinstance(calibration, Mapping) and calibration.get("rows"):
-        text += (
-            f" Scores are probabilities calibrated on {int(calibration['rows']):,} validation rows."
-        )
+    raw = meta.get("calibration")
+    if isinstance(raw, Mapping) and raw.get("rows"):
+        try:
+            calibration = Calibration.from_dict(raw)
+        except (KeyError, TypeError, ValueError):
+            return text
+        if calibration.kept:
+            text += f" Scores are probabilities calibrated on {calibration.rows:,} validation rows."
+        else:
+            text += (
+                " Scores are the joint model's own probabilities: a calibration fitted on"
+                f" {calibration.rows:,} validation rows did not improve on them by more than chance"
+                f" (log-likelihood gain {calibration.gain or 0.0:.2f}, below {MIN_GAIN:.2f})."
+            )
     return text
 
 

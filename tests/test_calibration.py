@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedlearn.calibration import Calibration, fit_platt
+from fedlearn.calibration import MIN_GAIN, Calibration, fit_platt
 from fedlearn.model import sigmoid
 
 
@@ -119,3 +119,41 @@ def test_the_rate_of_every_labelled_row_levels_small_validation_sets_better() ->
             )
             errors.append(abs(calibration.apply(population[0][:20_000]).mean() / observed - 1))
     assert np.mean(pooled) < 0.8 * np.mean(own), (np.mean(pooled), np.mean(own))
+
+
+def test_a_map_the_rows_do_not_ask_for_is_the_identity() -> None:
+    """Scores that are already probabilities, 100 validation rows: the fitted map gains what noise
+    gains, and the likelihood-ratio test leaves the scores alone in about 95% of draws (at 5%)."""
+    rng = np.random.default_rng(9)
+    kept = 0
+    for _ in range(200):
+        u = rng.normal(-1.0, 1.5, 100)
+        y = (rng.random(100) < sigmoid(u)).astype(float)
+        calibration = fit_platt(u, y, base_rate=0.3, base_rows=500)
+        assert calibration.gain is not None and calibration.gain >= 0.0
+        if calibration.kept:
+            kept += 1
+        else:  # the identity, with what the fit would have gained recorded
+            assert (calibration.slope, calibration.offset, calibration.rows) == (1.0, 0.0, 100)
+            assert calibration.gain < MIN_GAIN
+            np.testing.assert_allclose(calibration.apply(u), sigmoid(u))
+    assert 2 <= kept <= 20, kept  # 10 expected
+
+
+def test_a_map_is_kept_where_the_rows_show_the_scores_are_off() -> None:
+    u, y = _miscalibrated(300, seed=10)
+    calibration = fit_platt(u, y)
+    assert calibration.kept and calibration.gain is not None
+    z = calibration.slope * u + calibration.offset
+    identity_loss = np.sum(np.logaddexp(0, u) - y * u)
+    assert calibration.gain == pytest.approx(identity_loss - np.sum(np.logaddexp(0, z) - y * z))
+    assert calibration.gain > 10 * MIN_GAIN
+
+
+def test_a_map_saved_before_the_test_is_still_applied() -> None:
+    old = Calibration.from_dict({"slope": 0.7, "offset": -0.2, "rows": 300})
+    assert old.kept and old.gain is None and "gain" not in old.to_dict()
+    new = Calibration(1.0, 0.0, 90, 0.5)
+    assert not new.kept and Calibration.from_dict(new.to_dict()) == new
+    with pytest.raises(ValueError, match="finite"):
+        Calibration.from_dict({"slope": 1.0, "offset": 0.0, "rows": 90, "gain": float("inf")})

@@ -278,3 +278,14 @@ def test_reference_level_is_the_most_common_category() -> None:
     assert dict(effects) == pytest.approx(
         {"device_os=android vs ios": -0.5, "device_os=<other> vs ios": -0.6}
     )
+
+
+def test_the_report_says_whether_the_calibration_was_applied(tmp_path: Path) -> None:
+    meta = _meta()
+    meta["calibration"] = {"slope": 1.0, "offset": 0.0, "rows": 89, "gain": 0.5}
+    page = write_report(meta, tmp_path / "identity").read_text(encoding="utf-8")
+    assert "own probabilities" in page and "gain 0.50, below 3.00" in page
+    assert "calibrated on 89 validation rows" not in page
+    meta["calibration"] = {"slope": 0.8, "offset": -0.3, "rows": 320, "gain": 14.0}
+    page = write_report(meta, tmp_path / "kept").read_text(encoding="utf-8")
+    assert "calibrated on 320 validation rows" in page and "own probabilities" not in page
