@@ -256,9 +256,13 @@ def max_batch_rows(n_train: int, batch_size: int) -> int:
 #: slope. The schedule depends on the epoch number, the budget and the batches per epoch: all public.
 #: 40 steps are two decay constants of the step size (DECAY_STEPS): the weights, hence the slopes,
 #: move most in them; a data set of few batches per epoch (a small one) then hardly reuses at all.
+#: Every 2nd, not every 4th: the held curvature term is B's score as it was at the refresh, a delayed
+#: feedback, and held for 3 epochs it made rare-label and wide sets oscillate (replay: VIP 4,000 with
+#: 2% positives 65 epochs and -0.0135 AUC against scikit-learn -> 32 epochs, +0.0033; VIP 20,000
+#: with 290 useless columns at B 100 epochs, not converged -> 94; docs/quality.md).
 SLOPE_FRESH_EPOCHS = 2
 SLOPE_FRESH_STEPS = 40
-SLOPE_REFRESH_EVERY = 4
+SLOPE_REFRESH_EVERY = 2
 
 
 def slopes_refreshed(epoch: int, epochs: int, batches: int) -> bool:

@@ -125,8 +125,8 @@ def test_the_hook_sees_each_batch_rows_and_the_slope_schedule() -> None:
     first = np.sort(np.concatenate(form.rows[:per_epoch]))
     np.testing.assert_array_equal(first, np.arange(len(first)))  # every batch row, once
     epochs = [form.refreshes[k * per_epoch] for k in range(6)]
-    # 37 batches per epoch: epochs 0 and 1 hold the first 40 steps, then every 4th and the last.
-    assert epochs == [True, True, False, False, True, True]
+    # 37 batches per epoch: epochs 0 and 1 hold the first 40 steps, then every 2nd and the last.
+    assert epochs == [True, True, True, False, True, True]
 
 
 def test_pooled_statistics_come_from_the_epoch_batches() -> None:

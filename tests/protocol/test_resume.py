@@ -219,6 +219,7 @@ def test_a_job_killed_in_a_reuse_epoch_resumes_to_the_same_model(
     A's, so A re-sends its held slopes and curvatures with ``held_basis`` and B re-forms the
     correction from the w it kept in its checkpoint; the model equals the uninterrupted run's."""
     monkeypatch.setattr(model, "SLOPE_FRESH_STEPS", 1)  # epochs 0-1 refresh, 2 reuses, 3 is last
+    monkeypatch.setattr(model, "SLOPE_REFRESH_EVERY", 4)
     assert [model.slopes_refreshed(e, EPOCHS, 5) for e in range(EPOCHS)] == [
         True, True, False, True,
     ]  # fmt: skip

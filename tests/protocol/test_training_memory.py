@@ -140,11 +140,13 @@ def _check_matches_reference(run: MemoryRun) -> None:
     np.testing.assert_allclose(w_a, ref_a, atol=1e-4, rtol=0)
     np.testing.assert_allclose(w_b, ref_b, atol=1e-4, rtol=0)
     losses = [record["loss"] for record in run.meta["loss_history"]]
-    np.testing.assert_allclose(losses, ref_losses, atol=1e-4, rtol=0)
+    # The bound grows with B's scores (u_B^2 / 8: 3.07 on breast after 10 epochs); the fixed-point
+    # encoding's error grows with it, hence a relative tolerance too.
+    np.testing.assert_allclose(losses, ref_losses, atol=1e-4, rtol=1e-4)
     changes = [record["score_change"] for record in run.meta["loss_history"]]
     np.testing.assert_allclose(changes, reference.changes, atol=1e-3, rtol=0)
-    # The slopes were reused where the public schedule says so (default_credit: 5 of 10 epochs,
-    # breast: 2), and only there: the reference replays the same stale slopes.
+    # The slopes were reused where the public schedule says so (default_credit: 3 of 10 epochs,
+    # breast: 1), and only there: the reference replays the same stale slopes.
     forwards = [r.message for r in run.record if isinstance(r.message, m.BatchForwardRequest)]
     reused = [f.reuse_slopes for f in forwards]
     epochs, batches = run.job.params.epochs, max(f.header.batch for f in forwards) + 1
