@@ -237,7 +237,8 @@ def test_a_refuses_a_curvature_basis_it_did_not_ask_for(
 ) -> None:
     """In a reuse epoch A sends no gamma and takes its held corrections; a basis B sends anyway
     (to make A form a correction of B's choosing) is refused before A uses it."""
-    monkeypatch.setattr(model, "SLOPE_FRESH_STEPS", 1)  # epoch 0 and 1 refresh, none after in 3
+    monkeypatch.setattr(model, "SLOPE_FRESH_STEPS", 1)  # epochs 0 and 1 refresh, 2 reuses
+    monkeypatch.setattr(model, "SLOPE_REFRESH_EVERY", 4)  # (3 is the last)
     last: list[bytes] = []
 
     def forward(

@@ -76,6 +76,7 @@ def _short_fresh_start() -> Iterator[None]:
     steps), so that epoch 2 of the 4 reuses them and its messages are checked too."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(model, "SLOPE_FRESH_STEPS", 1)
+        patch.setattr(model, "SLOPE_REFRESH_EVERY", 4)  # epoch 2 reuses, 3 is the last
         yield
 
 
@@ -420,6 +421,9 @@ def test_every_field_of_every_message_is_of_a_documented_kind(recorded: Recorded
     not_in_training = {m.DeleteModelRequest, m.DeleteModelResponse}
     not_in_training |= {m.CheckModelsRequest, m.CheckModelsResponse}  # `fedlearn models` only
     assert seen == set(FIELDS) - not_in_training
+    # Both kinds of epoch crossed, so the fields' checks saw fresh and reused terms alike.
+    forwards = [r.message for r in record if isinstance(r.message, m.BatchForwardRequest)]
+    assert any(f.reuse_slopes for f in forwards) and not all(f.reuse_slopes for f in forwards)
     n_batches = len(session.batch_sizes)
     assert sum(isinstance(r.message, m.BatchUpdateRequest) for r in record) == n_batches
     assert sum(isinstance(r.message, m.EpochLossRequest) for r in record) == EPOCHS

@@ -199,6 +199,7 @@ def test_a_job_resumed_into_an_epoch_that_reuses_slopes_ends_with_the_same_model
     # Fresh slopes in epochs 1 and 4 (1-based) only: epochs 2 and 3 reuse them.
     monkeypatch.setattr(fedlearn.model, "SLOPE_FRESH_EPOCHS", 1)
     monkeypatch.setattr(fedlearn.model, "SLOPE_FRESH_STEPS", 0)
+    monkeypatch.setattr(fedlearn.model, "SLOPE_REFRESH_EVERY", 4)
     job = job_text(epochs=EPOCHS, batch_size=64)
     whole = _run(tmp_path / "whole", job)
     with pytest.raises(Killed):
