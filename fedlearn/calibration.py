@@ -60,9 +60,10 @@ from fedlearn.model import sigmoid
 
 #: Fewer validation rows than this (or a single class) leave the scores as they are.
 MIN_ROWS = 20
-#: Half the chi-square's 95% point with 2 degrees of freedom: the log-likelihood gain over the identity
-#: that the fitted map needs on its own rows to be kept (a likelihood-ratio test at 5%).
-MIN_GAIN = 5.991 / 2
+#: The log-likelihood gain over the identity that the fitted map needs on its own rows to be kept:
+#: half the chi-square's 95% point with 2 degrees of freedom, -2 ln 0.05 (a likelihood-ratio test at
+#: 5%), so ln 20 = 2.996.
+MIN_GAIN = math.log(20.0)
 #: Precision of the prior on (slope - 1, offset), in units of the summed log loss (data-independent:
 #: it only matters when the validation rows nearly separate, where it keeps the slope finite).
 PRIOR = 0.1
@@ -96,7 +97,8 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Calibration:
-        """The saved map; a model saved before calibration existed gets the identity."""
+        """The saved map; a model saved before calibration existed gets the identity, one saved
+        before the likelihood-ratio test (no ``gain``) its map, as it was applied then."""
         if not data:
             return cls()
         slope, offset = float(data["slope"]), float(data["offset"])
