@@ -50,6 +50,7 @@ from fedlearn.model import (
     epoch_batches,
     log_odds,
     score_change,
+    slopes_refreshed,
     split_train_validation,
 )
 from fedlearn.preprocess import (
@@ -664,6 +665,7 @@ class _EpochLoop:
         params = job.params
         done_before = self.first_epoch * n_batches
         previous_model = training.model_weights.copy()
+        epoch_started = time.perf_counter()
         training.start_epoch()
         for batch, rows in enumerate(
             epoch_batches(train_rows, params.batch_size, params.seed, epoch)
@@ -692,6 +694,9 @@ class _EpochLoop:
             "score_change": math.hypot(own_change, training.peer_change),
             "own_score_change": own_change,
             "peer_score_change": training.peer_change,
+            # Whether A's terms were fresh (``slopes_refreshed``): such an epoch costs more
+            # (docs/performance.md); bench/cost_model.py times the two kinds apart.
+            "refreshed": slopes_refreshed(epoch, params.epochs, n_batches),
         }
         if job.eval_every and (epoch + 1) % job.eval_every == 0 and len(validation_rows):
             record["validation_auc"] = metrics.auc(
@@ -705,6 +710,7 @@ class _EpochLoop:
                 ),
             )
         training.timer.lap("loss")
+        record["seconds"] = round(time.perf_counter() - epoch_started, 3)  # batches, loss, AUC
         progress(
             ProgressEvent(
                 "training",

@@ -152,6 +152,11 @@ def _check_matches_reference(run: MemoryRun) -> None:
     epochs, batches = run.job.params.epochs, max(f.header.batch for f in forwards) + 1
     assert reused == [not slopes_refreshed(f.header.epoch, epochs, batches) for f in forwards]
     assert any(reused) and not all(reused)
+    # The history says which epochs refreshed, and how long each took.
+    history = run.meta["loss_history"]
+    epoch_reused = {f.header.epoch: f.reuse_slopes for f in forwards}
+    assert [r["refreshed"] for r in history] == [not epoch_reused[e] for e in range(len(history))]
+    assert all(r["seconds"] > 0 for r in history)
     # The weights moved: a run that learned nothing would match a reference that learned nothing.
     # (The loss *bound* the protocol evaluates may rise as B's scores grow: its u_B^2 / 8 term; the
     # logistic loss of the model on the training rows is what must fall.)
