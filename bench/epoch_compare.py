@@ -47,7 +47,9 @@ epochs = epochs if epochs == "auto" else int(epochs)
 (meta,) = train_through_nodes(root, a_data, b_data, [Job(epochs=epochs, key_bits=2048)])
 print(json.dumps({"per_epoch": per_epoch(meta), "auc": meta["metrics"]["joint"]["auc"],
                   "epochs": meta["epochs_completed"], "wall": meta["bench_wall_s"],
-                  "stop": meta.get("stopped")}))
+                  "stop": meta.get("stopped"), "train_rows": meta["rows"]["train"],
+                  "history": [{"refreshed": r.get("refreshed"), "seconds": r.get("seconds")}
+                              for r in meta["loss_history"]]}))
 """
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -31,7 +31,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "memory": ([], ["--quick"]),
     # Ray against the process pool, and the cost model checked here (docs/scaling.md).
     "ray_overhead": ([], ["--quick"]),
-    "cost_model": (["--check"], ["--quick"]),
+    "cost_model": (["--check", "--check-kernels", "--check-nodes"], ["--quick", "--check-kernels"]),
 }
 
 
