@@ -82,6 +82,10 @@ from fedlearn.protocol.steps import (
 _SYSTEM_RANDOM = random.SystemRandom()
 
 
+#: Obfuscators A keeps ready per row of its largest batch (a refreshing batch uses 3 per row).
+POOL_PER_ROW = 4
+
+
 @dataclass
 class Timer:
     """Seconds per phase, accumulated: each ``lap`` adds the time since the last lap or ``restart``."""
@@ -231,10 +235,13 @@ class TrainingA:
             ),
             min_rows_per_column=min_rows_per_column,
         )
-        # Keep two batches of obfuscators ready (alpha and beta per row; gamma too in refreshing
-        # epochs): the pool refills in the background while A waits for B.
-        own.pool_target = 2 * max_rows
-        own.prefill(2 * max_rows)
+        # Keep obfuscators ready for a refreshing batch (alpha, beta and gamma per row) and one
+        # more row each: the pool refills in the background while A waits for B. With two per
+        # row it ran dry in every refreshing batch and A's own thread made the rest (47% of A's
+        # node's samples over refreshing epochs); four bought 3-4% per refreshing epoch
+        # (docs/performance.md).
+        own.pool_target = POOL_PER_ROW * max_rows
+        own.prefill(POOL_PER_ROW * max_rows)
         return training
 
     @property
