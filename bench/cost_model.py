@@ -359,13 +359,18 @@ def check(
     return out
 
 
+#: A's columns in ``--check-kernels`` (default_credit's): only the decryption of A's gradient uses it.
+KERNEL_A_COLUMNS = 13
+
+
 def measure_kernels(
     bits: int, rows: int, columns: int, workers: int, repeats: int
 ) -> dict[str, Any]:
     """B's kernels of a refreshing epoch of ``rows`` rows and ``columns`` columns on ``workers``
     Ray actors (the node's own thread and the wire excluded): per batch of 1024, the obfuscators of
-    its v and w, the 20-bit residual powers and the correction's, the mat-vec, the packing of its gradient and the
-    decryption of A's. Seconds, median of ``repeats``; Ray must be running."""
+    its v and w, the 20-bit residual powers and the correction's, the mat-vec, the packing of its
+    gradient and the decryption of A's (``KERNEL_A_COLUMNS`` + 1 values). Seconds, median of
+    ``repeats``; Ray must be running."""
     import time
 
     from fedlearn.crypto.ray_executor import RayExecutor
@@ -381,7 +386,7 @@ def measure_kernels(
     exponents = rng.integers(0, 1 << 20, size=batch).tolist()
     basis = rng.integers(0, 9 << 12, size=batch).tolist()  # the curvature basis w (16 bits)
     x_q = rng.integers(-128, 128, size=(batch, columns))
-    a_packed = math.ceil(14 / layout.slots)  # A's gradient: default_credit's 13 columns + 1
+    a_packed = math.ceil((KERNEL_A_COLUMNS + 1) / layout.slots)  # A's gradient, intercept too
     try:
         own._obfuscators_on_executor(2 * workers * 64)  # every actor warm: its DJN tables built
         times = []
@@ -398,7 +403,7 @@ def measure_kernels(
     finally:
         own.close()
         executor.close()
-    return {"median_s": float(np.median(times)), "runs_s": times, "a_packed": a_packed}
+    return {"median_s": float(np.median(times)), "runs_s": times}
 
 
 def check_kernels(bits: int, rows: int, columns: int, repeats: int) -> dict[str, Any]:
@@ -412,15 +417,9 @@ def check_kernels(bits: int, rows: int, columns: int, repeats: int) -> dict[str,
         rates = mean_rates(before, measure(bits, repeats))
     finally:
         ray.shutdown()
-    batches = max(1, rows // 1024)
-    work = batch_work(Shape(rows=rows, a_columns=13, b_columns=columns), rates)
-    # B's kernels as the model counts them, with the packing and decryption sizes of this run.
-    kernel_s = batches * (work["K_B_residual"] + work["O_B"])
-    kernel_s += batches * (
-        1024 * columns / rates.matvec_terms
-        + math.ceil(columns / rates.slots) / rates.packed
-        + measured[1]["a_packed"] / rates.decryptions
-    )
+    work = batch_work(Shape(rows=rows, a_columns=KERNEL_A_COLUMNS, b_columns=columns), rates)
+    # B's kernels of a refreshing batch as the model counts them (a refresh share of 1).
+    kernel_s = max(1, rows // 1024) * (work["K_B_residual"] + work["K_B_gradient"] + work["O_B"])
     print(f"\n### One party's kernels on 1 and 2 Ray workers: {rows:,} rows x {columns} columns\n")
     print(
         "| Ray workers | predicted (s) | measured, median (s) | runs (s) | measured / predicted |"
@@ -448,11 +447,12 @@ def check_nodes(rows: int | None, epochs: int, repeats: int) -> dict[str, Any]:
     each: the refreshing and reuse epochs' mean seconds (A's history) against the model. The
     nodes' job uses 2048-bit keys (``bench.epoch_compare``), so the throughputs are measured at
     2048 bits too."""
-    bits = 2048
     import pandas as pd
 
     from bench.default_credit import A_DATA, B_DATA, subsample
     from bench.epoch_compare import run_tree
+
+    bits = 2048
 
     root = Path(__file__).resolve().parents[1]
     a_data, b_data = A_DATA, B_DATA
