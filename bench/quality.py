@@ -83,8 +83,7 @@ def _job(key_bits: int) -> str:
 
 def fate_set(name: str, out: Path, seed: int = 11) -> QualitySet:
     """FATE's split: 20% of the users held out as new users; B lacks a quarter of those."""
-    guest = read_table(FATE / f"{name}_hetero_guest.csv.gz")
-    host = read_table(FATE / f"{name}_hetero_host.csv.gz")
+    guest, host = fate_frames(name)
     rng = np.random.default_rng(seed)
     held = rng.random(len(guest)) < 0.2
     lacked = set(guest["id"][held & (rng.random(len(guest)) < 0.25)].astype(str))
@@ -100,6 +99,28 @@ def fate_set(name: str, out: Path, seed: int = 11) -> QualitySet:
         out / "a_new.csv",
         truth,
     )
+
+
+#: FATE's sets that are not a 0/1 guest/host pair as published, and how they become one (A's columns
+#: and label, B's columns): data/fate/README.md.
+FATE_DERIVED = ("give_credit", "vehicle0", "vehicle1", "vehicle2", "vehicle3")
+
+
+def fate_frames(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A's (``id``, ``y``, its columns) and B's (``id``, its columns) frames of a FATE set.
+
+    ``breast`` and ``default_credit`` as published; ``give_credit`` (one file) split A: x0, x1 and
+    B: x2, x3, x4; ``vehicleK`` the four-class vehicle set as class K against the rest.
+    """
+    if name == "give_credit":
+        table = read_table(FATE / "give_credit_hetero_test.csv.gz")
+        return table[["id", "y", "x0", "x1"]], table[["id", "x2", "x3", "x4"]]
+    base = "vehicle_scale" if name.startswith("vehicle") else name
+    guest = read_table(FATE / f"{base}_hetero_guest.csv.gz")
+    host = read_table(FATE / f"{base}_hetero_host.csv.gz")
+    if base == "vehicle_scale":  # read_table keeps cells as text
+        guest["y"] = (pd.to_numeric(guest["y"]) == int(name.removeprefix("vehicle"))).astype(int)
+    return guest, host
 
 
 def wide_set(rows: int, seed: int, out: Path, noise_columns: int) -> QualitySet:
@@ -492,6 +513,7 @@ def main() -> None:
             ("default_credit", lambda out: fate_set("default_credit", out)),
         ]
         if not args.quick:
+            builders += [(name, lambda out, n=name: fate_set(n, out)) for name in FATE_DERIVED]
             for rows in (2_000, 20_000, 200_000):
                 for seed in range(1, args.seeds + 1):
                     builders.append(
