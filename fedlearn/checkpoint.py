@@ -14,7 +14,8 @@ that verify. Floats are written by ``json`` with ``repr`` precision, so weights 
 moments come back bit for bit.
 
 Retention: the last ``KEEP_EPOCHS`` epochs per job (the partner may be one epoch behind when a node
-is killed at an epoch's end), folders of at most ``MAX_JOBS`` jobs (the oldest removed first) and
+is killed at an epoch's end), folders of at most ``MAX_JOBS`` jobs (those without an epoch removed
+first, then the oldest) and
 none older than ``MAX_AGE_S``; ``sweep`` (at node start) applies the bounds and removes temporary
 files a killed writer left.
 """
@@ -245,8 +246,12 @@ class CheckpointStore:
         return [p for p in self.root.iterdir() if p.is_dir() and JOB_ID_PATTERN.fullmatch(p.name)]
 
     def _bound_jobs(self, *, exclude: str) -> int:
+        # Folders with no epoch file go first (a job that failed before its first epoch: at A,
+        # only its job file), then the oldest: a string of jobs refused at the start (bad data,
+        # the partner down) never pushes out an interrupted job's epochs.
         folders = sorted(
-            (p for p in self._folders() if p.name != exclude), key=lambda p: p.stat().st_mtime
+            (p for p in self._folders() if p.name != exclude),
+            key=lambda p: (any(_EPOCH_FILE.match(f.name) for f in p.iterdir()), p.stat().st_mtime),
         )
         excess = folders[: max(0, len(folders) - (self.max_jobs - (1 if exclude else 0)))]
         for folder in excess:

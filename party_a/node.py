@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fedlearn.checkpoint import CheckpointStore
+from fedlearn.checkpoint import MAX_JOBS, CheckpointStore
 from fedlearn.config_a import NodeAConfig
 from fedlearn.crypto.executor import Executor, make_executor
 from fedlearn.data import describe_ids
@@ -37,8 +37,8 @@ def _why_not_resumable(record: JobRecord) -> str:
     if record.state == "cancelled":
         return f"it was cancelled, and a cancelled job keeps no checkpoint; start it afresh{afresh}"
     return (
-        "its job file is not kept (checkpoints are removed when a model is saved, and after 7 "
-        f"days); start it afresh{afresh}"
+        "its job file is not kept (checkpoints are removed when a model is saved, after 7 days, "
+        f"and beyond the newest {MAX_JOBS} jobs' folders); start it afresh{afresh}"
     )
 
 

@@ -67,6 +67,22 @@ def test_job_folders_are_bounded_in_number_and_age_and_leftovers_swept(tmp_path:
     assert not list(tmp_path.rglob(".*.tmp"))
 
 
+def test_jobs_refused_at_the_start_never_push_out_an_interrupted_jobs_epochs(
+    tmp_path: Path,
+) -> None:
+    """A string of jobs that failed before their first epoch (only A's job file in their folder)
+    goes first, however new: the interrupted job's epochs stay resumable."""
+    store = CheckpointStore(tmp_path, max_jobs=3)
+    store.write_file("interrupted", "job.toml", "[data]\n")
+    store.save("interrupted", 4, {"weights": [1.0]})
+    os.utime(store.folder("interrupted"), (time.time() - 60, time.time() - 60))
+    for attempt in range(20):
+        store.write_file(f"refused-{attempt}", "job.toml", "[data]\n")
+        os.utime(store.folder(f"refused-{attempt}"), (time.time() + attempt,) * 2)
+    assert store.epochs("interrupted") == [4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interrupted", "refused-18", "refused-19"]
+
+
 def test_names_that_could_be_paths_never_become_folders(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
     for bad in ("../x", "a/b", "", "x" * 101, ".hidden"):
