@@ -229,7 +229,9 @@ def read_datasets(root: Section, *, label_allowed: bool) -> dict[str, DatasetSpe
             )
         spec = DatasetSpec(
             name=name,
-            path=section.get_path("path", required=True, must_exist=True),  # type: ignore[arg-type]
+            # A missing file is a warning at start-up (``dataset_problems``), not a stop: one stale
+            # entry must not take every other dataset offline; a session on it fails clearly.
+            path=section.get_path("path", required=True),  # type: ignore[arg-type]
             id_column=section.get_str("id_column", "id"),
             label_column=label,
             features=features,

@@ -9,7 +9,8 @@ import pytest
 from fedlearn.certs import make_dev_certs
 from fedlearn.config_a import load_config as load_a
 from fedlearn.config_b import load_config as load_b
-from fedlearn.errors import ConfigError
+from fedlearn.data import dataset_problems, read_table
+from fedlearn.errors import ConfigError, DataError
 from fedlearn.job import parse_job
 from fedlearn.protocol.policy import PeerPolicy
 
@@ -84,10 +85,18 @@ def test_insecure_on_public_address_stops_start_up(tmp_path: Path, certs: Path) 
         load_b(path)
 
 
-def test_missing_dataset_file_is_named(tmp_path: Path, certs: Path) -> None:
+def test_missing_dataset_file_does_not_stop_the_node(tmp_path: Path, certs: Path) -> None:
+    """One stale dataset entry must not take the node's other datasets offline: the config loads
+    (start-up logs ``dataset_problems``' warning) and a session on it fails with the path named."""
     path = write_b(tmp_path, certs, data=str(tmp_path / "nope.csv"))
-    with pytest.raises(ConfigError, match=r"\[datasets.0\] path: .*nope.csv does not exist"):
-        load_b(path)
+    config = load_b(path)
+    spec = config.datasets["vip"]
+    assert spec.path == tmp_path / "nope.csv"
+    assert dataset_problems(
+        spec.path, id_column="id", label_column=None, features=None, categorical=[]
+    ) == [f"{tmp_path / 'nope.csv'} does not exist (yet): sessions on it will fail until it does"]
+    with pytest.raises(DataError, match="nope.csv: no such CSV file"):
+        read_table(spec.path)
 
 
 def test_name_must_match_certificate(tmp_path: Path, certs: Path) -> None:
