@@ -35,9 +35,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fedlearn.atomic import atomic_file
-from fedlearn.errors import DataError
+from fedlearn.errors import DataError, counted
 
-NUMERIC_MISSING = frozenset({"", "na", "nan", "null", "none", "?"})
+NUMERIC_MISSING = frozenset({"", "na", "n/a", "#n/a", "nan", "null", "none", "?"})
 """Cell texts (compared in lower case, after stripping) that mean "missing" in a numeric column."""
 
 _LABEL_TEXT = {"1": 1, "1.0": 1, "true": 1, "0": 0, "0.0": 0, "false": 0}
@@ -438,7 +438,7 @@ def normalise_ids(
                 1 for v in values if _is_missing(v) or (isinstance(v, str) and not v.strip())
             )
             raise DataError(
-                f"{_prefix(source)}ID column '{column}' has {empty} empty or missing IDs, first at "
+                f"{_prefix(source)}ID column '{column}' has {counted(empty, 'empty or missing ID')}, first at "
                 f"row {first_row + position}; every row needs an ID"
             )
         out[position] = text
@@ -447,7 +447,7 @@ def normalise_ids(
         second = int(np.argmax(duplicated))
         first = int(np.flatnonzero(out[:second] == out[second])[0])
         raise DataError(
-            f"{_prefix(source)}ID column '{column}' has {int(duplicated.sum())} duplicate IDs; the "
+            f"{_prefix(source)}ID column '{column}' has {counted(int(duplicated.sum()), 'duplicate ID')}; the "
             f"first is '{out[second]}' at rows {first_row + first} and {first_row + second}; "
             "each ID must appear once"
         )
@@ -509,14 +509,14 @@ def parse_numeric(series: pd.Series, *, column: str, source: str, first_row: int
     if bad.any():
         first = int(np.argmax(bad))
         raise DataError(
-            f"{_prefix(source)}column '{column}' has {int(bad.sum())} non-numeric values, first at "
+            f"{_prefix(source)}column '{column}' has {counted(int(bad.sum()), 'non-numeric value')}, first at "
             f"row {first_row + first} ({text.iloc[first]!r}); {_numeric_fix(text.iloc[first])}"
         )
     infinite = np.isinf(numbers)
     if infinite.any():
         first = int(np.argmax(infinite))
         raise DataError(
-            f"{_prefix(source)}column '{column}' has {int(infinite.sum())} infinite values, first "
+            f"{_prefix(source)}column '{column}' has {counted(int(infinite.sum()), 'infinite value')}, first "
             f"at row {first_row + first} ({text.iloc[first]!r}); leave the cell empty if unknown"
         )
     return numbers
@@ -533,7 +533,7 @@ def parse_labels(series: pd.Series, *, column: str, source: str, first_row: int 
     if missing.any():
         first = int(np.argmax(missing))
         raise DataError(
-            f"{_prefix(source)}label column '{column}' has {int(missing.sum())} missing values, "
+            f"{_prefix(source)}label column '{column}' has {counted(int(missing.sum()), 'missing value')}, "
             f"first at row {first_row + first}; every training row needs a 0/1 label"
         )
     mapped = text.map(_LABEL_TEXT)
@@ -541,7 +541,7 @@ def parse_labels(series: pd.Series, *, column: str, source: str, first_row: int 
     if bad.any():
         first = int(np.argmax(bad))
         raise DataError(
-            f"{_prefix(source)}label column '{column}' must hold 0/1; found values "
+            f"{_prefix(source)}label column '{column}' must hold 0/1 (or true/false); found values "
             f"{_examples(_text(series)[bad])} (first at row {first_row + first})"
         )
     return mapped.to_numpy(dtype=np.int8)
@@ -622,10 +622,16 @@ def load_features_frame(
     available = [str(name) for name in frame.columns]
     if require_label:
         if label_column is None:
-            raise DataError(f"{source}: a label column is required; set label_column in the config")
+            raise DataError(
+                f"{source}: a label column is required; set label_column in the dataset's entry in "
+                "a.toml or in the job file's [data]"
+            )
         if label_column not in available:
             raise missing_column_error(
-                source, label_column, available, "set label_column in the config"
+                source,
+                label_column,
+                available,
+                "set label_column in the dataset's entry in a.toml or in the job file's [data]",
             )
     chosen = _feature_columns(
         available,

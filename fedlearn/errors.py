@@ -111,3 +111,8 @@ class Busy(PeerUnavailable):
     """The node is at one of its limits (open sessions, helper processes): try again later."""
 
     grpc_code = "RESOURCE_EXHAUSTED"
+
+
+def counted(count: int, noun: str) -> str:
+    """``"1 duplicate ID"``, ``"3 duplicate IDs"``: a count and its noun, for messages."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

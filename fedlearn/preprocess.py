@@ -49,7 +49,7 @@ import pandas as pd
 
 from fedlearn import metrics
 from fedlearn.constraints import Constraints, Interval, Options, violations
-from fedlearn.errors import ConfigError, DataError, EncodingOverflow
+from fedlearn.errors import ConfigError, DataError, EncodingOverflow, counted
 
 FORMAT = "fedlearn.preprocessor/1"
 MISSING_LABEL = "<missing>"
@@ -476,7 +476,7 @@ def _numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"column {name!r} has {int(bad.sum())} non-numeric values, "
+                f"column {name!r} has {counted(int(bad.sum()), 'non-numeric value')}, "
                 f"first at row {first} ({column.iloc[first]!r})"
             )
         values = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -484,7 +484,7 @@ def _numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
     if infinite.any():
         first = int(np.flatnonzero(infinite)[0])
         raise DataError(
-            f"column {name!r} has {int(infinite.sum())} infinite values, first at row {first}"
+            f"column {name!r} has {counted(int(infinite.sum()), 'infinite value')}, first at row {first}"
         )
     return values
 

@@ -127,7 +127,7 @@ def test_chunks_cover_the_file_and_number_rows(tmp_path: Path, name: str) -> Non
 def test_chunk_errors_name_the_file_row(tmp_path: Path) -> None:
     rows = "".join(f"u{i},{'oops' if i == 6 else i}\n" for i in range(9))
     path = _write(tmp_path / "s.csv", "id,v\n" + rows)
-    with pytest.raises(DataError, match=r"1 non-numeric values, first at row 7 \('oops'\)"):
+    with pytest.raises(DataError, match=r"1 non-numeric value, first at row 7 \('oops'\)"):
         for chunk in iter_table_chunks(path, chunk_rows=4):
             load_features_frame(chunk, id_column="id", first_row=int(chunk.index[0]) + 1)
 
@@ -200,17 +200,17 @@ def test_party_table_parses_numbers_categoricals_and_labels(tmp_path: Path) -> N
 
 
 def test_non_numeric_values_are_counted_and_the_first_is_shown(tmp_path: Path) -> None:
-    path = _write(tmp_path / "a.csv", TABLE + "u04,40,n/a,ads,1\n")
+    path = _write(tmp_path / "a.csv", TABLE.replace("n/a", "unknown") + "u04,40,unknown,ads,1\n")
     with pytest.raises(
         DataError,
-        match=r"a.csv: column 'income' has 2 non-numeric values, first at row 2 \('n/a'\)",
+        match=r"a.csv: column 'income' has 2 non-numeric values, first at row 2 \('unknown'\)",
     ):
         load_party_table(path, id_column="user_id", label_column="y", categorical=["channel"])
 
 
 def test_infinite_values_are_refused() -> None:
     frame = pd.DataFrame({"id": ["a", "b"], "v": ["1", "-inf"]})
-    with pytest.raises(DataError, match=r"1 infinite values, first at row 2"):
+    with pytest.raises(DataError, match=r"1 infinite value, first at row 2"):
         load_features_frame(frame, id_column="id")
 
 
@@ -249,7 +249,10 @@ def test_label_optional_when_not_required(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("labels", "message"),
     [
-        (["0", "2", "1", "3", "2"], r"must hold 0/1; found values '2', '3' \(first at row 2\)"),
+        (
+            ["0", "2", "1", "3", "2"],
+            r"must hold 0/1 \(or true/false\); found values '2', '3' \(first at row 2\)",
+        ),
         (["1", "", "0", "NA", "0"], r"has 2 missing values, first at row 2"),
         (["yes", "0", "1", "0", "1"], r"found values 'yes' \(first at row 1\)"),
     ],

@@ -70,9 +70,7 @@ def test_a_bad_value_deep_in_a_long_file_names_its_row(tmp_path: Path) -> None:
     frame.loc[436, "visits"] = "many"  # data row 437, in the 9th chunk of 50
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
-    with pytest.raises(
-        DataError, match=r"'visits' has 1 non-numeric values, first at row 437"
-    ) as e:
+    with pytest.raises(DataError, match=r"'visits' has 1 non-numeric value, first at row 437") as e:
         _load(path, 50)
     assert "counted in rows 1-450" in str(e.value)
     # One chunk: the count covers the whole file and the message does not qualify it.
@@ -85,7 +83,7 @@ def test_a_duplicate_id_across_chunks_names_both_rows(tmp_path: Path) -> None:
     frame.loc[101, "uid"] = frame.loc[3, "uid"]
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"1 duplicate IDs; the first is 'U\d+' at rows 4 and 102"):
+    with pytest.raises(DataError, match=r"1 duplicate ID; the first is 'U\d+' at rows 4 and 102"):
         _load(path, 25)
 
 

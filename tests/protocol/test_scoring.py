@@ -294,7 +294,7 @@ def _bad_inputs(trained: Trained, tmp: Path) -> dict[str, tuple[Path, dict[str, 
         write("text", text),
         {},
         DataError,
-        r"'pages_read_day0' has 1 non-numeric values, first at row 123 \('lots'\)",
+        r"'pages_read_day0' has 1 non-numeric value, first at row 123 \('lots'\)",
     )
     duplicate = frame.copy()
     duplicate.loc[150, "user_id"] = duplicate.loc[9, "user_id"]
