@@ -77,8 +77,8 @@ EXIT_CODES: dict[type[BaseException], int] = {
 _TLS_FAILURES: tuple[tuple[tuple[str, ...], str], ...] = (
     (
         ("hostname verification",),
-        "the peer's certificate does not carry the expected name: set [peer] server_name to the "
-        "name in the peer's certificate (its CN, e.g. party-b)",
+        "the peer's certificate does not carry the expected name: set [peer] name in this node's "
+        "config to the name in the peer's certificate (its CN: the peer's [node] name)",
     ),
     (
         ("wrong_version_number",),
@@ -104,7 +104,7 @@ _TLS_FAILURES: tuple[tuple[tuple[str, ...], str], ...] = (
     (
         ("handshake",),
         "check that each node's [tls] ca is the CA that issued the other node's certificate, and "
-        "that [peer] server_name is the name in the peer's certificate",
+        "that [peer] name is the name in the peer's certificate",
     ),
     (("ssl_error",), "check both nodes' [tls] ca, cert and key"),
 )

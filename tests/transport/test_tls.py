@@ -67,7 +67,7 @@ def test_server_name_mismatch_is_refused(certs: Certs, serve) -> None:
     running = serve(certs.config("party-b"), HANDLERS)
     # The server presents party-b's certificate (valid, from the right CA), but we want party-a.
     channel = running.channel(certs.config("party-a"), server_name="party-a")
-    with pytest.raises(PeerUnavailable, match=r"set \[peer\] server_name"):
+    with pytest.raises(PeerUnavailable, match=r"set \[peer\] name in this node"):
         call_unary(method(channel, "WhoAmI"), b"", deadline_s=5, peer="party-a")
 
 
