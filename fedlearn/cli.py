@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     except FedlearnError as exc:
         print(f"fedlearn: error: {exc}", file=sys.stderr)
         code = exit_code_for(exc)
+        if getattr(args, "json", False):  # a script reads why from stdout too
+            _print_json(
+                {"error": {"type": type(exc).__name__, "message": str(exc), "exit_code": code}}
+            )
     except KeyboardInterrupt:
         print("fedlearn: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
@@ -197,7 +201,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _print_json(document: Any) -> None:
-    print(json.dumps(document, indent=1, default=str, allow_nan=True))
+    """One strict JSON document on stdout: a value that is not finite (a loss or an ETA not known
+    yet) is ``null``, since NaN is not JSON and strict parsers (JavaScript, Go) refuse it."""
+    print(json.dumps(_finite(document), indent=1, default=str, allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 # ---- local commands ------------------------------------------------------------------------------
@@ -325,6 +341,13 @@ def _follow(client: Any, job_id: str, args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         view.close()
+    if args.json and record.state != "succeeded":
+        # One document on stdout: the job's record with the exit code (not a second, error one).
+        error = job_error(record)
+        print(f"fedlearn: error: {error}", file=sys.stderr)
+        code = exit_code_for(error)
+        _print_json({**record.to_dict(), "exit_code": code})
+        return code
     if args.json:
         _print_json(record.to_dict())
     if record.state != "succeeded":
@@ -409,13 +432,12 @@ def _job_cancel(args: argparse.Namespace) -> int:
 
 def _job_logs(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        lines = list(client.logs(args.job_id)) if args.json else None
-        if lines is not None:
-            _print_json(lines)
+        if args.json and not args.follow:
+            _print_json(list(client.logs(args.job_id)))
             return 0
-        try:
+        try:  # with --json and --follow: JSON Lines, one string per log line as it comes
             for line in client.logs(args.job_id, follow=args.follow):
-                print(line, flush=True)
+                print(json.dumps(line) if args.json else line, flush=True)
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
     return 0

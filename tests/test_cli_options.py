@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import pytest
 
 from fedlearn import __version__
-from fedlearn.cli import _parser
+from fedlearn.cli import _parser, main
 
 
 def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("fedlearn",)):
@@ -96,3 +98,27 @@ def test_a_reader_that_goes_away_gets_no_traceback() -> None:
     error = proc.stderr.read()
     assert proc.wait(timeout=60) == 141, error
     assert b"Traceback" not in error and b"BrokenPipe" not in error
+
+
+def test_json_output_is_strict_json_without_nan(capsys: pytest.CaptureFixture[str]) -> None:
+    """A loss or an ETA not known yet is null: NaN is not JSON (JavaScript and Go refuse it)."""
+    from fedlearn.cli import _print_json
+
+    _print_json({"progress": {"loss": float("nan"), "eta_s": float("inf"), "epoch": 3}, "x": [1.5]})
+    document = json.loads(capsys.readouterr().out, parse_constant=_refuse)
+    assert document == {"progress": {"loss": None, "eta_s": None, "epoch": 3}, "x": [1.5]}
+
+
+def test_an_error_under_json_is_a_json_document_on_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["models", "--json", "--config", str(tmp_path / "missing.toml")])
+    out, err = capsys.readouterr()
+    document = json.loads(out, parse_constant=_refuse)
+    assert document["error"]["exit_code"] == exited.value.code != 0
+    assert "missing.toml" in document["error"]["message"] and "fedlearn: error:" in err
+
+
+def _refuse(constant: str) -> None:
+    raise ValueError(f"not JSON: {constant}")
