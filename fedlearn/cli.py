@@ -189,6 +189,12 @@ def _parser() -> argparse.ArgumentParser:
         model_commands, "delete", "delete a model at A and its shard at B", _model_delete
     )
     model_delete.add_argument("model_id", metavar="ID", help="the model id (see `fedlearn models`)")
+    model_delete.add_argument(
+        "--local-only",
+        action="store_true",
+        help="delete A's copy without asking B (B's shard stays at B); without it, nothing is "
+        "deleted while B cannot be reached",
+    )
 
     report = node_command(
         commands, "report", "write the HTML report of a model or of a scoring run", _report
@@ -527,15 +533,17 @@ def _model_show(args: argparse.Namespace) -> int:
 
 def _model_delete(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        result = client.delete_model(args.model_id)
+        result = client.delete_model(args.model_id, local_only=args.local_only)
     if args.json:
         _print_json(asdict(result))
         return 0
     print(f"deleted model {result.model_id} at A")
-    if result.peer_deleted:
+    if result.peer_had_none:
+        print("B held no shard of it")
+    elif result.peer_deleted:
         print("B deleted its shard")
     else:
-        print(f"warning: B's shard was not deleted: {result.peer_error}", file=sys.stderr)
+        print(f"warning: {result.peer_error}", file=sys.stderr)
     return 0
 
 

@@ -81,11 +81,13 @@ class ScoreResult:
 
 @dataclass(frozen=True)
 class DeleteResult:
-    """A model deleted at A; ``peer_deleted`` when B confirmed its shard is gone too."""
+    """A model deleted at A; ``peer_deleted`` when B confirmed its shard is gone too
+    (``peer_had_none``: B held none), ``peer_error`` why B was not asked (``local_only``)."""
 
     model_id: str
     peer_deleted: bool
     peer_error: str = ""
+    peer_had_none: bool = False
 
 
 def resolve_config(config: str | Path | None) -> Path:
@@ -281,12 +283,15 @@ class Client:
 
         return _model(self._unary("GetModel", pb.GetModelRequest(model_id=model_id)).model)
 
-    def delete_model(self, model_id: str) -> DeleteResult:
-        """Delete A's shard and ask B to delete its shard of the same model."""
+    def delete_model(self, model_id: str, *, local_only: bool = False) -> DeleteResult:
+        """Delete B's shard of a model, then A's. When B cannot be reached nothing is deleted
+        (``PeerUnavailable``); ``local_only`` deletes A's copy without asking B."""
         from fedlearn.proto.v1 import control_pb2 as pb
 
-        reply = self._unary("RemoveModel", pb.RemoveModelRequest(model_id=model_id))
-        return DeleteResult(model_id, reply.peer_deleted, reply.peer_error)
+        reply = self._unary(
+            "RemoveModel", pb.RemoveModelRequest(model_id=model_id, local_only=local_only)
+        )
+        return DeleteResult(model_id, reply.peer_deleted, reply.peer_error, reply.peer_had_none)
 
     # ---- scoring and reports ---------------------------------------------------------------------
     def score(

@@ -219,8 +219,12 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         self, request: pb.RemoveModelRequest, context: grpc.ServicerContext
     ) -> pb.RemoveModelResponse:
         self._authorize(context)
-        peer_deleted, peer_error = self.node.delete_model(request.model_id)
-        return pb.RemoveModelResponse(peer_deleted=peer_deleted, peer_error=peer_error)
+        peer_deleted, peer_error, had_none = self.node.delete_model(
+            request.model_id, local_only=request.local_only
+        )
+        return pb.RemoveModelResponse(
+            peer_deleted=peer_deleted, peer_error=peer_error, peer_had_none=had_none
+        )
 
     # ---- jobs ------------------------------------------------------------------------------------
     def SubmitTrain(

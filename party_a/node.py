@@ -225,28 +225,36 @@ class NodeA:
         )
         return result
 
-    def delete_model(self, model_id: str) -> tuple[bool, str]:
-        """Delete A's shard (NotFound if A has none), then ask B to delete its shard.
+    def delete_model(self, model_id: str, *, local_only: bool = False) -> tuple[bool, str, bool]:
+        """Ask B to delete its shard, then delete A's (NotFound if A has none).
 
-        Returns (B confirmed, why not): B being down does not keep A's shard; the operator is
-        told to ask B's operator.
+        Returns (B confirmed, why B was not asked, B held none). B first: when B cannot be
+        reached or refuses, nothing is deleted (an error says so), so no shard is left at B that
+        no command reaches. ``local_only`` deletes A's copy without asking B (a partner gone for
+        good); B's shard then stays with B's operator.
         """
         if not self.store.path(model_id).exists():  # a damaged model can be deleted too
             raise NotFound(f"no model {model_id!r}; `fedlearn models` lists this node's models")
+        peer = self.config.peer_name
+        had_none = False
+        if not local_only:
+            try:
+                self.peer.delete_model(m.DeleteModelRequest(model_id))
+            except NotFound:
+                log.info("model %s: %s had no shard of it", model_id, peer)
+                had_none = True
+            except FedlearnError as exc:
+                raise type(exc)(
+                    f"{exc}; nothing was deleted. Retry when {peer} is back, or "
+                    f"`fedlearn models delete {model_id} --local-only` deletes A's copy only "
+                    f"({peer}'s shard then stays until its operator removes it)"
+                ) from None
         self.store.delete(model_id)
-        log.info("model %s deleted", model_id)
-        try:
-            self.peer.delete_model(m.DeleteModelRequest(model_id))
-        except NotFound:
-            log.info("model %s: %s had no shard of it", model_id, self.config.peer_name)
-            return True, ""
-        except FedlearnError as exc:
-            log.warning(
-                "model %s: %s could not delete its shard: %s", model_id, self.config.peer_name, exc
-            )
-            return False, str(exc)
-        log.info("model %s: %s deleted its shard", model_id, self.config.peer_name)
-        return True, ""
+        if local_only:
+            log.info("model %s deleted at A only; %s was not asked", model_id, peer)
+            return False, f"{peer} was not asked (--local-only): its shard stays there", False
+        log.info("model %s deleted at A and at %s", model_id, peer)
+        return True, "", had_none
 
     def peer_shards(self, model_ids: list[str]) -> dict[str, str]:
         """Whether B holds an intact shard of each model: "intact", "missing" (B deleted it, or

@@ -182,6 +182,7 @@ def test_json_models_show_delete_and_reports(nodes: Nodes, tmp_path: Path) -> No
         "model_id": model_id,
         "peer_deleted": True,
         "peer_error": "",
+        "peer_had_none": False,
     }
     assert model_id not in ModelStore(nodes.demo.root / "models-a").list_ids()
     assert model_id not in ModelStore(nodes.demo.root / "models-b").list_ids()

@@ -218,18 +218,22 @@ class GetModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelSummary, _Mapping]] = ...) -> None: ...
 
 class RemoveModelRequest(_message.Message):
-    __slots__ = ("model_id",)
+    __slots__ = ("model_id", "local_only")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_ONLY_FIELD_NUMBER: _ClassVar[int]
     model_id: str
-    def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+    local_only: bool
+    def __init__(self, model_id: _Optional[str] = ..., local_only: _Optional[bool] = ...) -> None: ...
 
 class RemoveModelResponse(_message.Message):
-    __slots__ = ("peer_deleted", "peer_error")
+    __slots__ = ("peer_deleted", "peer_error", "peer_had_none")
     PEER_DELETED_FIELD_NUMBER: _ClassVar[int]
     PEER_ERROR_FIELD_NUMBER: _ClassVar[int]
+    PEER_HAD_NONE_FIELD_NUMBER: _ClassVar[int]
     peer_deleted: bool
     peer_error: str
-    def __init__(self, peer_deleted: _Optional[bool] = ..., peer_error: _Optional[str] = ...) -> None: ...
+    peer_had_none: bool
+    def __init__(self, peer_deleted: _Optional[bool] = ..., peer_error: _Optional[str] = ..., peer_had_none: _Optional[bool] = ...) -> None: ...
 
 class ScoresReportRequest(_message.Message):
     __slots__ = ("scores_path", "out_dir")
