@@ -126,7 +126,8 @@ def order_seed(request: m.OpenSessionRequest) -> int:
     return int(request.train.seed) if request.purpose == m.Purpose.TRAIN else 0
 
 
-def close_quietly(peer: PeerApi, session_id: str) -> None:
-    """Best-effort CloseSession (B expires sessions anyway)."""
+def close_quietly(peer: PeerApi, session_id: str, *, discard: bool = False) -> None:
+    """Best-effort CloseSession (B expires sessions anyway); ``discard`` when the job was
+    cancelled, so B drops its checkpoints of it too."""
     with contextlib.suppress(FedlearnError):
-        peer.close_session(m.CloseSessionRequest(session_id))
+        peer.close_session(m.CloseSessionRequest(session_id, discard))

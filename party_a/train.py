@@ -40,6 +40,7 @@ from fedlearn.errors import (
     DataError,
     FedlearnError,
     InvalidPeerData,
+    JobCancelled,
     NoCommonIds,
     PolicyViolation,
 )
@@ -230,6 +231,7 @@ def train_once(
                 ),
             )
         )
+        cancelled = False
         try:
             meta = _train_session(
                 peer,
@@ -246,8 +248,11 @@ def train_once(
                 progress=progress,
                 resume_from=resume_from,
             )
+        except JobCancelled:
+            cancelled = True  # never resumed: B drops its checkpoints of the job too
+            raise
         finally:
-            close_quietly(peer, session_id)
+            close_quietly(peer, session_id, discard=cancelled)
     finally:
         own.close()
     return meta

@@ -388,6 +388,11 @@ class NodeB:
         session = self._session(request.session_id, partner)
         with self._lock:
             self._sessions.pop(session.session_id, None)
+        if request.discard and session.checkpoint_key:
+            # A cancelled the job: it is never resumed, so B's plaintext state of it goes now
+            # (A drops its own), not at the 7-day sweep. Only this partner's job: the key hashes both.
+            self.checkpoints.remove(session.checkpoint_key)
+            log.info("session %s: job cancelled, its checkpoints removed", session.session_id[:8])
         # Stopping the helper waits for its current chunk of work; the caller (often a node that
         # is stopping, with a short deadline) need not.
         dropping = threading.Thread(target=self._drop, args=(session,), name="b-drop", daemon=True)

@@ -257,6 +257,7 @@ class CheckModelsResponse:
 @dataclass(frozen=True)
 class CloseSessionRequest:
     session_id: str = ""
+    discard: bool = False  # the job was cancelled: B drops its checkpoints (never resumed)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,8 @@ def test_detached_job_is_listed_and_cancelled_within_a_batch(
     with Client(long_nodes.demo.a_config) as client:
         deadline = time.monotonic() + 120
         record = client.job(job_id)
-        while record.progress.get("phase") != "training" or _batches_done(record.progress) < 2:
+        # Past the first epoch, so both nodes hold a checkpoint the cancel must drop.
+        while record.progress.get("phase") != "training" or record.progress.get("epoch", 0) < 2:
             assert time.monotonic() < deadline and not record.finished, record
             time.sleep(0.2)
             record = client.job(job_id)
@@ -70,9 +71,12 @@ def test_detached_job_is_listed_and_cancelled_within_a_batch(
     # It stopped within one batch of the cancel (the record trails by at most one batch event).
     assert _batches_done(final.progress) <= at_cancel + 2
     assert [p["phase"] for p in final.phases][:3] == ["keys", "alignment", "training"]
-    # Nothing saved on either side; B dropped the session.
+    # Nothing saved on either side; B dropped the session, and neither keeps a checkpoint of a
+    # job that is never resumed (B's plaintext state of it included).
     assert ModelStore(long_nodes.demo.root / "models-a").list_ids() == []
     assert ModelStore(long_nodes.demo.root / "models-b").list_ids() == []
+    for side in ("models-a", "models-b"):
+        assert not list((long_nodes.demo.root / side / ".checkpoints").glob("*/epoch-*.json"))
     # The record on disk says the same, and the job's log has its events.
     on_disk = json.loads(
         (long_nodes.demo.root / "models-a" / ".jobs" / f"{job_id}.json").read_text()

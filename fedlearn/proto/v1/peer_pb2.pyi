@@ -320,10 +320,12 @@ class CheckModelsResponse(_message.Message):
     def __init__(self, states: _Optional[_Iterable[_Union[ShardState, str]]] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CloseSessionRequest(_message.Message):
-    __slots__ = ("session_id",)
+    __slots__ = ("session_id", "discard")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DISCARD_FIELD_NUMBER: _ClassVar[int]
     session_id: str
-    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+    discard: bool
+    def __init__(self, session_id: _Optional[str] = ..., discard: _Optional[bool] = ...) -> None: ...
 
 class CloseSessionResponse(_message.Message):
     __slots__ = ()
