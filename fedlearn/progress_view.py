@@ -94,6 +94,10 @@ class ProgressView:
 
     def show(self, event: ProgressEvent) -> None:
         now = time.monotonic()
+        if math.isfinite(event.elapsed_s) and event.elapsed_s > 0:
+            # The job's own clock: a view that reattaches to a running job shows its elapsed time,
+            # not the time since the view opened.
+            self.started = min(self.started, now - event.elapsed_s)
         self.clock.tick(event, now)
         if event.message and event.message != self.last_message:
             self.last_message = event.message

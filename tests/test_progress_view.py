@@ -93,3 +93,11 @@ def test_eta_with_one_batch_per_epoch_counts_whole_epochs() -> None:
     for epoch in range(1, 5):
         clock.tick(_batch(epoch, 1, batches=1, epochs=10), 3.0 * epoch)
     assert clock.eta(_batch(4, 1, batches=1, epochs=10)) == pytest.approx(3.0 * 6)
+
+
+def test_a_view_reattached_to_a_running_job_shows_the_jobs_elapsed_time() -> None:
+    out = io.StringIO()
+    view = ProgressView(out)
+    view.show(ProgressEvent("training", epoch=3, epochs=12, batch=1, batches=10, elapsed_s=50.0))
+    view.close()
+    assert "epoch 3/12 batch 1/10 elapsed 50s" in out.getvalue()
