@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fedlearn import __version__
-from fedlearn.errors import ConfigError, FedlearnError
+from fedlearn.errors import ConfigError, FedlearnError, PeerUnavailable
 from fedlearn.transport import exit_code_for
 
 DEFAULT_CONFIG = "a.toml"
@@ -331,6 +331,11 @@ def _follow(client: Any, job_id: str, args: argparse.Namespace) -> int:
     view = ProgressView()
     try:
         record = client.watch(job_id, progress=view.show)
+    except PeerUnavailable as exc:  # A's node went away while we followed its job
+        raise PeerUnavailable(
+            f"{exc}; once A's node runs again, `fedlearn jobs show {job_id}` says where job "
+            f"{job_id} stands and `fedlearn train --resume {job_id}` continues it from its last epoch"
+        ) from None
     except KeyboardInterrupt:
         view.close()
         if not args.cancel_on_interrupt:

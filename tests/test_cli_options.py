@@ -122,3 +122,16 @@ def test_an_error_under_json_is_a_json_document_on_stdout(
 
 def _refuse(constant: str) -> None:
     raise ValueError(f"not JSON: {constant}")
+
+
+def test_following_a_job_whose_node_went_away_says_how_to_resume() -> None:
+    from fedlearn.cli import _follow
+    from fedlearn.errors import PeerUnavailable
+
+    class GoneNode:
+        def watch(self, job_id: str, progress: object = None) -> None:
+            raise PeerUnavailable("party-a's node at 127.0.0.1:50051 is not reachable")
+
+    args = argparse.Namespace(json=False, cancel_on_interrupt=False)
+    with pytest.raises(PeerUnavailable, match=r"fedlearn train --resume job-7"):
+        _follow(GoneNode(), "job-7", args)
