@@ -31,6 +31,7 @@ The steps, in order, so that a bad request or a bad file fails before B does any
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from fedlearn.data import (
     describe_ids,
     iter_table_chunks,
     load_features_frame,
+    missing_column_error,
     normalise_ids,
     write_table_chunks_atomic,
 )
@@ -397,9 +399,18 @@ def _check_columns(
     present = set(available)
     absent = [c for c in [id_column, *features] if c not in present]
     if absent:
+        if len(available) == 1 and len(absent) > 1:  # one wide column: not comma-separated
+            raise missing_column_error(source, absent[0], available, "check the file's header")
+        hint = ""
+        normalised = {unicodedata.normalize("NFC", c): c for c in available}
+        if any(unicodedata.normalize("NFC", c) in normalised for c in absent):
+            hint = (
+                " (a name looks the same but is written with other Unicode code points, as some "
+                "tools write accents: save the file's header in NFC form)"
+            )
         raise DataError(
             f"{source}: missing column(s) {absent} that model {model['model_id']} was trained "
-            f"with; the model needs {id_column!r} and {features}"
+            f"with; the model needs {id_column!r} and {features}{hint}"
         )
     used = {id_column, *features, label}
     return [c for c in available if c not in used]

@@ -288,6 +288,14 @@ def _bad_inputs(trained: Trained, tmp: Path) -> dict[str, tuple[Path, dict[str, 
         DataError,
         r"missing column\(s\) \['age', 'region'\].*" + trained.model["model_id"],
     )
+    semicolons = tmp / "semicolons.csv"
+    frame.to_csv(semicolons, index=False, sep=";")
+    cases["semicolon-separated"] = (
+        semicolons,
+        {},
+        DataError,
+        r"one column separated by ';'.*save it with commas",
+    )
     text = frame.copy()
     text.loc[122, "pages_read_day0"] = "lots"
     cases["non-numeric"] = (
@@ -327,6 +335,7 @@ def _bad_inputs(trained: Trained, tmp: Path) -> dict[str, tuple[Path, dict[str, 
 
 BAD_CASES = [
     "missing column",
+    "semicolon-separated",
     "non-numeric",
     "duplicate ID",
     "empty ID",
@@ -432,3 +441,18 @@ def test_a_file_whose_users_b_knows_none_of_says_how_its_ids_look(
     (warning,) = result.warnings
     assert "knows none of the 50 users" in warning
     assert f"the file's IDs are text IDs in mixed case (e.g. '{frame['user_id'][0]}')" in warning
+
+
+def test_a_header_written_in_another_unicode_form_is_named_as_such() -> None:
+    """'région' as a macOS tool may write it (e + combining accent) looks like the model's name."""
+    from party_a.score import _check_columns
+
+    with pytest.raises(DataError, match="other Unicode code points.*NFC"):
+        _check_columns(
+            ["user_id", "re\u0301gion"],
+            "user_id",
+            ["r\u00e9gion"],
+            None,
+            {"model_id": "m"},
+            "x.csv",
+        )
