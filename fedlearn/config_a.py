@@ -23,6 +23,7 @@ from fedlearn.config import (
     read_tls,
     root_section,
 )
+from fedlearn.errors import ConfigError
 from fedlearn.transport.config import TransportConfig
 
 
@@ -45,6 +46,11 @@ class NodeAConfig:
 
 def load_config(path: Path | str) -> NodeAConfig:
     data, source = load_toml(path)
+    if "peer" not in data and ("partners" in data or "policy" in data):
+        raise ConfigError(
+            f"{source.name} is a config of party B's node ([partners], [policy]); party-a and the "
+            "fedlearn CLI need A's node config (with [peer] and [control]: README, step 3)"
+        )
     root = root_section(data, source)
     node = root.get_table("node", required=True)
     name = node.get_name_value("name", required=True)

@@ -50,6 +50,11 @@ class NodeBConfig:
 
 def load_config(path: Path | str) -> NodeBConfig:
     data, source = load_toml(path)
+    if "partners" not in data and ("peer" in data or "control" in data):
+        raise ConfigError(
+            f"{source.name} is a config of party A's node ([peer], [control]); party-b needs B's "
+            "node config (with [partners] and [policy]: README, step 2)"
+        )
     root = root_section(data, source)
     node = root.get_table("node", required=True)
     name = node.get_name_value("name", required=True)

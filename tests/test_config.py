@@ -95,7 +95,7 @@ def test_missing_dataset_file_does_not_stop_the_node(tmp_path: Path, certs: Path
     assert dataset_problems(
         spec.path, id_column="id", label_column=None, features=None, categorical=[]
     ) == [f"{tmp_path / 'nope.csv'} does not exist (yet): sessions on it will fail until it does"]
-    with pytest.raises(DataError, match="nope.csv: no such CSV file"):
+    with pytest.raises(DataError, match=r"nope\.csv: no such CSV file"):
         read_table(spec.path)
 
 
@@ -104,6 +104,16 @@ def test_name_must_match_certificate(tmp_path: Path, certs: Path) -> None:
     path.write_text(path.read_text().replace('name = "party-b"', 'name = "party-x"', 1))
     with pytest.raises(ConfigError, match="certificate"):
         load_b(path)
+
+
+def test_the_other_partys_config_is_named_as_such(tmp_path: Path, certs: Path) -> None:
+    b_config = write_b(tmp_path, certs)
+    with pytest.raises(ConfigError, match=r"config of party B's node.*A's node config"):
+        load_a(b_config)
+    a_config = tmp_path / "a.toml"
+    a_config.write_text('[node]\nname = "party-a"\n[peer]\naddress = "b:1"\nname = "party-b"\n')
+    with pytest.raises(ConfigError, match=r"config of party A's node.*B's\s+node config"):
+        load_b(a_config)
 
 
 def test_a_config_requires_peer(tmp_path: Path, certs: Path) -> None:

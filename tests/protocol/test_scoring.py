@@ -447,7 +447,7 @@ def test_a_header_written_in_another_unicode_form_is_named_as_such() -> None:
     """'région' as a macOS tool may write it (e + combining accent) looks like the model's name."""
     from party_a.score import _check_columns
 
-    with pytest.raises(DataError, match="other Unicode code points.*NFC"):
+    with pytest.raises(DataError, match=r"other Unicode code points.*NFC"):
         _check_columns(
             ["user_id", "re\u0301gion"],
             "user_id",
