@@ -362,7 +362,7 @@ FIELDS: dict[type, dict[str, Check]] = {
     # `fedlearn models`: whether B holds each of A's models (B answers for A's models only).
     m.CheckModelsRequest: {"model_ids": public},
     m.CheckModelsResponse: {"states": public, "reasons": public},
-    m.CloseSessionRequest: {"session_id": session_id},
+    m.CloseSessionRequest: {"session_id": session_id, "discard": equals(lambda s, msg: False)},
     m.CloseSessionResponse: {},
 }
 
