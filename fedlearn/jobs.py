@@ -180,10 +180,11 @@ class JobRunner:
     def _recover(self) -> None:
         for record in self.store.records():
             if record.state in ACTIVE_STATES:
+                ran = "while the job ran" if record.started_at else "before the job started"
                 record.state, record.finished_at = "interrupted", utc_now()
                 record.error = (
-                    "the node stopped while the job ran; nothing was saved. Continue it from its "
-                    f"last epoch with `fedlearn train --resume {record.job_id}`"
+                    f"the node stopped {ran}; no model was saved. Continue it from its last "
+                    f"checkpoint with `fedlearn train --resume {record.job_id}`"
                 )
                 self.store.save(record)
 
@@ -284,7 +285,7 @@ class JobRunner:
         now = time.monotonic()
         with self._changed:
             save = False
-            if record.state == "queued":
+            if record.state == "queued" and event.phase != "queued":  # waiting for another job
                 record.state, record.started_at, save = "running", utc_now(), True
             if not record.phases or record.phases[-1]["phase"] != event.phase:
                 self._close_phase(record)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from fedlearn.data import describe_ids
 from fedlearn.errors import ConfigError, DataError, FedlearnError, JobCancelled, NotFound
 from fedlearn.job import JobSpec, parse_job
 from fedlearn.jobs import JobRecord, JobRunner, JobStore, new_job_id
-from fedlearn.progress import ProgressCallback
+from fedlearn.progress import ProgressCallback, ProgressEvent
 from fedlearn.protocol import messages as m
 from fedlearn.store import ModelStore
 from fedlearn.tables import TableCache
@@ -180,7 +181,7 @@ class NodeA:
                 f"in {self.config.source.name} names none"
             )
         table = self.tables.get(spec, label_column=label)
-        with self.job_lock:
+        with self._job_turn(progress):
             return train(
                 self.peer,
                 table=table,
@@ -196,6 +197,20 @@ class NodeA:
                 checkpoints=self.checkpoints if job_id else None,
                 resume=resume,
             )
+
+    @contextlib.contextmanager
+    def _job_turn(self, progress: ProgressCallback) -> Iterator[None]:
+        """The node's one-job-at-a-time lock, for a job that may wait behind another: while it
+        waits it reports phase "queued" (so a follower sees why nothing moves) and a cancel or
+        the node stopping ends it at once, not when the running job is done."""
+        if not self.job_lock.acquire(timeout=0.2):
+            progress(ProgressEvent("queued", message="waiting for the job running at this node"))
+            while not self.job_lock.acquire(timeout=0.5):
+                progress(ProgressEvent("queued"))
+        try:
+            yield
+        finally:
+            self.job_lock.release()
 
     def score(
         self, model_id: str, input_path: Path, output_path: Path, progress: ProgressCallback

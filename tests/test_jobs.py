@@ -172,3 +172,43 @@ def test_a_resumed_auto_batch_job_starts_at_its_checkpoint_s_batch_size(tmp_path
     assert _checkpointed_batch_size(store, "job-1") == 2400  # the latest epoch's
     store.save("job-2", 1, {"weights": []})
     assert _checkpointed_batch_size(store, "job-2") == 0  # a checkpoint that cannot tell
+
+
+def test_a_job_queued_behind_another_is_cancelled_at_once(tmp_path: Path) -> None:
+    """A's node runs one job at a time; one waiting for its turn says "queued" and a cancel ends it
+    without waiting for the running job (party_a.node.NodeA._job_turn)."""
+    from types import SimpleNamespace
+
+    from party_a.node import NodeA
+
+    node = SimpleNamespace(job_lock=threading.Lock())
+    runner = JobRunner(JobStore(tmp_path))
+    release = threading.Event()
+
+    def running(progress: ProgressCallback) -> tuple[str, dict]:
+        with NodeA._job_turn(node, progress):  # type: ignore[arg-type]
+            progress(ProgressEvent("training", message="started"))
+            release.wait(30)
+        return "m-1", {}
+
+    def waiting(progress: ProgressCallback) -> tuple[str, dict]:
+        with NodeA._job_turn(node, progress):  # type: ignore[arg-type]
+            progress(ProgressEvent("training"))
+        return "m-2", {}
+
+    first = runner.submit("train", running)
+    for event in runner.watch(first.job_id):
+        if isinstance(event, ProgressEvent) and event.message == "started":
+            break
+    second = runner.submit("train", waiting)
+    for event in runner.watch(second.job_id):
+        if isinstance(event, ProgressEvent) and event.phase == "queued":
+            break
+    assert runner.get(second.job_id).state == "queued"  # waiting is not running
+    runner.cancel(second.job_id)
+    final = list(runner.watch(second.job_id))[-1]
+    assert isinstance(final, JobRecord) and final.state == "cancelled"
+    assert runner.get(first.job_id).state == "running"  # the cancel did not wait for it
+    release.set()
+    done = list(runner.watch(first.job_id))[-1]
+    assert isinstance(done, JobRecord) and done.state == "succeeded"
