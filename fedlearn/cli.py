@@ -517,7 +517,11 @@ def _models(args: argparse.Namespace) -> int:
             f"{rows.get('validation', '-')!s:>8s}"
         )
         if peer_shard.startswith("unknown"):
-            print(f"{'':34s} (partner's shard not checked: {peer_shard[9:]})")
+            print(f"{'':34s} (partner's shard not checked)")
+    shards = (str(m.summary.get("peer_shard", "")) for m in models)
+    # Why, once (B down: the same reason for every model), not under each model.
+    for why in sorted({p.removeprefix("unknown: ") for p in shards if p.startswith("unknown: ")}):
+        print(f"partner's shards not checked: {why}", file=sys.stderr)
     return 0
 
 

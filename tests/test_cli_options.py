@@ -135,3 +135,35 @@ def test_following_a_job_whose_node_went_away_says_how_to_resume() -> None:
     args = argparse.Namespace(json=False, cancel_on_interrupt=False)
     with pytest.raises(PeerUnavailable, match=r"fedlearn train --resume job-7"):
         _follow(GoneNode(), "job-7", args)
+
+
+def test_models_says_once_why_the_partners_shards_were_not_checked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from types import SimpleNamespace
+
+    import fedlearn.cli as cli
+    from fedlearn.client import ModelInfo
+
+    why = "party-b at b:50052 is not reachable: connection refused (a long gRPC text)"
+    models = [
+        ModelInfo(f"vip-{k}", "2026-12-03T10:00:00Z", {"peer_shard": f"unknown: {why}"})
+        for k in range(3)
+    ]
+
+    class Fake:
+        config = SimpleNamespace(model_dir="models")
+
+        def __enter__(self) -> Fake:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def models(self) -> list[ModelInfo]:
+            return models
+
+    monkeypatch.setattr(cli, "_client", lambda args: Fake())
+    assert cli._models(argparse.Namespace(json=False)) == 0
+    out, err = capsys.readouterr()
+    assert why not in out and out.count("vip-") == 3 and err.count(why) == 1
