@@ -437,7 +437,8 @@ def _job_cancel(args: argparse.Namespace) -> int:
     elif record.finished:
         print(f"job {record.job_id} {record.state}")
     else:
-        print(f"job {record.job_id} {record.state}: it stops at its next batch")
+        when = "at its next batch" if record.started_at else "before it starts (it was queued)"
+        print(f"job {record.job_id} {record.state}: it stops {when}")
     return 0
 
 
