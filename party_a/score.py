@@ -402,7 +402,7 @@ def _check_columns(
         if len(available) == 1 and len(absent) > 1:  # one wide column: not comma-separated
             raise missing_column_error(source, absent[0], available, "check the file's header")
         hint = ""
-        normalised = {unicodedata.normalize("NFC", c): c for c in available}
+        normalised = {unicodedata.normalize("NFC", c) for c in available}
         if any(unicodedata.normalize("NFC", c) in normalised for c in absent):
             hint = (
                 " (a name looks the same but is written with other Unicode code points, as some "
