@@ -677,7 +677,6 @@ class _EpochLoop:
         ):
             training.run_batch(epoch, batch, rows)
             done = epoch * n_batches + batch + 1
-            elapsed = time.perf_counter() - train_started
             progress(
                 ProgressEvent(
                     "training",
@@ -687,7 +686,9 @@ class _EpochLoop:
                     batches=n_batches,
                     loss=history[-1]["loss"] if history else math.nan,
                     elapsed_s=time.perf_counter() - started,
-                    eta_s=elapsed / (done - done_before) * (params.epochs * n_batches - done),
+                    eta_s=self._eta(
+                        train_started, done - done_before, params.epochs * n_batches - done
+                    ),
                 )
             )
         training.end_epoch()
@@ -725,6 +726,13 @@ class _EpochLoop:
                 batches=n_batches,
                 loss=loss,
                 elapsed_s=time.perf_counter() - started,
+                # The epoch's end is the latest event a job record holds for longest: it keeps
+                # the ETA (to the budget's last epoch when epochs = "auto": an upper bound).
+                eta_s=self._eta(
+                    train_started,
+                    (epoch + 1) * n_batches - done_before,
+                    (params.epochs - epoch - 1) * n_batches,
+                ),
                 message=(
                     f"epoch {epoch + 1}: loss bound {loss:.5f}, "
                     f"score change {record['score_change']:.4f}"
@@ -732,6 +740,13 @@ class _EpochLoop:
             )
         )
         return record
+
+    @staticmethod
+    def _eta(train_started: float, batches_done: int, batches_left: int) -> float:
+        """Seconds left at this session's mean pace per batch (the epoch ends included)."""
+        if batches_done <= 0:
+            return math.nan
+        return (time.perf_counter() - train_started) / batches_done * max(batches_left, 0)
 
 
 def stop_reason(job: JobSpec, history: list[dict[str, Any]], *, converged: bool) -> dict[str, Any]:

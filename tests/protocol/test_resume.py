@@ -9,6 +9,7 @@ checked (a job id with a path part, an epoch list out of range).
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def _run(
     kill_at: tuple[int, int] | None = None,
     a_spec: DatasetSpec | None = None,
     b_spec: DatasetSpec | None = None,
+    events: list[ProgressEvent] | None = None,
 ) -> dict[str, Any]:
     default_a, default_b = fate_specs("breast")
     a_spec, b_spec = a_spec or default_a, b_spec or default_b
@@ -66,6 +68,8 @@ def _run(
     )  # fmt: skip
 
     def progress(event: ProgressEvent) -> None:
+        if events is not None:
+            events.append(event)
         if kill_at is not None and (event.epoch, event.batch) == kill_at and not event.message:
             raise Killed
 
@@ -110,7 +114,8 @@ def test_a_job_killed_mid_epoch_resumes_to_the_same_model(
         partner_job_key("party-a", JOB_ID)
     )
     assert a_held == [1, 2] and b_held == [1, 2]  # the last two epochs each
-    resumed = _run(tmp_path, job, resume=True)
+    events: list[ProgressEvent] = []
+    resumed = _run(tmp_path, job, resume=True, events=events)
     w_a, w_b = _weights(tmp_path, resumed)
     want_a, want_b = _weights(whole_tmp, whole)
     precision = 2.0 ** -resumed["job"]["score_frac_bits"]
@@ -120,6 +125,13 @@ def test_a_job_killed_mid_epoch_resumes_to_the_same_model(
         [r["loss"] for r in whole["loss_history"]], abs=1e-9
     )
     assert resumed["epochs_completed"] == EPOCHS
+    # Every training event of the resumed session has an ETA (batch and epoch-end events alike:
+    # a job record keeps the latest one), counted from this session's pace, 0 at the last epoch.
+    training = [e for e in events if e.phase == "training" and e.batches]
+    assert {e.epoch for e in training} == {3, 4}
+    assert all(math.isfinite(e.eta_s) and e.eta_s >= 0 for e in training)
+    assert training[-1].message.startswith(f"epoch {EPOCHS}:") and training[-1].eta_s == 0
+    assert training[0].eta_s > 0
     # Saved at both sides: A's checkpoints are gone, B keeps only the last epoch.
     assert not (tmp_path / "a-checkpoints" / JOB_ID).exists()
     assert CheckpointStore(tmp_path / "b-models" / ".checkpoints").epochs(
