@@ -295,7 +295,11 @@ class JobRunner:
                 record.phases[-1]["_t0"] = now
                 lines.append(f"phase {event.phase}")
                 save = True
-            if event.message:
+            last = record.progress
+            if event.message and (last.get("phase"), last.get("message")) != (
+                event.phase,
+                event.message,
+            ):  # a job waiting its turn repeats its "queued" event: logged once
                 lines.append(f"{event.phase}: {event.message}")
                 save = True
             record.progress = dataclasses.asdict(event)

@@ -111,7 +111,7 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
 
         def job(progress: Callable[[ProgressEvent], None]) -> Any:
             progress(ProgressEvent("alignment", message="private set intersection"))
-            return self.node.align(request.dataset, request.peer_dataset)
+            return self.node.align(request.dataset, request.peer_dataset, progress)
 
         for kind, value in _run_streaming(job, context):
             if kind == "progress":

@@ -16,7 +16,7 @@ from fedlearn.data import describe_ids
 from fedlearn.errors import ConfigError, DataError, FedlearnError, JobCancelled, NotFound
 from fedlearn.job import JobSpec, parse_job
 from fedlearn.jobs import JobRecord, JobRunner, JobStore, new_job_id
-from fedlearn.progress import ProgressCallback, ProgressEvent
+from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
 from fedlearn.store import ModelStore
 from fedlearn.tables import TableCache
@@ -96,7 +96,9 @@ class NodeA:
             )
         return spec
 
-    def align(self, dataset: str, peer_dataset: str) -> Alignment:
+    def align(
+        self, dataset: str, peer_dataset: str, progress: ProgressCallback = no_progress
+    ) -> Alignment:
         spec = self.dataset(dataset)
         table = self.tables.get(spec)
         log.info(
@@ -105,7 +107,7 @@ class NodeA:
             self.config.peer_name,
             peer_dataset or dataset,
         )
-        with self.job_lock:
+        with self._job_turn(progress):
             alignment = open_and_align(
                 self.peer,
                 m.OpenSessionRequest(purpose=m.Purpose.ALIGN, dataset=peer_dataset or dataset),
@@ -200,13 +202,15 @@ class NodeA:
 
     @contextlib.contextmanager
     def _job_turn(self, progress: ProgressCallback) -> Iterator[None]:
-        """The node's one-job-at-a-time lock, for a job that may wait behind another: while it
-        waits it reports phase "queued" (so a follower sees why nothing moves) and a cancel or
-        the node stopping ends it at once, not when the running job is done."""
+        """The node's one-at-a-time lock (training jobs, alignments, scorings), for work that may
+        wait behind another: while it waits it reports phase "queued" (so a follower sees why
+        nothing moves) and a cancel, a client that went away or the node stopping ends it at once,
+        not when the running work is done (a scoring cancelled while it waited ran afterwards)."""
+        waiting = ProgressEvent("queued", message="waiting for the job running at this node")
         if not self.job_lock.acquire(timeout=0.2):
-            progress(ProgressEvent("queued", message="waiting for the job running at this node"))
+            progress(waiting)
             while not self.job_lock.acquire(timeout=0.5):
-                progress(ProgressEvent("queued"))
+                progress(waiting)
         try:
             yield
         finally:
@@ -219,7 +223,7 @@ class NodeA:
 
         model = self.model(model_id)
         log.info("score: model %s, input %s", model_id, input_path.name)
-        with self.job_lock:
+        with self._job_turn(progress):
             result = score(
                 self.peer,
                 model=model,

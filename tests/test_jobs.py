@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from fedlearn.errors import DataError, NotFound
+from fedlearn.errors import DataError, JobCancelled, NotFound
 from fedlearn.jobs import JobRecord, JobRunner, JobStore
 from fedlearn.progress import ProgressCallback, ProgressEvent
 
@@ -205,6 +206,13 @@ def test_a_job_queued_behind_another_is_cancelled_at_once(tmp_path: Path) -> Non
         if isinstance(event, ProgressEvent) and event.phase == "queued":
             break
     assert runner.get(second.job_id).state == "queued"  # waiting is not running
+    time.sleep(1.2)  # two more turns of the wait
+    record = runner.get(second.job_id)
+    assert (
+        record.progress["message"] == "waiting for the job running at this node"
+    )  # still says why
+    waits = [line for line in runner.store.read_log(second.job_id) if "waiting for" in line]
+    assert len(waits) == 1  # the repeated event is logged once
     runner.cancel(second.job_id)
     final = list(runner.watch(second.job_id))[-1]
     assert isinstance(final, JobRecord) and final.state == "cancelled"
@@ -212,3 +220,51 @@ def test_a_job_queued_behind_another_is_cancelled_at_once(tmp_path: Path) -> Non
     release.set()
     done = list(runner.watch(first.job_id))[-1]
     assert isinstance(done, JobRecord) and done.state == "succeeded"
+
+
+def test_a_scoring_waiting_behind_a_job_ends_when_its_client_goes_away(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Score (and Align) wait for the node's turn like a job (``NodeA._job_turn``): a client that
+    goes away while they wait ends them, instead of their running after the job they waited for."""
+    from types import SimpleNamespace
+
+    import party_a.score
+    from party_a.control import _run_streaming
+    from party_a.node import NodeA
+
+    ran = threading.Event()
+    monkeypatch.setattr(party_a.score, "score", lambda *args, **kwargs: ran.set())
+    node = SimpleNamespace(
+        job_lock=threading.Lock(),
+        model=lambda model_id: {"model_id": model_id},
+        config=SimpleNamespace(peer_name="party-b", workers=1),
+        peer=None,
+        executor=None,
+    )
+    node._job_turn = lambda progress: NodeA._job_turn(node, progress)  # type: ignore[arg-type]
+    active = [True]
+    context = SimpleNamespace(is_active=lambda: active[0])
+
+    def scoring(progress: ProgressCallback) -> None:
+        NodeA.score(node, "m-1", tmp_path / "in.csv", tmp_path / "out.csv", progress)  # type: ignore[arg-type]
+
+    seen: list[object] = []
+
+    def client() -> None:  # the RPC thread streaming to the CLI
+        try:
+            for _kind, value in _run_streaming(scoring, context):
+                seen.append(value)
+                active[0] = False  # the CLI is interrupted after its first event
+        except JobCancelled as exc:
+            seen.append(exc)
+
+    with node.job_lock:  # a training job holds the node
+        thread = threading.Thread(target=client, daemon=True)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive(), "the scoring still waits for the node after its client left"
+    assert isinstance(seen[0], ProgressEvent) and seen[0].phase == "queued"
+    assert isinstance(seen[-1], JobCancelled)
+    time.sleep(0.7)  # the node is free again: the cancelled scoring must not take its turn
+    assert not ran.is_set()
