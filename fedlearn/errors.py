@@ -12,7 +12,8 @@ class FedlearnError(Exception):
     """Base class. ``grpc_code`` names the ``grpc.StatusCode`` member a servicer answers with.
 
     ``public``, when given, is the message that may cross to the peer in place of the full one
-    (which names paths, IDs or other partners' models and stays in the node's log); see
+    (which names paths, IDs or other partners' models and stays in the node's log); a
+    ``{reference}`` in it becomes the log reference of the answer. See
     ``fedlearn.transport.errors.message_for_peer`` for what crosses when it is not given.
     """
 

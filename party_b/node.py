@@ -380,7 +380,18 @@ class NodeB:
         return key, held, epoch, state
 
     def _load_table(self, spec: DatasetSpec) -> PartyTable:
-        return self._tables.get(spec)
+        try:
+            return self._tables.get(spec)
+        except DataError as exc:
+            # The detail names B's file and may quote its values: it stays in B's log. A's
+            # operator learns which dataset, that the fault is at B, and the reference to ask for.
+            if exc.public is None:
+                exc.public = (
+                    f"{self.name} cannot load its dataset {spec.name!r}: a problem with its own "
+                    "data file or its config, not with this request; its operator will find the "
+                    "detail in its log under reference {reference}"
+                )
+            raise
 
     def close_session(
         self, request: m.CloseSessionRequest, partner: str | None

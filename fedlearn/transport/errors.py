@@ -135,7 +135,7 @@ def scrub_paths(text: str) -> str:
 def message_for_peer(exc: BaseException, reference: str) -> str:
     """The message that may cross to the partner for ``exc`` (see the module doc)."""
     if isinstance(exc, FedlearnError) and exc.public is not None:
-        text = exc.public
+        text = exc.public.replace("{reference}", reference)
     elif isinstance(exc, ABOUT_THE_REQUEST):
         text = str(exc) or type(exc).__name__
     elif isinstance(exc, FedlearnError):

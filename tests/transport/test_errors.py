@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import pytest
@@ -338,3 +339,40 @@ def test_public_message_replaces_the_detail() -> None:
 )
 def test_scrub_paths(text: str, scrubbed: str) -> None:
     assert scrub_paths(text) == scrubbed
+
+
+def test_a_public_message_takes_the_log_reference() -> None:
+    error = fe.DataError(f"{PRIVATE}/data.csv: bad", public="B's data; reference {reference}")
+    assert message_for_peer(error, "1a2b3c4d") == "B's data; reference 1a2b3c4d"
+
+
+def test_b_s_unreadable_dataset_is_named_to_a_without_its_detail(tmp_path: Path) -> None:
+    """A's operator learns which of B's datasets failed and that the fault is B's, with the log
+    reference; B's path and the duplicate ID stay in B's log."""
+    from fedlearn.config import DatasetSpec
+    from fedlearn.protocol import messages as m
+    from party_b.node import NodeB
+    from tests.protocol.harness import TEST_POLICY
+
+    path = tmp_path / "secret-b.csv"
+    path.write_text(f"id,x\n{RAW_ID},1\n{RAW_ID},2\n")
+    node = NodeB(
+        name="party-b",
+        datasets={"users": DatasetSpec("users", path, "id", None, None, [])},
+        policy=TEST_POLICY,
+        model_dir=tmp_path / "b",
+        allowed_partners={"party-a"},
+    )
+    try:
+        with pytest.raises(fe.DataError) as caught:
+            node.open_session(
+                m.OpenSessionRequest(purpose=m.Purpose.ALIGN, dataset="users", psi_salt=b"s" * 32),
+                "party-a",
+            )
+    finally:
+        node.close()
+    assert RAW_ID in str(caught.value)  # the detail, for B's log
+    crossed = message_for_peer(caught.value, "1a2b3c4d")
+    assert crossed.startswith("party-b cannot load its dataset 'users'")
+    assert crossed.endswith("under reference 1a2b3c4d")
+    assert RAW_ID not in crossed and "secret-b" not in crossed
