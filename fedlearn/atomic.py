@@ -13,7 +13,9 @@ import contextlib
 import glob
 import os
 import shutil
+import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +51,27 @@ def sweep_temp_files(path: Path | str) -> int:
             leftover.unlink()
             removed += 1
     return removed
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def output_mode(path: Path | str) -> int:
+    """The permissions a user's output file (scores, a scored table) gets from an atomic write: the
+    mode of the file it replaces, else what ``open`` would give a new file (0666 less the umask).
+
+    ``atomic_file`` alone creates 0600 (``mkstemp``), right for keys and checkpoints but not for a
+    file a pipeline hands to others: the mode of a replaced file (a ``chmod`` the pipeline made) is
+    kept, and a new file follows the process's umask like any other program's output.
+    """
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        pass
+    with _UMASK_LOCK:  # os.umask only reads by setting: set it back at once
+        umask = os.umask(0o077)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fedlearn.atomic import atomic_file
+from fedlearn.atomic import atomic_file, output_mode
 from fedlearn.errors import DataError, counted
 
 NUMERIC_MISSING = frozenset({"", "na", "n/a", "#n/a", "nan", "null", "none", "?"})
@@ -301,7 +301,7 @@ def write_table_atomic(frame: pd.DataFrame, path: Path | str) -> None:
     """
     path = Path(path)
     fmt = _format_of(path)
-    with atomic_file(path) as temp:
+    with atomic_file(path, mode=output_mode(path)) as temp:
         if fmt == "csv":
             compression = "gzip" if path.name.lower().endswith(".gz") else None
             frame.to_csv(temp, index=False, compression=compression)
@@ -321,7 +321,7 @@ def write_table_chunks_atomic(chunks: Iterable[pd.DataFrame], path: Path | str) 
     path = Path(path)
     fmt = _format_of(path)
     rows, written = 0, 0
-    with atomic_file(path) as temp:
+    with atomic_file(path, mode=output_mode(path)) as temp:
         if fmt == "csv":
             opener = gzip.open if path.name.lower().endswith(".gz") else open
             with opener(temp, "wt", encoding="utf-8", newline="") as out:

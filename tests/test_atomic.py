@@ -71,3 +71,29 @@ def test_publish_refuses_to_replace_a_non_empty_folder(tmp_path: Path) -> None:
         with pytest.raises(OSError):
             publish(staging, final)
     assert (final / "model.json").read_text() == "kept"
+
+
+def test_an_output_table_follows_the_umask_and_keeps_a_replaced_file_s_mode(tmp_path: Path) -> None:
+    """Scores are handed on: a new file gets what ``open`` would give it (0666 less the umask),
+    not mkstemp's 0600, and a file that is replaced keeps the mode the pipeline gave it."""
+    import os
+
+    import pandas as pd
+
+    from fedlearn.data import write_table_atomic, write_table_chunks_atomic
+
+    frame = pd.DataFrame({"id": ["a", "b"], "score": [0.1, 0.9]})
+    old_umask = os.umask(0o022)
+    try:
+        write_table_atomic(frame, tmp_path / "scores.csv")
+        write_table_chunks_atomic([frame], tmp_path / "scores.parquet")
+        assert (tmp_path / "scores.csv").stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "scores.parquet").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "scores.csv").chmod(0o640)
+        write_table_atomic(frame, tmp_path / "scores.csv")
+        assert (tmp_path / "scores.csv").stat().st_mode & 0o777 == 0o640
+        os.umask(0o077)
+        write_table_atomic(frame, tmp_path / "private.csv")
+        assert (tmp_path / "private.csv").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old_umask)
