@@ -37,6 +37,7 @@ from fedlearn.crypto.psi import (
 )
 from fedlearn.errors import FedlearnError, InvalidPeerData
 from fedlearn.faults import pause_point
+from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
 from fedlearn.protocol.peer_api import PeerApi
 from fedlearn.protocol.policy import check_training_protocol
@@ -60,11 +61,14 @@ def open_and_align(
     *,
     workers: int = 1,
     executor: Executor | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> Alignment:
     """Open a session with ``request`` (A's salt is filled in here) and run PSI on ``own_ids``.
 
     A's blinding runs on ``executor`` when given (the node's pool or Ray actors), else on a
-    pool of ``workers`` processes started for it.
+    pool of ``workers`` processes started for it. ``progress`` gets a message-less "alignment"
+    event between the PSI's steps: where it raises (a cancelled job, a client that went away),
+    the PSI stops there instead of running on for a CLI that is gone.
 
     Closes the session on B's side if anything fails after it was opened.
     """
@@ -75,7 +79,9 @@ def open_and_align(
         if request.purpose == m.Purpose.TRAIN:  # before any work: a B of another release
             check_training_protocol("this node", peer.peer_name, opened.training_protocol)
         pause_point("align")  # fault-injection tests only (fedlearn.faults)
-        own_rows, peer_size = _intersect(peer, opened, own_salt, own_ids, workers, executor)
+        own_rows, peer_size = _intersect(
+            peer, opened, own_salt, own_ids, workers, executor, progress
+        )
         own_rows = own_rows[common_order([own_ids[i] for i in own_rows], order_seed(request))]
     except BaseException:
         close_quietly(peer, opened.session_id)
@@ -90,13 +96,17 @@ def _intersect(
     own_ids: Sequence[str],
     workers: int,
     executor: Executor | None,
+    progress: ProgressCallback,
 ) -> tuple[np.ndarray, int]:
+    step = ProgressEvent("alignment")
     salt = session_salt(own_salt, opened.psi_salt)
     key = PsiKey.generate()
     # A blinds its IDs while B blinds its own (B starts at OpenSession); then B raises A's points
     # to its key while A raises B's points to A's: each phase keeps both parties busy.
     blinded = key.blind_ids(list(own_ids), salt, workers=workers, executor=executor)
+    progress(step)
     peer_set = peer.psi_peer_set(m.PsiPeerSetRequest(opened.session_id))
+    progress(step)
     peer_size = len(peer_set.points) // POINT_BYTES
     if peer_set.total != peer_size or len(peer_set.points) % POINT_BYTES:
         raise InvalidPeerData(f"PsiPeerSet: announced {peer_set.total} points, sent {peer_size}")
@@ -106,6 +116,7 @@ def _intersect(
         accepted = reply.result().accepted
     if accepted != len(own_ids):
         raise InvalidPeerData(f"PsiBlind: sent {len(own_ids)} points, B took {accepted}")
+    progress(step)
     result = peer.psi_result(m.PsiResultRequest(opened.session_id, double_peer))
     double_own = result.points
     if len(double_own) != len(blinded):

@@ -159,7 +159,9 @@ def score(
             message=f"private set intersection of {n_rows} IDs with {peer.peer_name}",
         )
     )
-    peer_scores, own_rows, mark = _peer_part(peer, model, own.ids, workers, executor, timings, mark)
+    peer_scores, own_rows, mark = _peer_part(
+        peer, model, own.ids, workers, executor, timings, mark, progress
+    )
     matched = np.zeros(n_rows, dtype=bool)
     matched[own_rows] = True
     if not matched.any():
@@ -427,12 +429,15 @@ def _peer_part(
     executor: Executor | None,
     timings: dict[str, float],
     mark: float,
+    progress: ProgressCallback,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """PSI with B, then B's partial scores for the matched rows (in A's row order ``own_rows``)."""
     request = m.OpenSessionRequest(
         purpose=m.Purpose.SCORE, dataset=model["peer_dataset"], model_id=model["model_id"]
     )
-    alignment = open_and_align(peer, request, ids.tolist(), workers=workers, executor=executor)
+    alignment = open_and_align(
+        peer, request, ids.tolist(), workers=workers, executor=executor, progress=progress
+    )
     mark = _lap(timings, "alignment", mark)
     try:
         reply = peer.partial_scores(

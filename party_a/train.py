@@ -201,7 +201,12 @@ def train_once(
         )
         try:
             alignment = open_and_align(
-                peer, request, [str(i) for i in table.ids], workers=workers, executor=executor
+                peer,
+                request,
+                [str(i) for i in table.ids],
+                workers=workers,
+                executor=executor,
+                progress=progress,
             )
         except PolicyViolation as exc:
             if job.epochs_auto and "epochs" in str(exc):

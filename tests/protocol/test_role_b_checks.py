@@ -261,3 +261,35 @@ def test_b_refuses_a_training_partner_of_another_release(tmp_path: Path, version
     finally:
         own.close()
         role.close()
+
+
+def test_an_alignment_whose_client_went_away_stops_between_psi_steps(tmp_path: Path) -> None:
+    """A's PSI reports between its steps; where the report raises (a scoring's CLI that is gone,
+    a cancelled job) it stops there and closes the session at B instead of running on."""
+    from fedlearn.errors import JobCancelled
+    from fedlearn.progress import ProgressEvent
+
+    a_spec, _ = fate_specs("breast")
+    role = _breast_node(tmp_path)
+    ids = [str(i) for i in load_party_table(a_spec.path, id_column="id", label_column="y").ids]
+    steps: list[ProgressEvent] = []
+
+    def gone_after_the_first_step(event: ProgressEvent) -> None:
+        steps.append(event)
+        raise JobCancelled("the client went away; job cancelled")
+
+    request = m.OpenSessionRequest(purpose=m.Purpose.ALIGN, dataset="d")
+    try:
+        with pytest.raises(JobCancelled):
+            open_and_align(
+                InMemoryPeer(role, identity="party-a"),
+                request,
+                ids,
+                progress=gone_after_the_first_step,
+            )
+        assert [e.phase for e in steps] == ["alignment"] and not steps[0].message
+        assert role._sessions == {}  # closed at B, not left to its lease
+        done = open_and_align(InMemoryPeer(role, identity="party-a"), request, ids)
+        assert len(done.own_rows) > 0  # and the next one runs
+    finally:
+        role.close()
