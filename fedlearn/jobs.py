@@ -47,6 +47,19 @@ from fedlearn.progress import ProgressCallback, ProgressEvent
 log = logging.getLogger("fedlearn.jobs")
 
 JOB_ID_PATTERN = re.compile(r"^job-[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$")
+#: The record's fields that are "" or {} until known, and ``null`` in JSON output then.
+_UNSET_IS_NULL = (
+    "dataset",
+    "job_path",
+    "started_at",
+    "finished_at",
+    "resumed_at",
+    "progress",
+    "model_id",
+    "summary",
+    "error",
+    "error_class",
+)
 ACTIVE_STATES = ("queued", "running", "cancelling")
 FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
 #: A job in one of these states can be run again from its checkpoints (``fedlearn train --resume``).
@@ -87,6 +100,8 @@ class JobRecord:
     job_path: str = ""
     started_at: str = ""
     finished_at: str = ""
+    #: When a resumed job ran again (``started_at`` stays its first start); "" if never resumed.
+    resumed_at: str = ""
     #: [{"phase": "alignment", "started_at": "...", "seconds": 1.2}, ...] in the order run.
     phases: list[dict[str, Any]] = field(default_factory=list)
     #: The latest progress event (fedlearn.protocol.progress.ProgressEvent fields).
@@ -104,6 +119,14 @@ class JobRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """``to_dict`` for ``--json`` output: a value not known (yet) is ``null``, not "" or {}."""
+        raw = self.to_dict()
+        for name in _UNSET_IS_NULL:
+            if raw.get(name) in ("", {}):
+                raw[name] = None
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JobRecord:
@@ -182,6 +205,7 @@ class JobRunner:
             if record.state in ACTIVE_STATES:
                 ran = "while the job ran" if record.started_at else "before the job started"
                 record.state, record.finished_at = "interrupted", utc_now()
+                record.error_class = NodeStopping.__name__  # as a job the node stopped cleanly
                 record.error = (
                     f"the node stopped {ran}; no model was saved. Continue it from its last "
                     f"checkpoint with `fedlearn train --resume {record.job_id}`"
@@ -286,7 +310,11 @@ class JobRunner:
         with self._changed:
             save = False
             if record.state == "queued" and event.phase != "queued":  # waiting for another job
-                record.state, record.started_at, save = "running", utc_now(), True
+                record.state, save = "running", True
+                if record.started_at:  # a resumed job keeps its first start
+                    record.resumed_at = utc_now()
+                else:
+                    record.started_at = utc_now()
             if not record.phases or record.phases[-1]["phase"] != event.phase:
                 self._close_phase(record)
                 record.phases.append(
@@ -317,10 +345,17 @@ class JobRunner:
             last["seconds"] = round(time.monotonic() - last.pop("_t0"), 3)
 
     def _save(self, live: _Live, now: float) -> None:
-        # _t0 (monotonic) stays in memory only.
+        # _t0 (monotonic) stays in memory only. The open phase is saved with its seconds so far:
+        # a node killed mid-phase leaves its time up to the last save, not 0.
         saved = dataclasses.replace(
             live.record,
-            phases=[{k: v for k, v in p.items() if k != "_t0"} for p in live.record.phases],
+            phases=[
+                {
+                    **{k: v for k, v in p.items() if k != "_t0"},
+                    **({"seconds": round(now - p["_t0"], 3)} if "_t0" in p else {}),
+                }
+                for p in live.record.phases
+            ],
         )
         self.store.save(saved)
         live.last_saved = now
@@ -391,6 +426,29 @@ class JobRunner:
             record = JobRecord.from_dict(_public(live.record))
             self._changed.notify_all()
         self._log(job_id, "cancel requested by the operator")
+        return record
+
+    def discard(self, job_id: str) -> JobRecord:
+        """An interrupted or failed job the operator will not resume: its state becomes
+        "cancelled" (the caller removes its checkpoints). Raises ``DataError`` for a job that is
+        running, succeeded or was cancelled: there is nothing to discard."""
+        with self._changed:
+            if check_job_id(job_id) in self._live:
+                raise DataError(
+                    f"job {job_id} is running; `fedlearn jobs cancel {job_id}` stops it"
+                )
+            record = self.store.load(job_id)
+            if record.state not in RESUMABLE_STATES:
+                raise DataError(f"job {job_id} {record.state}; there is nothing to cancel")
+            was = record.state
+            record.state, record.finished_at = "cancelled", utc_now()
+            record.error = (
+                f"cancelled by the operator after it {'was ' if was == 'interrupted' else ''}{was}; "
+                "its checkpoints were removed and it can no longer be resumed"
+            )
+            record.error_class = JobCancelled.__name__
+            self.store.save(record)
+        self._log(job_id, record.error)
         return record
 
     def watch(

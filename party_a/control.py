@@ -252,7 +252,7 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         self, request: pb.CancelJobRequest, context: grpc.ServicerContext
     ) -> pb.CancelJobResponse:
         self._authorize(context)
-        return pb.CancelJobResponse(job=_job(self.node.jobs.cancel(request.job_id)))
+        return pb.CancelJobResponse(job=_job(self.node.cancel_job(request.job_id)))
 
     def WatchJob(
         self, request: pb.WatchJobRequest, context: grpc.ServicerContext

@@ -114,6 +114,7 @@ class NodeA:
                 [str(i) for i in table.ids],
                 workers=self.config.workers,
                 executor=self.executor,
+                progress=progress,
             )
             close_quietly(self.peer, alignment.session.session_id)
         log.info(
@@ -156,6 +157,7 @@ class NodeA:
         else:
             job_id = new_job_id()
         spec = parse_job(job_toml, job_path)
+        self.dataset(spec.dataset)  # an unknown dataset is refused now, not after the job queued
 
         def work(progress: ProgressCallback) -> tuple[str, dict[str, Any]]:
             try:
@@ -199,6 +201,17 @@ class NodeA:
                 checkpoints=self.checkpoints if job_id else None,
                 resume=resume,
             )
+
+    def cancel_job(self, job_id: str) -> JobRecord:
+        """Cancel a running or queued job (it stops at its next batch, or before it starts). An
+        interrupted or failed job the operator gives up on is discarded: "cancelled", its
+        checkpoints at A removed (B's go by B's own bounds, docs/operations.md). ``DataError``
+        for a job that succeeded or was cancelled."""
+        record = self.jobs.cancel(job_id)
+        if record.finished:
+            record = self.jobs.discard(job_id)
+            self.checkpoints.remove(job_id)
+        return record
 
     @contextlib.contextmanager
     def _job_turn(self, progress: ProgressCallback) -> Iterator[None]:

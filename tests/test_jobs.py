@@ -107,6 +107,7 @@ def test_jobs_running_when_the_node_stopped_are_interrupted(tmp_path: Path) -> N
     runner = JobRunner(store)
     record = runner.get("job-20260101-000000-abcd")
     assert record.state == "interrupted" and "node stopped" in record.error
+    assert record.error_class == "NodeStopping"  # a script branching on it sees why
     assert [r.job_id for r in runner.records()] == ["job-20260101-000000-abcd"]
 
 
@@ -142,6 +143,8 @@ def test_a_stopping_node_interrupts_its_jobs_at_the_next_batch_and_they_can_resu
     assert resumed.job_id == record.job_id
     final = list(runner.watch(record.job_id))[-1]
     assert isinstance(final, JobRecord) and final.state == "succeeded"
+    assert final.started_at == interrupted.started_at != ""  # its first start, kept
+    assert final.resumed_at >= final.started_at
     with pytest.raises(DataError, match="only an interrupted or failed job"):
         runner.resume(record.job_id, again)  # type: ignore[arg-type]
 
@@ -268,3 +271,77 @@ def test_a_scoring_waiting_behind_a_job_ends_when_its_client_goes_away(
     assert isinstance(seen[-1], JobCancelled)
     time.sleep(0.7)  # the node is free again: the cancelled scoring must not take its turn
     assert not ran.is_set()
+
+
+def test_a_record_in_json_has_null_for_what_is_not_known() -> None:
+    record = JobRecord("job-20260101-000000-abcd", "train", "queued", "2026-01-01T00:00:00Z")
+    document = record.to_json()
+    for name in ("started_at", "finished_at", "resumed_at", "progress", "model_id", "summary"):
+        assert document[name] is None, name
+    assert document["phases"] == [] and document["cancel_requested"] is False
+    assert record.to_dict()["started_at"] == ""  # the file on disk keeps its own format
+
+
+def test_a_node_killed_mid_phase_leaves_the_phase_s_time_so_far(tmp_path: Path) -> None:
+    """The record is saved with the open phase's seconds: a SIGKILL leaves them, not 0."""
+    runner = JobRunner(JobStore(tmp_path))
+    gate = threading.Event()
+    _, work = _batches(gate, batches=5)
+    record = runner.submit("train", work)  # type: ignore[arg-type]
+    for event in runner.watch(record.job_id):
+        if isinstance(event, ProgressEvent) and event.batch >= 3:
+            break
+    time.sleep(0.3)
+    runner.cancel(record.job_id)  # saves the record while "training" is open
+    on_disk = json.loads((tmp_path / f"{record.job_id}.json").read_text())
+    assert on_disk["phases"][-1]["phase"] == "training" and on_disk["phases"][-1]["seconds"] > 0.2
+    gate.set()
+    list(runner.watch(record.job_id))
+
+
+def test_an_interrupted_job_can_be_discarded_and_a_finished_one_cannot(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    store.save(JobRecord("job-20260101-000000-abcd", "train", "running", "2026-01-01T00:00:00Z"))
+    runner = JobRunner(store)
+    discarded = runner.discard("job-20260101-000000-abcd")
+    assert discarded.state == "cancelled" and discarded.error_class == "JobCancelled"
+    assert "can no longer be resumed" in discarded.error
+    assert runner.get("job-20260101-000000-abcd").state == "cancelled"
+    with pytest.raises(DataError, match="cancelled; there is nothing to cancel"):
+        runner.discard("job-20260101-000000-abcd")
+
+
+def test_cancelling_an_interrupted_job_removes_its_checkpoints_at_a(tmp_path: Path) -> None:
+    """``fedlearn jobs cancel`` on a job the operator will not resume: it goes, with its
+    checkpoints (party_a.node.NodeA.cancel_job); a succeeded job is refused (exit 3)."""
+    from types import SimpleNamespace
+
+    from fedlearn.checkpoint import CheckpointStore
+    from party_a.node import NodeA
+
+    store = JobStore(tmp_path / "jobs")
+    store.save(JobRecord("job-20260101-000000-abcd", "train", "running", "2026-01-01T00:00:00Z"))
+    store.save(JobRecord("job-20260101-000000-ef01", "train", "succeeded", "2026-01-01T00:00:00Z"))
+    checkpoints = CheckpointStore(tmp_path / "checkpoints")
+    checkpoints.save("job-20260101-000000-abcd", 1, {"weights": [0.5]})
+    node = SimpleNamespace(jobs=JobRunner(store), checkpoints=checkpoints)
+    record = NodeA.cancel_job(node, "job-20260101-000000-abcd")  # type: ignore[arg-type]
+    assert record.state == "cancelled"
+    assert checkpoints.epochs("job-20260101-000000-abcd") == []
+    with pytest.raises(DataError, match="succeeded; there is nothing to cancel"):
+        NodeA.cancel_job(node, "job-20260101-000000-ef01")  # type: ignore[arg-type]
+
+
+def test_a_job_for_a_dataset_a_does_not_have_is_refused_when_submitted(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from party_a.node import NodeA
+
+    node = SimpleNamespace(
+        config=SimpleNamespace(source=Path("a.toml"), datasets={"growth": object()}),
+        checkpoints=None,
+        jobs=None,
+    )
+    node.dataset = lambda name: NodeA.dataset(node, name)  # type: ignore[arg-type]
+    with pytest.raises(NotFound, match=r"a\.toml has no dataset 'growthx'; it has: growth"):
+        NodeA.submit_train(node, '[data]\ndataset = "growthx"\n', "job.toml")  # type: ignore[arg-type]
