@@ -26,11 +26,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fedlearn import __version__
 from fedlearn.errors import ConfigError, FedlearnError, PeerUnavailable
 from fedlearn.transport import exit_code_for
+from fedlearn.transport.errors import EXIT_USAGE
 
 DEFAULT_CONFIG = "a.toml"
 EXIT_INTERRUPTED = 130
@@ -38,21 +39,55 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
 
+class _UsageError(Exception):
+    """A command line argparse refuses, raised instead of argparse's exit (to answer in JSON)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser, self.message = parser, message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its subcommands' too) whose usage errors ``main`` reports."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self, message)
+
+
+def _error_document(kind: str, message: str, code: int, job_id: str = "") -> dict[str, Any]:
+    """What ``--json`` prints on stdout for an error: ``{"error": {type, message, exit_code}}``
+    (and ``job_id`` when the error is about a job the command started or followed)."""
+    error: dict[str, Any] = {"type": kind, "message": message, "exit_code": code}
+    if job_id:
+        error["job_id"] = job_id
+    return {"error": error}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    try:
+        args = parser.parse_args(given)
+    except _UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc.message}", file=sys.stderr)
+        if "--json" in given:  # a script reads why from stdout, whatever the mistake
+            _print_json(_error_document("UsageError", exc.message, EXIT_USAGE))
+        sys.exit(EXIT_USAGE)
+    args.json = getattr(args, "json", False)  # given before the command, after it, or not at all
     try:
         code = args.handler(args)
     except FedlearnError as exc:
         print(f"fedlearn: error: {exc}", file=sys.stderr)
         code = exit_code_for(exc)
-        if getattr(args, "json", False):  # a script reads why from stdout too
-            _print_json(
-                {"error": {"type": type(exc).__name__, "message": str(exc), "exit_code": code}}
-            )
+        if args.json:  # a script reads why from stdout too
+            job_id = getattr(exc, "job_id", "")
+            _print_json(_error_document(type(exc).__name__, str(exc), code, job_id))
     except KeyboardInterrupt:
         print("fedlearn: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
+        if args.json:
+            _print_json(_error_document("Interrupted", "interrupted (Ctrl-C)", code))
     except BrokenPipeError:
         # Quietly, as other command-line tools: no traceback, and no second error when Python
         # flushes stdout at exit. A followed job runs on at A's node (``fedlearn jobs``).
@@ -62,8 +97,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedlearn", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="fedlearn", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"fedlearn {__version__}")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the result (or the error) as one JSON document on stdout (also accepted "
+        "after the command)",
+    )
     parser.add_argument(
         "--config",
         type=Path,
@@ -72,7 +114,6 @@ def _parser() -> argparse.ArgumentParser:
         "command)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    nested: list[Any] = []
 
     # An action under `jobs` or `models` must not reset the options given before it with its own
     # defaults (argparse copies a subparser's defaults over its parent's values): SUPPRESS them.
@@ -85,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--json",
             action="store_true",
-            default=argparse.SUPPRESS if parent in nested else False,
+            # SUPPRESS: a --json given before the command is kept (main defaults it to False).
+            default=argparse.SUPPRESS,
             help="print the result as one JSON document on stdout (progress stays on stderr)",
         )
         sub.set_defaults(handler=handler)
@@ -149,7 +191,6 @@ def _parser() -> argparse.ArgumentParser:
 
     jobs = node_command(commands, "jobs", "list A's jobs with their state and progress", _jobs)
     job_commands = jobs.add_subparsers(dest="action", metavar="ACTION")
-    nested.append(job_commands)
     show = node_command(
         job_commands, "show", "one job's record: state, phases, timings, error", _job_show
     )
@@ -180,7 +221,6 @@ def _parser() -> argparse.ArgumentParser:
 
     models = node_command(commands, "models", "list A's models with their metrics", _models)
     model_commands = models.add_subparsers(dest="action", metavar="ACTION")
-    nested.append(model_commands)
     model_show = node_command(
         model_commands, "show", "one model's metrics, job and rows", _model_show
     )
@@ -309,7 +349,7 @@ def _train(args: argparse.Namespace) -> int:
         job = client.resume_train(args.resume) if args.resume else client.submit_train(args.job)
         if args.detach:
             if args.json:
-                _print_json(job.to_dict())
+                _print_json(job.to_json())
             else:
                 print(job.job_id)
                 print(
@@ -332,23 +372,29 @@ def _follow(client: Any, job_id: str, args: argparse.Namespace) -> int:
     try:
         record = client.watch(job_id, progress=view.show)
     except PeerUnavailable as exc:  # A's node went away while we followed its job
-        raise PeerUnavailable(
+        gone = PeerUnavailable(
             f"{exc}; once A's node runs again, `fedlearn jobs show {job_id}` says where job "
             f"{job_id} stands and `fedlearn train --resume {job_id}` continues it from its last epoch"
-        ) from None
+        )
+        gone.job_id = job_id  # type: ignore[attr-defined]  # for --json's error document
+        raise gone from None
     except KeyboardInterrupt:
         view.close()
         if not args.cancel_on_interrupt:
-            print(
-                f"\nfedlearn: stopped following; job {job_id} runs on at A's node. Reattach with "
-                f"`fedlearn jobs watch {job_id}`, cancel with `fedlearn jobs cancel {job_id}`",
-                file=sys.stderr,
+            message = (
+                f"stopped following; job {job_id} runs on at A's node. Reattach with "
+                f"`fedlearn jobs watch {job_id}`, cancel with `fedlearn jobs cancel {job_id}`"
             )
+            print(f"\nfedlearn: {message}", file=sys.stderr)
+            if args.json:
+                _print_json(_error_document("Interrupted", message, EXIT_INTERRUPTED, job_id))
             return EXIT_INTERRUPTED
         client.cancel(job_id)
         print(f"\nfedlearn: cancelling job {job_id} ...", file=sys.stderr)
         record = client.watch(job_id)
         print(f"fedlearn: job {job_id} {record.state}", file=sys.stderr)
+        if args.json:
+            _print_json({**record.to_json(), "exit_code": EXIT_INTERRUPTED})
         return EXIT_INTERRUPTED
     finally:
         view.close()
@@ -357,10 +403,10 @@ def _follow(client: Any, job_id: str, args: argparse.Namespace) -> int:
         error = job_error(record)
         print(f"fedlearn: error: {error}", file=sys.stderr)
         code = exit_code_for(error)
-        _print_json({**record.to_dict(), "exit_code": code})
+        _print_json({**record.to_json(), "exit_code": code})
         return code
     if args.json:
-        _print_json(record.to_dict())
+        _print_json(record.to_json())
     if record.state != "succeeded":
         raise job_error(record)
     if not args.json:
@@ -373,7 +419,7 @@ def _jobs(args: argparse.Namespace) -> int:
     with _client(args) as client:
         records = client.jobs()
     if args.json:
-        _print_json([r.to_dict() for r in records])
+        _print_json([r.to_json() for r in records])
         return 0
     if not records:
         print("no jobs yet")
@@ -389,6 +435,9 @@ def _jobs(args: argparse.Namespace) -> int:
 
 def _progress_text(record: Any) -> str:
     progress = record.progress or {}
+    epochs = (record.summary or {}).get("epochs_completed")
+    if record.state == "succeeded" and epochs:
+        return f"done, {epochs} epoch{'s' if epochs != 1 else ''}"  # not its last phase's name
     text = str(progress.get("phase", "-"))
     if progress.get("epochs"):
         text += f" epoch {progress.get('epoch')}/{progress.get('epochs')}"
@@ -406,7 +455,7 @@ def _job_show(args: argparse.Namespace) -> int:
     with _client(args) as client:
         record = client.job(args.job_id)
     if args.json:
-        _print_json(record.to_dict())
+        _print_json(record.to_json())
         return 0
     print(f"job:       {record.job_id} ({record.kind})")
     print(f"state:     {record.state}{' (cancel requested)' if record.cancel_requested else ''}")
@@ -433,9 +482,9 @@ def _job_cancel(args: argparse.Namespace) -> int:
         if args.wait and not record.finished:
             record = client.watch(args.job_id)
     if args.json:
-        _print_json(record.to_dict())
+        _print_json(record.to_json())
     elif record.finished:
-        print(f"job {record.job_id} {record.state}")
+        print(f"job {record.job_id} {record.state}" + (f": {record.error}" if record.error else ""))
     else:
         when = "at its next batch" if record.started_at else "before it starts (it was queued)"
         print(f"job {record.job_id} {record.state}: it stops {when}")
@@ -470,7 +519,15 @@ def _score(args: argparse.Namespace) -> int:
         finally:
             view.close()
     if args.json:
-        _print_json({**asdict(result), "output_path": str(result.output_path)})
+        _print_json(
+            {
+                **asdict(result),
+                "output_path": str(result.output_path),
+                "model_id": args.model,
+                # Users per model, for a script (``summary`` says it in words).
+                "scored_by": {"joint": result.matched, "a_only": result.rows - result.matched},
+            }
+        )
         return 0
     rate = result.rows / result.seconds if result.seconds > 0 else math.nan
     print(
@@ -629,8 +686,17 @@ def format_training_summary(summary: dict[str, Any]) -> list[str]:
     lines.extend(f"note: {note}" for note in summary.get("notes", []))
     history = summary.get("loss_history", [])
     if history:
+        changes = [h.get("score_change") for h in history]
+        if all(isinstance(c, (int, float)) for c in changes):
+            lines.append(
+                "score change per epoch (RMS logit; converged when under the tolerance): "
+                + ", ".join(f"{c:.4f}" for c in changes)
+            )
         losses = ", ".join(f"{h['loss']:.4f}" for h in history)
-        lines.append(f"loss per epoch (quadratic bound of the logistic loss): {losses}")
+        lines.append(
+            "loss bound per epoch (a quadratic upper bound of the log loss: it can rise while the "
+            f"model improves, as B's scores grow; judge the model by the validation metrics): {losses}"
+        )
     timings = summary.get("timings", {})
     if timings:
         lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))

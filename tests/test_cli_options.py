@@ -167,3 +167,87 @@ def test_models_says_once_why_the_partners_shards_were_not_checked(
     assert cli._models(argparse.Namespace(json=False)) == 0
     out, err = capsys.readouterr()
     assert why not in out and out.count("vip-") == 3 and err.count(why) == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["score", "--json"],  # required options missing
+        ["train", "--json", "--bogus"],  # an unknown option
+        ["--json", "jobs", "show"],  # a missing argument, --json before the command
+        ["models", "export", "--json"],  # an unknown action
+    ],
+)
+def test_a_usage_error_under_json_is_a_json_document_on_stdout(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    out, err = capsys.readouterr()
+    document = json.loads(out, parse_constant=_refuse)
+    assert exited.value.code == 2 == document["error"]["exit_code"]
+    assert document["error"]["type"] == "UsageError" and document["error"]["message"] in err
+    assert "usage:" in err
+
+
+def test_a_usage_error_without_json_prints_only_argparse_s_text(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["score"])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    assert "usage: fedlearn score" in err and "the following arguments are required" in err
+
+
+def test_json_before_the_command_counts() -> None:
+    parser = _parser()
+    assert parser.parse_args(["--json", "models"]).json is True
+    assert parser.parse_args(["models", "--json"]).json is True
+    assert getattr(parser.parse_args(["models"]), "json", False) is False
+
+
+def test_ctrl_c_under_json_is_a_json_document(capsys: pytest.CaptureFixture[str]) -> None:
+    import fedlearn.cli as cli
+
+    parser = cli._parser()
+    args = parser.parse_args(["models", "--json"])
+
+    def interrupted(_: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    args.handler = interrupted
+    real = cli._parser
+    cli._parser = lambda: argparse.Namespace(parse_args=lambda argv=None: args)  # type: ignore[assignment]
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main(["models", "--json"])
+    finally:
+        cli._parser = real
+    document = json.loads(capsys.readouterr().out, parse_constant=_refuse)
+    assert exited.value.code == 130 == document["error"]["exit_code"]
+
+
+def test_following_with_json_names_the_job_in_the_error_and_on_ctrl_c(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A script that followed a job learns its id from the JSON, not by parsing a sentence."""
+    from fedlearn.cli import _follow
+    from fedlearn.errors import PeerUnavailable
+
+    class GoneNode:
+        def watch(self, job_id: str, progress: object = None) -> None:
+            raise PeerUnavailable("party-a's node at 127.0.0.1:50051 is not reachable")
+
+    class Interrupted:
+        def watch(self, job_id: str, progress: object = None) -> None:
+            raise KeyboardInterrupt
+
+    args = argparse.Namespace(json=True, cancel_on_interrupt=False)
+    with pytest.raises(PeerUnavailable) as caught:
+        _follow(GoneNode(), "job-20261203-113619-1a1e", args)
+    assert caught.value.job_id == "job-20261203-113619-1a1e"  # type: ignore[attr-defined]
+    assert _follow(Interrupted(), "job-20261203-113619-1a1e", args) == 130
+    document = json.loads(capsys.readouterr().out, parse_constant=_refuse)
+    assert document["error"]["job_id"] == "job-20261203-113619-1a1e"
+    assert document["error"]["exit_code"] == 130 and "runs on" in document["error"]["message"]

@@ -8,6 +8,7 @@ job must not fail with "Connection refused". A damaged model shard at either sid
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -185,6 +186,14 @@ def test_damaged_model_shards_are_refused_with_the_reason(tmp_path: Path) -> Non
         again = _cli(demo, "train", "--job", str(demo.job))
         assert again.returncode == 0
         second = (again.stdout.read() if again.stdout else "").split("model: ", 1)[1].split()[0]
+        scored = _cli(demo, "score", "--model", second, "--input", new_users, "--output",
+                      str(tmp_path / "ok.csv"), "--json")  # fmt: skip
+        document = json.loads(scored.stdout.read())  # type: ignore[union-attr]
+        assert document["model_id"] == second and document["rows"] > document["matched"] > 0
+        assert document["scored_by"] == {
+            "joint": document["matched"],
+            "a_only": document["rows"] - document["matched"],
+        }
         ModelStore(demo.root / "models-b").delete(second)
         shown = _cli(demo, "models").stdout.read()  # type: ignore[union-attr]
         line = next(row for row in shown.splitlines() if row.startswith(second))
