@@ -277,13 +277,18 @@ def _finite(summary: Mapping[str, Any] | None, key: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _reading(meta: Mapping[str, Any], summaries: Mapping[str, Mapping[str, Any]]) -> str:
-    """One plain-language paragraph on what B's data adds, from the recall at the top 40%."""
+def target_description(meta: Mapping[str, Any]) -> str | None:
+    """What the model predicts, in the job's words (``target_description``), if it said."""
     job = meta.get("job")
     target = meta.get("target_description") or (
         job.get("target_description") if isinstance(job, Mapping) else None
     )
-    target = target or "the positive cases"
+    return str(target) if target else None
+
+
+def _reading(meta: Mapping[str, Any], summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    """One plain-language paragraph on what B's data adds, from the recall at the top 40%."""
+    target = target_description(meta) or "the positive cases"
     joint, a_only = summaries.get("joint"), summaries.get("a_only")
     top = HEADLINE_PERCENT
     recall, a_recall = _finite(joint, f"recall@{top}"), _finite(a_only, f"recall@{top}")
@@ -584,10 +589,7 @@ def _render_html(
     meta: Mapping[str, Any], summaries: Mapping[str, Mapping[str, Any]], curves: Curves
 ) -> str:
     model_id = html.escape(str(meta.get("model_id", "unknown model")))
-    job = meta.get("job")
-    target = meta.get("target_description") or (
-        job.get("target_description") if isinstance(job, Mapping) else None
-    )
+    target = target_description(meta)
     facts = [
         ("Model", meta.get("model_id")),
         ("Created", meta.get("created_at")),

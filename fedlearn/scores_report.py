@@ -12,6 +12,7 @@ worth a second look).
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +27,13 @@ REQUIRED = ("score", "decile", "partner_matched")
 TRUE_TEXT = {"true", "1", "yes", "t"}
 
 
-def write_scores_report(scores_path: Path, out_dir: Path) -> Path:
+def write_scores_report(
+    scores_path: Path, out_dir: Path, target_of: Callable[[str], str | None] | None = None
+) -> Path:
     """Write ``out_dir/report.html`` for the scoring output ``scores_path``; return its path.
 
+    ``target_of``: what a model predicts, in its job's words (``target_description``), by model
+    id; the report names the model (the file's ``model_id`` column) and its target when known.
     Raises DataError when the file is not a scoring output (a required column is missing or a
     score is not a number).
     """
@@ -45,7 +50,13 @@ def write_scores_report(scores_path: Path, out_dir: Path) -> Path:
         raise DataError(f"{Path(scores_path).name}: score at row {row + 1} is not a number")
     matched = frame["partner_matched"].str.strip().str.lower().isin(TRUE_TEXT).to_numpy()
     decile = pd.to_numeric(frame["decile"], errors="coerce").to_numpy()
-    page = _page(Path(scores_path).name, score, matched, decile, frame.get("model"))
+    model_ids = (
+        sorted(frame["model_id"].dropna().astype(str).unique()) if "model_id" in frame else []
+    )
+    target = target_of(model_ids[0]) if target_of is not None and len(model_ids) == 1 else None
+    page = _page(
+        Path(scores_path).name, score, matched, decile, frame.get("model"), model_ids, target
+    )
     return write_page(page, Path(out_dir).absolute() / REPORT_NAME)
 
 
@@ -55,10 +66,17 @@ def _page(
     matched: np.ndarray,
     decile: np.ndarray,
     model: pd.Series | None,
+    model_ids: list[str] | None = None,
+    target: str | None = None,
 ) -> str:
     n = score.size
     rate = matched.mean() if n else float("nan")
-    facts = [
+    facts = []
+    if model_ids:
+        facts.append(("Model id", ", ".join(model_ids)))
+    if target:
+        facts.append(("Predicts", target))
+    facts += [
         ("Users scored", f"{n:,}"),
         ("Known to the partner (matched)", f"{int(matched.sum()):,} ({100 * rate:.1f}%)"),
         ("Mean score", f"{score.mean():.4f}" if n else "—"),
@@ -115,8 +133,9 @@ def _page(
 <th>Mean score</th><th>Expected buyers</th><th>Matched</th></tr>{"".join(deciles)}</table>
 <h2>Score distribution</h2>
 <div class="charts">{image}</div>
-<p class="note">Scores are the model's probability of the target; "expected buyers" is the sum of
-a decile's scores, which holds as far as the model is calibrated (see the model's report).</p>
+<p class="note">Scores are the model's probability of {html.escape(target or "the target")};
+"expected buyers" (users expected to do it) is the sum of a decile's scores, which holds as far as
+the model is calibrated (see the model's report).</p>
 </body>
 </html>
 """

@@ -324,9 +324,18 @@ class NodeA:
         except NotFound as exc:
             raise NotFound(f"{exc}; `fedlearn models` lists this node's models") from None
 
+    def _target_of(self, model_id: str) -> str | None:
+        """What ``model_id`` predicts, in its job's words; None for a model this node lacks."""
+        from fedlearn.report import target_description
+
+        try:
+            return target_description(self.model(model_id))
+        except FedlearnError:  # another node's model, deleted or damaged: the report goes on
+            return None
+
     def scores_report(self, scores_path: Path, out_dir: Path) -> Path:
         from fedlearn.scores_report import write_scores_report
 
-        path = write_scores_report(scores_path, out_dir)
+        path = write_scores_report(scores_path, out_dir, target_of=self._target_of)
         log.info("report: scores %s written to %s", scores_path.name, path)
         return path

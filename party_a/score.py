@@ -64,7 +64,7 @@ TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 MODEL_NAMES = np.array(["joint", "a_only", "joint_b_mean"], dtype=object)
 """The output's ``model`` column, by code (a row keeps a one-byte code until it is written)."""
 _JOINT, _A_ONLY, _JOINT_B_MEAN = range(3)
-OUTPUT_COLUMNS = ("score", "decile", "rank", "partner_matched", "model")
+OUTPUT_COLUMNS = ("score", "decile", "rank", "partner_matched", "model", "model_id")
 _MODEL_KEYS = (
     "model_id",
     "partner",
@@ -202,6 +202,8 @@ def score(
                     "rank": ranks[rows],
                     "partner_matched": matched[rows],
                     "model": MODEL_NAMES[used[rows]],
+                    # The file says which model made it (for the scoring report and lineage).
+                    "model_id": model["model_id"],
                 }
             )
 

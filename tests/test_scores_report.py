@@ -55,3 +55,25 @@ def test_not_a_scores_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not the output of `fedlearn score`: it lacks score"):
         write_scores_report(tmp_path / "x.csv", tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_the_report_names_the_model_and_what_it_predicts(tmp_path: Path) -> None:
+    frame = _scores(tmp_path / "scores.csv", with_model=True)
+    frame["model_id"] = "growth-20261203-110912-fc57"
+    frame.to_csv(tmp_path / "scores.csv", index=False)
+    asked: list[str] = []
+
+    def target_of(model_id: str) -> str | None:
+        asked.append(model_id)
+        return "14-day premium upgraders"
+
+    page = write_scores_report(tmp_path / "scores.csv", tmp_path / "r", target_of).read_text(
+        encoding="utf-8"
+    )
+    assert asked == ["growth-20261203-110912-fc57"]
+    assert "<td>Model id</td><td>growth-20261203-110912-fc57</td>" in page
+    assert "<td>Predicts</td><td>14-day premium upgraders</td>" in page
+    assert "probability of 14-day premium upgraders" in page
+    # A model this node does not know (or a file from before the column): the report goes on.
+    plain = write_scores_report(tmp_path / "scores.csv", tmp_path / "r2", lambda _: None)
+    assert "Predicts" not in plain.read_text(encoding="utf-8")

@@ -193,7 +193,16 @@ def test_new_users_matched_and_unmatched(
     b_ids = set(_raw(trained.vip.b_features_csv)["user_id"])
     known = frame["user_id"].isin(b_ids).to_numpy()
 
-    assert list(out.columns) == ["user_id", "score", "decile", "rank", "partner_matched", "model"]
+    assert list(out.columns) == [
+        "user_id",
+        "score",
+        "decile",
+        "rank",
+        "partner_matched",
+        "model",
+        "model_id",
+    ]
+    assert set(out["model_id"]) == {trained.model["model_id"]}
     assert out["user_id"].tolist() == frame["user_id"].tolist()  # input order
     assert result.rows == len(frame) and result.matched == int(known.sum())
     assert 0 < known.sum() < len(frame)
