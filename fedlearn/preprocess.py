@@ -142,10 +142,14 @@ class Preprocessor:
         numeric: Sequence[str],
         categorical: Sequence[str],
         config: PreprocessParams = DEFAULT_CONFIG,
+        allow_empty: bool = False,
     ) -> None:
+        """``allow_empty``: no columns at all is a valid fit (zero output columns): A, which
+        holds the label, may bring no features and rely on B's and its intercept."""
         self.numeric = list(numeric)
         self.categorical = list(categorical)
         self.config = config
+        self.allow_empty = allow_empty
         self._numeric_states: list[_NumericState] | None = None
         self._categorical_states: list[_CategoricalState] | None = None
         self.uninformative_columns_: list[str] = []  # set by fit(); not kept by to_dict()
@@ -192,7 +196,7 @@ class Preprocessor:
             )
         self.config.check()
         all_columns = self.numeric + self.categorical
-        if not all_columns:
+        if not all_columns and not self.allow_empty:
             raise ConfigError("no feature columns: give at least one numeric or categorical column")
         repeated = sorted({c for c in all_columns if all_columns.count(c) > 1})
         if repeated:

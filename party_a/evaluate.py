@@ -11,6 +11,7 @@ both models give probabilities on one scale (docs/scoring.md).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -106,11 +107,22 @@ def fit_a_only(
     default L2 (C = 1); calibrated with Platt scaling on the validation rows like the joint model,
     so both give probabilities on the same scale. Returns the JSON-able model for A's shard.
     """
+    calibration = Calibration()
+    if x.shape[1] == 0:
+        # A brought the label alone: its own model is the label rate of every row A holds a
+        # label for (training and validation, as calibration's level): one score for all.
+        rate = labelled_rate(labels, train_rows, validation_rows)["base_rate"]
+        rate = float(np.clip(rate, 1e-6, 1 - 1e-6))
+        return {
+            "weights": {},
+            "intercept": math.log(rate / (1 - rate)),
+            "calibration": calibration.to_dict(),
+            "train_rows": len(train_rows),
+        }
     model = LogisticRegression(max_iter=2000)
     model.fit(x[train_rows], labels[train_rows])
     weights = np.asarray(model.coef_[0], dtype=np.float64)
     intercept = float(model.intercept_[0])
-    calibration = Calibration()
     if len(validation_rows):
         logits = x[validation_rows] @ weights + intercept
         calibration = fit_platt(

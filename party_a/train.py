@@ -371,6 +371,12 @@ def _train_session(
         )
     # Said to the operator after training (fedlearn train) and kept with the model.
     notes = []
+    if not preprocessor.output_names_:
+        notes.append(
+            "A brings the label alone (no feature columns): the joint model is B's columns and "
+            "A's intercept, and users B does not know all get the same score, the label rate"
+        )
+        progress(ProgressEvent("preprocessing", message=f"note: {notes[-1]}"))
     if preprocessor.uninformative_columns_:
         notes.append(f"A's {uninformative_note(preprocessor.uninformative_columns_)}")
     columns = list(preprocessor.output_names_)  # the intercept (last) is not checked

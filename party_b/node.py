@@ -281,6 +281,15 @@ class NodeB:
                 request, partner, spec.name
             )
         table = self._load_table(spec)
+        if request.purpose == m.Purpose.TRAIN and not (
+            table.numeric_columns or table.categorical_columns
+        ):
+            message = (
+                f"{self.name}'s dataset {spec.name!r} has no feature columns (only its IDs): a "
+                "joint model needs at least one of its columns; its operator sets them in "
+                "[[datasets]] features"
+            )
+            raise DataError(message, public=message)  # before the PSI: nothing was learnt
         own_salt = secrets.token_bytes(32)
         salt = session_salt(request.psi_salt, own_salt)
         session = SessionB(

@@ -306,6 +306,7 @@ def fit_party_features(
         numeric=table.numeric_columns,
         categorical=table.categorical_columns,
         config=params,
+        allow_empty=intercept,  # A (the intercept's party) may bring the label alone
     )
     preprocessor.fit(table.features.iloc[aligned_rows[train_rows]].reset_index(drop=True))
     # Transform and quantise FEATURE_CHUNK_ROWS rows at a time into the int32 matrix: the float64
