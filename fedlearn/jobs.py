@@ -20,6 +20,8 @@ States: queued -> running -> (cancelling ->) succeeded | failed | cancelled. A j
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import json
 import logging
@@ -132,6 +134,57 @@ class JobRecord:
     def from_dict(cls, raw: dict[str, Any]) -> JobRecord:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+class Turns:
+    """A's node's one-at-a-time rule (training jobs, alignments, scorings), first come first served.
+
+    ``turn(progress)`` waits for every earlier caller to finish, reporting phase "queued" while it
+    waits (the progress callback may raise, a cancel or a client that went away: the caller then
+    leaves the queue and nothing of it runs). A plain lock would not do: which of several threads
+    waiting on a lock gets it is unspecified (a trial saw eight queued jobs run mostly in reverse).
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._waiting: collections.deque[object] = collections.deque()
+        self._busy = False
+
+    @property
+    def busy(self) -> bool:
+        with self._changed:
+            return self._busy
+
+    @contextlib.contextmanager
+    def turn(self, progress: ProgressCallback) -> Iterator[None]:
+        waiting = ProgressEvent("queued", message="waiting for the job running at this node")
+        ticket = object()
+        with self._changed:
+            self._waiting.append(ticket)
+        try:
+            first = True
+            while True:
+                with self._changed:
+                    if not self._busy and self._waiting[0] is ticket:
+                        self._waiting.popleft()
+                        self._busy = True
+                        break
+                    self._changed.wait(timeout=0.2 if first else 0.5)
+                    ready = not self._busy and self._waiting[0] is ticket
+                if not ready:
+                    progress(waiting)  # outside the lock: it may take others' locks, or raise
+                first = False
+        except BaseException:
+            with self._changed:
+                self._waiting.remove(ticket)
+                self._changed.notify_all()
+            raise
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
 
 
 class JobStore:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,8 @@ from fedlearn.crypto.executor import Executor, make_executor
 from fedlearn.data import describe_ids
 from fedlearn.errors import ConfigError, DataError, FedlearnError, JobCancelled, NotFound
 from fedlearn.job import JobSpec, parse_job
-from fedlearn.jobs import JobRecord, JobRunner, JobStore, new_job_id
-from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
+from fedlearn.jobs import JobRecord, JobRunner, JobStore, Turns, new_job_id
+from fedlearn.progress import ProgressCallback, no_progress
 from fedlearn.protocol import messages as m
 from fedlearn.store import ModelStore
 from fedlearn.tables import TableCache
@@ -68,7 +67,7 @@ class NodeA:
             deadline_s=config.transport.deadline_s,
         )
         # Jobs share the machine's cores with the crypto pool: one heavy job at a time.
-        self.job_lock = threading.Lock()
+        self.turns = Turns()  # one job, alignment or scoring at a time, in arrival order
         # Training jobs and their records (state, phases, timings, errors) in <model_dir>/.jobs.
         self.jobs = JobRunner(JobStore(Path(config.model_dir) / ".jobs"))
         # Each job's job file and last epochs, for `fedlearn train --resume` (fedlearn.checkpoint).
@@ -213,21 +212,12 @@ class NodeA:
             self.checkpoints.remove(job_id)
         return record
 
-    @contextlib.contextmanager
-    def _job_turn(self, progress: ProgressCallback) -> Iterator[None]:
-        """The node's one-at-a-time lock (training jobs, alignments, scorings), for work that may
-        wait behind another: while it waits it reports phase "queued" (so a follower sees why
-        nothing moves) and a cancel, a client that went away or the node stopping ends it at once,
-        not when the running work is done (a scoring cancelled while it waited ran afterwards)."""
-        waiting = ProgressEvent("queued", message="waiting for the job running at this node")
-        if not self.job_lock.acquire(timeout=0.2):
-            progress(waiting)
-            while not self.job_lock.acquire(timeout=0.5):
-                progress(waiting)
-        try:
-            yield
-        finally:
-            self.job_lock.release()
+    def _job_turn(self, progress: ProgressCallback) -> contextlib.AbstractContextManager[None]:
+        """The node's turn (``fedlearn.jobs.Turns``) for work that may wait behind another: while
+        it waits it reports phase "queued" (so a follower sees why nothing moves) and a cancel, a
+        client that went away or the node stopping ends it at once, not when the running work is
+        done (a scoring cancelled while it waited ran afterwards)."""
+        return self.turns.turn(progress)
 
     def score(
         self, model_id: str, input_path: Path, output_path: Path, progress: ProgressCallback

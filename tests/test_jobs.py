@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fedlearn.errors import DataError, JobCancelled, NotFound
-from fedlearn.jobs import JobRecord, JobRunner, JobStore
+from fedlearn.jobs import JobRecord, JobRunner, JobStore, Turns
 from fedlearn.progress import ProgressCallback, ProgressEvent
 
 
@@ -185,7 +185,7 @@ def test_a_job_queued_behind_another_is_cancelled_at_once(tmp_path: Path) -> Non
 
     from party_a.node import NodeA
 
-    node = SimpleNamespace(job_lock=threading.Lock())
+    node = SimpleNamespace(turns=Turns())
     runner = JobRunner(JobStore(tmp_path))
     release = threading.Event()
 
@@ -239,7 +239,7 @@ def test_a_scoring_waiting_behind_a_job_ends_when_its_client_goes_away(
     ran = threading.Event()
     monkeypatch.setattr(party_a.score, "score", lambda *args, **kwargs: ran.set())
     node = SimpleNamespace(
-        job_lock=threading.Lock(),
+        turns=Turns(),
         model=lambda model_id: {"model_id": model_id},
         config=SimpleNamespace(peer_name="party-b", workers=1),
         peer=None,
@@ -262,7 +262,7 @@ def test_a_scoring_waiting_behind_a_job_ends_when_its_client_goes_away(
         except JobCancelled as exc:
             seen.append(exc)
 
-    with node.job_lock:  # a training job holds the node
+    with node.turns.turn(lambda event: None):  # a training job holds the node
         thread = threading.Thread(target=client, daemon=True)
         thread.start()
         thread.join(10)
@@ -345,3 +345,65 @@ def test_a_job_for_a_dataset_a_does_not_have_is_refused_when_submitted(tmp_path:
     node.dataset = lambda name: NodeA.dataset(node, name)  # type: ignore[arg-type]
     with pytest.raises(NotFound, match=r"a\.toml has no dataset 'growthx'; it has: growth"):
         NodeA.submit_train(node, '[data]\ndataset = "growthx"\n', "job.toml")  # type: ignore[arg-type]
+
+
+def test_work_waiting_for_the_node_runs_in_arrival_order() -> None:
+    """Eight jobs queued behind a running one start in the order they came (a lock's waiters are
+    served in no particular order: a trial saw them run mostly in reverse)."""
+    turns = Turns()
+    order: list[int] = []
+    started = threading.Event()
+    release = threading.Event()
+
+    def running() -> None:
+        with turns.turn(lambda event: None):
+            started.set()
+            release.wait(30)
+
+    def waiting(k: int) -> None:
+        with turns.turn(lambda event: None):
+            order.append(k)
+
+    first = threading.Thread(target=running)
+    first.start()
+    assert started.wait(10)
+    threads = []
+    for k in range(8):
+        thread = threading.Thread(target=waiting, args=(k,))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.05)  # arrival order
+    release.set()
+    for thread in [first, *threads]:
+        thread.join(30)
+    assert order == list(range(8))
+    assert not turns.busy
+
+
+def test_a_waiter_that_leaves_the_queue_does_not_block_those_behind_it() -> None:
+    turns = Turns()
+    left, ran = threading.Event(), threading.Event()
+
+    def impatient(event: ProgressEvent) -> None:
+        left.set()
+        raise JobCancelled("cancelled while queued")
+
+    def leaving() -> None:
+        with pytest.raises(JobCancelled), turns.turn(impatient):
+            pass
+
+    def patient() -> None:
+        with turns.turn(lambda event: None):
+            ran.set()
+
+    with turns.turn(lambda event: None):
+        one = threading.Thread(target=leaving)
+        one.start()
+        assert left.wait(10)
+        two = threading.Thread(target=patient)
+        two.start()
+        time.sleep(0.3)
+        assert not ran.is_set()
+    two.join(10)
+    one.join(10)
+    assert ran.is_set()
