@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import gzip
 import re
+import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -401,11 +402,31 @@ def describe_ids(
             f"{'upper' if upper else 'lower'} case): both parties must hash the same normalised "
             "text with the same function, and write the digest in the same case"
         )
+    forms = unicode_form_note(seen, whose)
+    if forms is not None:
+        return forms
     upper = any(any(c.isupper() for c in i) for i in seen)
     lower = any(any(c.islower() for c in i) for i in seen)
     case = "mixed case" if upper and lower else "upper case" if upper else "lower case"
     kind = "e-mail addresses" if all("@" in i for i in seen) else "text IDs"
     return f"{whose} are {kind} in {case} ({example}); case is kept: 'U1' and 'u1' differ"
+
+
+def unicode_form_note(ids: Sequence[str] | np.ndarray, whose: str = "the IDs here") -> str | None:
+    """A warning when some IDs are not in Unicode NFC form (decomposed accents: 'Jose' + U+0301),
+    else None. IDs are compared as text, byte for byte: a partner that writes the same IDs in
+    NFC (most systems do) will not match these, and nothing else says so when others match."""
+    odd = [
+        str(i) for i in ids if not str(i).isascii() and not unicodedata.is_normalized("NFC", str(i))
+    ]
+    if not odd:
+        return None
+    return (
+        f"{whose}: {counted(len(odd), 'ID')} not in Unicode NFC form (e.g. {odd[0]!r}, "
+        "accents written as separate characters); the partner's copies of them match only if "
+        "written the same way: normalise the IDs to NFC (unicodedata.normalize('NFC', id)) on "
+        "both sides"
+    )
 
 
 def normalise_ids(
@@ -473,8 +494,11 @@ _DATE = re.compile(
 _THOUSANDS = re.compile(r"\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
 
 
-def _numeric_fix(value: str) -> str:
-    """What to do about a cell that is not a number, for the values new users' files hold."""
+def _numeric_fix(value: str, trained: bool = False) -> str:
+    """What to do about a cell that is not a number, for the values new users' files hold.
+
+    ``trained``: the column belongs to a trained model (scoring), which takes it as numbers
+    whatever the config now says."""
     if _DATE.match(value):
         return (
             "it looks like a date: a date is not a feature; turn it into a number (e.g. days "
@@ -484,13 +508,21 @@ def _numeric_fix(value: str) -> str:
         return "write percentages as plain numbers (12.5, not 12.5%)"
     if _THOUSANDS.match(value):
         return "remove the thousands separators (1234.5, not 1,234.5)"
+    if trained:
+        return (
+            "the model was trained with this column as numbers: fix the values (empty for "
+            "unknown), or train a model that lists the column as categorical"
+        )
     return "fix them, or list the column as categorical in the config"
 
 
-def parse_numeric(series: pd.Series, *, column: str, source: str, first_row: int = 1) -> np.ndarray:
+def parse_numeric(
+    series: pd.Series, *, column: str, source: str, first_row: int = 1, trained: bool = False
+) -> np.ndarray:
     """A numeric feature column as float64, NaN for missing cells (see ``NUMERIC_MISSING``).
 
     ``true`` / ``false`` (any case) are read as 1 and 0, so boolean columns are numeric.
+    ``trained``: the column is a trained model's (scoring), for the message's advice.
 
     Raises ``DataError`` with the number of non-numeric (or infinite) values and the first row.
     """
@@ -510,7 +542,7 @@ def parse_numeric(series: pd.Series, *, column: str, source: str, first_row: int
         first = int(np.argmax(bad))
         raise DataError(
             f"{_prefix(source)}column '{column}' has {counted(int(bad.sum()), 'non-numeric value')}, first at "
-            f"row {first_row + first} ({text.iloc[first]!r}); {_numeric_fix(text.iloc[first])}"
+            f"row {first_row + first} ({text.iloc[first]!r}); {_numeric_fix(text.iloc[first], trained)}"
         )
     infinite = np.isinf(numbers)
     if infinite.any():
@@ -607,8 +639,11 @@ def load_features_frame(
     source: str = "",
     require_label: bool = False,
     first_row: int = 1,
+    trained: bool = False,
 ) -> PartyTable:
     """Check and parse an in-memory frame (e.g. a scoring chunk) into a ``PartyTable``.
+
+    ``trained``: the columns are a trained model's (scoring): a message's advice says so.
 
     ``frame``: one column per file column, cells as text (as ``read_table`` returns them; numbers
     and missing values in other frames are taken as their text / as missing). ``features=None``
@@ -654,7 +689,7 @@ def load_features_frame(
             parsed[name] = _categorical(frame[name])
         else:
             parsed[name] = parse_numeric(
-                frame[name], column=name, source=source, first_row=first_row
+                frame[name], column=name, source=source, first_row=first_row, trained=trained
             )
     labels = None
     if label_column is not None and label_column in available:

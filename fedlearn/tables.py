@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from fedlearn.config import DatasetSpec
-from fedlearn.data import PartyTable, load_party_table
+from fedlearn.data import PartyTable, load_party_table, unicode_form_note
 from fedlearn.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 class TableCache:
@@ -43,6 +46,9 @@ class TableCache:
             source=f"{self.owner} dataset {spec.name} ({spec.path})",
             require_label=label is not None,
         )
+        note = unicode_form_note(table.ids, f"{self.owner} dataset {spec.name}")
+        if note is not None:  # once per load of the file
+            log.warning("%s", note)
         with self._lock:
             self._tables = {key: table}
         return table

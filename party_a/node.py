@@ -226,17 +226,17 @@ class NodeA:
 
         model = self.model(model_id)
         log.info("score: model %s, input %s", model_id, input_path.name)
-        with self._job_turn(progress):
-            result = score(
-                self.peer,
-                model=model,
-                input_path=input_path,
-                output_path=output_path,
-                expected_partner=self.config.peer_name,
-                workers=self.config.workers,
-                executor=self.executor,
-                progress=progress,
-            )
+        result = score(
+            self.peer,
+            model=model,
+            input_path=input_path,
+            output_path=output_path,
+            expected_partner=self.config.peer_name,
+            workers=self.config.workers,
+            executor=self.executor,
+            progress=progress,
+            turn=self._job_turn,
+        )
         log.info(
             "score: %d users, %d known to %s, written to %s (%.1f s)",
             result.rows,

@@ -30,9 +30,11 @@ The steps, in order, so that a bad request or a bad file fails before B does any
 
 from __future__ import annotations
 
+import contextlib
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ from fedlearn.data import (
     load_features_frame,
     missing_column_error,
     normalise_ids,
+    unicode_form_note,
     write_table_chunks_atomic,
 )
 from fedlearn.errors import DataError, PolicyViolation
@@ -116,8 +119,12 @@ def score(
     workers: int = 1,
     executor: Executor | None = None,
     progress: ProgressCallback = no_progress,
+    turn: Callable[[ProgressCallback], AbstractContextManager[None]] | None = None,
 ) -> ScoreResult:
     """Score every user of ``input_path`` (CSV or Parquet) with A's ``model`` and B's shard of it.
+
+    ``turn``: the node's turn (``fedlearn.jobs.Turns.turn``), taken for the work with B only, so
+    a bad input file is refused at once, not after the training job the node is running.
 
     ``model``: A's model metadata as ``party_a.train.train`` saved it. ``expected_partner``: the name of
     the B this node is configured with; the model must have been trained with it. ``workers``:
@@ -150,6 +157,9 @@ def score(
             + ", ".join(own.extra_columns[:20])
             + (", ..." if len(own.extra_columns) > 20 else "")
         )
+    forms = unicode_form_note(own.ids, f"{input_path.name}")
+    if forms is not None:
+        warnings.append(forms)
     mark = _lap(timings, "reading", mark)
 
     progress(
@@ -159,9 +169,10 @@ def score(
             message=f"private set intersection of {n_rows} IDs with {peer.peer_name}",
         )
     )
-    peer_scores, own_rows, mark = _peer_part(
-        peer, model, own.ids, workers, executor, timings, mark, progress
-    )
+    with turn(progress) if turn is not None else contextlib.nullcontext():
+        peer_scores, own_rows, mark = _peer_part(
+            peer, model, own.ids, workers, executor, timings, mark, progress
+        )
     matched = np.zeros(n_rows, dtype=bool)
     matched[own_rows] = True
     if not matched.any():
@@ -348,6 +359,7 @@ def _own_part(
             categorical=categorical,
             source=source,
             first_row=int(chunk.index[0]) + 1,
+            trained=True,
         )
         # With the intercept as a column of ones, as in training, so u_A is computed the same way.
         x = fixed_point_features(preprocessor, table.features, intercept=True).x

@@ -35,7 +35,7 @@ from fedlearn.config import DatasetSpec
 from fedlearn.crypto.engines import OwnKeyOps, PeerKeyOps, own_key_engine
 from fedlearn.crypto.executor import Executor
 from fedlearn.crypto.keys import generate_keypair, key_fingerprint, public_key_to_bytes
-from fedlearn.data import PartyTable, describe_ids
+from fedlearn.data import PartyTable, describe_ids, unicode_form_note
 from fedlearn.errors import (
     DataError,
     FedlearnError,
@@ -377,6 +377,9 @@ def _train_session(
             "A's intercept, and users B does not know all get the same score, the label rate"
         )
         progress(ProgressEvent("preprocessing", message=f"note: {notes[-1]}"))
+    forms = unicode_form_note(table.ids, "A's IDs")
+    if forms is not None:
+        notes.append(forms)
     if preprocessor.uninformative_columns_:
         notes.append(f"A's {uninformative_note(preprocessor.uninformative_columns_)}")
     columns = list(preprocessor.output_names_)  # the intercept (last) is not checked

@@ -327,6 +327,7 @@ def test_a_non_numeric_value_gets_the_fix_its_kind_needs(
         (["ab" * 32, "cd" * 32], "hex digests of 256 bits"),
         (["User@x.com", "b@y.org"], "e-mail addresses in mixed case"),
         (["u1", "v2"], "text IDs in lower case"),
+        (["Jose\u0301-12", "ana-3"], "1 ID not in Unicode NFC form"),
     ],
 )
 def test_a_party_describes_its_own_ids_when_none_match(ids: list[str], expected: str) -> None:
@@ -361,3 +362,24 @@ def test_a_dataset_s_columns_are_checked_from_its_header(tmp_path: Path) -> None
     assert missing == [
         f"{tmp_path / 'later.csv'} does not exist (yet): sessions on it will fail until it does"
     ]
+
+
+def test_ids_in_another_unicode_form_are_named_even_when_others_match(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A partner writing the same IDs in NFC matches none of these, silently when the rest match:
+    the node logs it when it loads the file, the CLI says it in training notes and score warnings."""
+    import logging
+
+    from fedlearn.config import DatasetSpec
+    from fedlearn.data import unicode_form_note
+    from fedlearn.tables import TableCache
+
+    assert unicode_form_note(["José-12", "ana-3", "u1"]) is None  # NFC (composed), ASCII
+    note = unicode_form_note(["Jose\u0301-12", "Zoe\u0308-4", "u1"], "A's IDs")
+    assert note is not None and note.startswith("A's IDs: 2 IDs not in Unicode NFC form")
+    path = tmp_path / "b.csv"
+    path.write_text("id,x\nJose\u0301-12,1\nana-3,2\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="fedlearn.tables"):
+        TableCache("B's").get(DatasetSpec("users", path, "id", None, None, []))
+    assert "B's dataset users: 1 ID not in Unicode NFC form" in caplog.text

@@ -237,7 +237,14 @@ def test_a_scoring_waiting_behind_a_job_ends_when_its_client_goes_away(
     from party_a.node import NodeA
 
     ran = threading.Event()
-    monkeypatch.setattr(party_a.score, "score", lambda *args, **kwargs: ran.set())
+
+    def fake_score(
+        *args: object, progress: ProgressCallback, turn: object, **kwargs: object
+    ) -> None:
+        with turn(progress):  # type: ignore[operator]  # the node's turn, for the work with B
+            ran.set()
+
+    monkeypatch.setattr(party_a.score, "score", fake_score)
     node = SimpleNamespace(
         turns=Turns(),
         model=lambda model_id: {"model_id": model_id},

@@ -311,7 +311,8 @@ def _bad_inputs(trained: Trained, tmp: Path) -> dict[str, tuple[Path, dict[str, 
         write("text", text),
         {},
         DataError,
-        r"'pages_read_day0' has 1 non-numeric value, first at row 123 \('lots'\)",
+        r"'pages_read_day0' has 1 non-numeric value, first at row 123 \('lots'\); the model was "
+        "trained with this column as numbers",
     )
     duplicate = frame.copy()
     duplicate.loc[150, "user_id"] = duplicate.loc[9, "user_id"]
@@ -465,3 +466,37 @@ def test_a_header_written_in_another_unicode_form_is_named_as_such() -> None:
             {"model_id": "m"},
             "x.csv",
         )
+
+
+def test_a_bad_input_is_refused_at_once_while_a_job_holds_the_node(
+    trained: Trained, peer: InMemoryPeer, tmp_path: Path
+) -> None:
+    """Scoring takes the node's turn for the work with B only: a file with an empty ID is refused
+    while a training job runs, not when it ends."""
+    import threading
+
+    from fedlearn.jobs import Turns
+
+    frame = _raw(trained.vip.a_new_users_csv)
+    frame.loc[3, "user_id"] = ""
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    turns = Turns()
+    release = threading.Event()
+    holding = threading.Event()
+
+    def training_job() -> None:
+        with turns.turn(lambda event: None):
+            holding.set()
+            release.wait(30)
+
+    job = threading.Thread(target=training_job)
+    job.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(DataError, match="empty or missing ID"):
+            _score(peer, trained, tmp_path / "bad.csv", tmp_path / "out.csv", turn=turns.turn)
+        assert job.is_alive()  # refused while the job still held the node
+    finally:
+        release.set()
+        job.join(10)
+    assert not (tmp_path / "out.csv").exists()
