@@ -45,6 +45,10 @@ FORMAT_VERSION = 1
 _LEFTOVER = re.compile(r"^\.(trash-|[A-Za-z0-9][A-Za-z0-9._-]*\.tmp-)")
 
 
+#: The creation time in an id ``new_model_id`` made.
+_ID_STAMP = re.compile(r"-(\d{8}-\d{6})-[0-9a-f]{4}$")
+
+
 def new_model_id(dataset: str) -> str:
     """``<dataset>-<UTC yyyymmdd-hhmmss>-<4 hex>``, e.g. ``vip-20261129-181502-9f3a``."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -165,7 +169,7 @@ class ModelStore:
         folder = self.path(model_id)
         target = folder / SHARD_FILE
         if not folder.is_dir():
-            known = ", ".join(self.list_ids()[-5:]) or "none yet"
+            known = ", ".join(self.newest_ids(5)) or "none yet"
             # The partner sees neither the folder nor the other models (they may be other partners').
             raise NotFound(
                 f"no model {model_id!r} in {self.root} (latest: {known})",
@@ -200,6 +204,22 @@ class ModelStore:
             for entry in self.root.iterdir()
             if entry.is_dir() and MODEL_ID_PATTERN.fullmatch(entry.name)
         )
+
+    def newest_ids(self, count: int) -> list[str]:
+        """The ``count`` most recently created models' ids, newest first: by the time in the id
+        (``new_model_id``), else the folder's modification time."""
+
+        def created(model_id: str) -> str:
+            stamp = _ID_STAMP.search(model_id)
+            if stamp is not None:
+                return stamp.group(1)
+            try:
+                when = (self.root / model_id).stat().st_mtime
+            except OSError:
+                return ""
+            return datetime.fromtimestamp(when, timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+        return sorted(self.list_ids(), key=created, reverse=True)[:count]
 
     def entries(self) -> list[ModelEntry]:
         """Every model folder with its shard, or with the reason it cannot be used."""

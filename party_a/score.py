@@ -218,6 +218,7 @@ def score(
                 }
             )
 
+    output_path.parent.mkdir(parents=True, exist_ok=True)
     write_table_chunks_atomic(output_chunks(), output_path)
     _lap(timings, "writing", mark)
     seconds = time.perf_counter() - started
@@ -313,10 +314,12 @@ def _check_paths(input_path: Path, output_path: Path) -> None:
         raise DataError(f"output {output_path} is the input file; write the scores to another file")
     if output_path.is_dir():
         raise DataError(f"output {output_path} is a directory; give a file name")
-    directory = output_path.parent
-    if not directory.is_dir():
+    # A missing output folder is made when the scores are written (as `fedlearn report --out`);
+    # one that a file stands in the way of cannot be.
+    blocked = next((d for d in output_path.parents if d.exists() and not d.is_dir()), None)
+    if blocked is not None:
         raise DataError(
-            f"output directory {directory} does not exist; create it or choose another output"
+            f"output {output_path}: {blocked} is a file, not a folder; choose another output"
         )
 
 

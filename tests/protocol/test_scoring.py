@@ -500,3 +500,20 @@ def test_a_bad_input_is_refused_at_once_while_a_job_holds_the_node(
         release.set()
         job.join(10)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_the_output_folder_is_made_and_a_path_that_cannot_be_is_refused(
+    trained: Trained, peer: InMemoryPeer, tmp_path: Path
+) -> None:
+    new_users = trained.vip.a_new_users_csv
+    nested = tmp_path / "runs" / "2026-12-03" / "scores.csv"
+    result = _score(peer, trained, new_users, nested)
+    assert nested.is_file() and result.rows == len(_raw(new_users))
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(DataError, match=r"taken is a file, not a folder"):
+        _score(peer, trained, new_users, tmp_path / "taken" / "scores.csv")
+    with pytest.raises(DataError, match="is the input file"):
+        _score(peer, trained, new_users, new_users)
+    with pytest.raises(DataError, match="is a directory; give a file name"):
+        (tmp_path / "dir.csv").mkdir()
+        _score(peer, trained, new_users, tmp_path / "dir.csv")

@@ -106,3 +106,22 @@ def test_sweep_removes_what_a_killed_save_or_delete_left(tmp_path: Path) -> None
     assert store.sweep() == 2
     assert sorted(p.name for p in store.root.iterdir()) == ["m-1"]
     assert store.load("m-1")["partner"] == "party-b"
+
+
+def test_the_latest_models_named_when_one_is_missing_are_the_newest(tmp_path: Path) -> None:
+    """Not the last in alphabetical order: a dataset named "a..." made today came first before."""
+    store = ModelStore(tmp_path)
+    for model_id in (
+        "zeta-20261201-090000-aaaa",
+        "gz-20261203-112423-bbbb",
+        "phones-20261203-112008-cccc",
+        "alpha-20261203-120000-dddd",
+    ):
+        store.save(model_id, {"weights": []})
+    assert store.newest_ids(3) == [
+        "alpha-20261203-120000-dddd",
+        "gz-20261203-112423-bbbb",
+        "phones-20261203-112008-cccc",
+    ]
+    with pytest.raises(NotFound, match=r"latest: alpha-20261203-120000-dddd, gz-"):
+        store.load("nosuch")
