@@ -520,7 +520,11 @@ def _engineering(meta: Mapping[str, Any], summaries: Mapping[str, Mapping[str, A
     )
     loss = _loss_points(meta.get("loss_history"))
     loss_chart = (
-        charts.chart("Training loss per epoch", lambda ax: charts.draw_loss(ax, loss))
+        charts.chart("Loss bound per epoch", lambda ax: charts.draw_loss(ax, loss))
+        + '<p class="note">A quadratic upper bound of the training log loss, which the parties can '
+        "evaluate under encryption: it can rise while the model improves (as B's scores grow), so "
+        "judge the model by the validation metrics; training stops when the scores stop "
+        "moving.</p>"
         if loss
         else '<p class="note">No loss history was recorded.</p>'
     )

@@ -109,7 +109,7 @@ def draw_scores(ax: Axes, y: np.ndarray, score: np.ndarray) -> None:
 def draw_loss(ax: Axes, points: Sequence[tuple[float, float]]) -> None:
     epochs, losses = zip(*points, strict=True)
     ax.plot(epochs, losses, marker="o", color=COLORS["joint"])
-    ax.set(xlabel="Epoch", ylabel="Training loss (Taylor)", title="Training loss per epoch")
+    ax.set(xlabel="Epoch", ylabel="Bound of the log loss", title="Loss bound per epoch")
 
 
 def draw_weights(ax: Axes, weights: Sequence[tuple[str, float]], title: str) -> None:

@@ -203,7 +203,7 @@ def test_metrics_without_curves(tmp_path: Path) -> None:
     page = write_report(meta, tmp_path / "r").read_text(encoding="utf-8")
     assert _img_titles(page) == [
         "A&#x27;s columns: the 30 largest of 35 effects",
-        "Training loss per epoch",
+        "Loss bound per epoch",
     ]
     assert f"{meta['metrics']['joint']['ks']:.4f}" in page
 
