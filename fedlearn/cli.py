@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from fedlearn import __version__
-from fedlearn.errors import ConfigError, FedlearnError, PeerUnavailable
+from fedlearn.errors import ConfigError, FedlearnError, PeerUnavailable, counted
 from fedlearn.transport import exit_code_for
 from fedlearn.transport.errors import EXIT_USAGE
 
@@ -234,6 +234,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="delete A's copy without asking B (B's shard stays at B); without it, nothing is "
         "deleted while B cannot be reached",
+    )
+
+    model_prune = node_command(
+        model_commands,
+        "prune",
+        "delete all but the newest models of each dataset (at A and B), e.g. after nightly runs",
+        _model_prune,
+    )
+    model_prune.add_argument(
+        "--keep", type=int, required=True, help="how many of each dataset's newest models to keep"
+    )
+    model_prune.add_argument("--dataset", default="", help="only this dataset's models")
+    model_prune.add_argument(
+        "--dry-run", action="store_true", help="say what would be deleted, delete nothing"
     )
 
     report = node_command(
@@ -611,6 +625,57 @@ def _model_delete(args: argparse.Namespace) -> int:
         print("B deleted its shard")
     else:
         print(f"warning: {result.peer_error}", file=sys.stderr)
+    return 0
+
+
+def prune_plan(models: list[Any], keep: int, dataset: str = "") -> tuple[list[Any], list[Any]]:
+    """(kept, to delete) among ``models`` (``ModelInfo``): per dataset, the ``keep`` newest by
+    creation time are kept. A model that cannot be read (no creation time) is neither: it is
+    listed by `fedlearn models` with its reason and deleted only by name."""
+    if keep < 1:
+        raise ConfigError(f"--keep must be at least 1 (got {keep}); `models delete ID` deletes one")
+    groups: dict[str, list[Any]] = {}
+    for model in models:
+        if not model.created_at:
+            continue
+        name = str(model.summary.get("dataset") or "")
+        if not dataset or name == dataset:
+            groups.setdefault(name, []).append(model)
+    kept: list[Any] = []
+    doomed: list[Any] = []
+    for group in groups.values():
+        group.sort(key=lambda m: (m.created_at, m.model_id), reverse=True)
+        kept += group[:keep]
+        doomed += group[keep:]
+    return kept, doomed
+
+
+def _model_prune(args: argparse.Namespace) -> int:
+    deleted: list[dict[str, Any]] = []
+    with _client(args) as client:
+        kept, doomed = prune_plan(client.models(), args.keep, args.dataset)
+        if not args.dry_run:
+            # One at a time, B's shard first (as `models delete`): B unreachable stops the prune
+            # with what was deleted so far said, and nothing half-deleted.
+            for model in doomed:
+                deleted.append(asdict(client.delete_model(model.model_id)))
+                if not args.json:
+                    print(f"deleted {model.model_id} (created {model.created_at})")
+    if args.json:
+        _print_json(
+            {
+                "kept": [m.model_id for m in kept],
+                "deleted": deleted,
+                "would_delete": [m.model_id for m in doomed] if args.dry_run else [],
+                "dry_run": args.dry_run,
+            }
+        )
+        return 0
+    if args.dry_run:
+        for model in doomed:
+            print(f"would delete {model.model_id} (created {model.created_at})")
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"kept {counted(len(kept), 'model')}; {verb} {len(doomed)}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -218,7 +219,7 @@ def test_ctrl_c_under_json_is_a_json_document(capsys: pytest.CaptureFixture[str]
 
     args.handler = interrupted
     real = cli._parser
-    cli._parser = lambda: argparse.Namespace(parse_args=lambda argv=None: args)  # type: ignore[assignment]
+    cli._parser = lambda: argparse.Namespace(parse_args=lambda argv=None: args)  # type: ignore[assignment,return-value]
     try:
         with pytest.raises(SystemExit) as exited:
             main(["models", "--json"])
@@ -251,3 +252,52 @@ def test_following_with_json_names_the_job_in_the_error_and_on_ctrl_c(
     document = json.loads(capsys.readouterr().out, parse_constant=_refuse)
     assert document["error"]["job_id"] == "job-20261203-113619-1a1e"
     assert document["error"]["exit_code"] == 130 and "runs on" in document["error"]["message"]
+
+
+def _info(model_id: str, created_at: str, dataset: str) -> Any:
+    from fedlearn.client import ModelInfo
+
+    return ModelInfo(model_id, created_at, {"dataset": dataset} if created_at else {"damaged": "x"})
+
+
+def test_prune_keeps_each_dataset_s_newest_models(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`fedlearn models prune --keep N`: a nightly pipeline's models do not pile up. B's shard goes
+    first for each (`delete_model`), and a damaged model is left for `models delete ID`."""
+    import contextlib
+
+    import fedlearn.cli as cli
+    from fedlearn.client import DeleteResult
+
+    models = [
+        _info("vip-20261201-010000-aaaa", "2026-12-01T01:00:00Z", "vip"),
+        _info("vip-20261203-010000-cccc", "2026-12-03T01:00:00Z", "vip"),
+        _info("vip-20261202-010000-bbbb", "2026-12-02T01:00:00Z", "vip"),
+        _info("growth-20261130-010000-dddd", "2026-11-30T01:00:00Z", "growth"),
+        _info("broken-1", "", ""),
+    ]
+    deleted: list[str] = []
+
+    class FakeClient:
+        def models(self) -> list[Any]:
+            return models
+
+        def delete_model(self, model_id: str, local_only: bool = False) -> DeleteResult:
+            deleted.append(model_id)
+            return DeleteResult(model_id, peer_deleted=True)
+
+    monkeypatch.setattr(cli, "_client", lambda args: contextlib.nullcontext(FakeClient()))
+    with pytest.raises(SystemExit) as exited:
+        main(["models", "prune", "--keep", "2", "--dry-run"])
+    assert exited.value.code == 0 and deleted == []
+    assert "would delete vip-20261201-010000-aaaa" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["models", "prune", "--keep", "1", "--dataset", "vip", "--json"])
+    document = json.loads(capsys.readouterr().out, parse_constant=_refuse)
+    assert deleted == ["vip-20261202-010000-bbbb", "vip-20261201-010000-aaaa"]
+    assert document["kept"] == ["vip-20261203-010000-cccc"]
+    assert [d["model_id"] for d in document["deleted"]] == deleted
+    with pytest.raises(SystemExit) as exited:
+        main(["models", "prune", "--keep", "0"])
+    assert exited.value.code == 2
