@@ -18,7 +18,9 @@ one by n. Every ciphertext this engine returns is obfuscated: there is no unobfu
 from __future__ import annotations
 
 import collections
-import concurrent.futures
+import multiprocessing
+import multiprocessing.connection
+import os
 import secrets
 import threading
 from collections.abc import Sequence
@@ -26,7 +28,7 @@ from collections.abc import Sequence
 import gmpy2
 from gmpy2 import mpz
 
-from fedlearn.crypto.executor import Executor, SerialExecutor, local_process_pool, split_evenly
+from fedlearn.crypto.executor import Executor, SerialExecutor, exit_with_parent, split_evenly
 from fedlearn.crypto.keys import KeyPair
 from fedlearn.crypto.matvec import FixedBaseTable, random_digits
 from fedlearn.errors import InvalidPeerData
@@ -106,10 +108,9 @@ class OwnKeyEngine:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._filler: threading.Thread | None = None
-        self._helper: concurrent.futures.ProcessPoolExecutor | None = None
+        self._helper: _HelperProcess | None = None
         if background == "process":
-            # "spawn": a fresh interpreter, never a fork of a process that runs gRPC threads.
-            self._helper = local_process_pool(1, "spawn")
+            self._helper = _HelperProcess()
         if pool_target:
             self.prefill(pool_target)
 
@@ -181,10 +182,11 @@ class OwnKeyEngine:
             return self._fresh_obfuscators(min(missing, _FILL_CHUNK))
         count = min(missing, _PROCESS_FILL_CHUNK)
         task = (self.secret, self.djn_base, self.exponent_bits, self.table_window, count)
-        try:
-            return self._helper.submit(_obfuscator_task, task).result()
-        except (concurrent.futures.CancelledError, RuntimeError):
-            return []  # shutting down
+        made = self._helper.run(task, self._stop)
+        if made or self._stop.is_set():
+            return made  # [] when shutting down
+        # The helper died (killed from outside, out of memory): make them here rather than spin.
+        return self._fresh_obfuscators(min(missing, _FILL_CHUNK))
 
     def _take_obfuscators(self, count: int) -> list[tuple[mpz, mpz]]:
         taken: list[tuple[mpz, mpz]] = []
@@ -247,16 +249,13 @@ class OwnKeyEngine:
         if self._helper is not None:
             # The helper holds nothing but obfuscators being made: end it now rather than wait for
             # its current chunk (seconds under load, and its DJN tables at first), so a node that
-            # is told to stop stops. The filler's pending result then fails and the filler ends.
-            processes = list((getattr(self._helper, "_processes", None) or {}).values())
-            self._helper.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                process.terminate()
+            # is told to stop stops. The filler's read then ends (EOF) and the filler ends.
+            self._helper.stop()
         filler = self._filler
         if filler is not None:
             filler.join()
         if self._helper is not None:
-            self._helper.shutdown(wait=True)
+            self._helper.close()
         self._pool.clear()
 
     def __enter__(self) -> OwnKeyEngine:
@@ -328,6 +327,70 @@ _WORKER_TABLES: collections.OrderedDict[
 #: Two keys: a worker may serve two sessions (or both parties, in a test) in turn without
 #: rebuilding its tables at every switch.
 _WORKER_TABLE_KEYS = 2
+
+
+class _HelperProcess:
+    """One spawned process that computes chunks of obfuscators for an engine's background filler.
+
+    Not a ``ProcessPoolExecutor``: a pool's worker killed while it writes its result leaves a part
+    of a message in the pool's shared result pipe, whose other end the parent also holds, so the
+    pool's reader waits for the rest forever, with the filler, ``close`` and the interpreter's exit
+    behind it (a node that hung when a session ended, seen by a re-check on 3 December). Here the
+    pipe's other end is held by the child alone: once the child is gone, every read ends (EOF),
+    so ``stop`` may kill it at any moment. "spawn": a fresh interpreter, never a fork of a process
+    that runs gRPC threads. The child also leaves when this process dies (``exit_with_parent``).
+    """
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._connection, child = context.Pipe(duplex=True)
+        self._process = context.Process(
+            target=_helper_main,
+            args=(child, os.getpid()),
+            name="obfuscator-helper",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()  # the child's end lives in the child only: its death is our EOF
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def run(
+        self, task: tuple[_SecretParts, int | None, int, int, int], stop: threading.Event
+    ) -> list[mpz]:
+        """The task's obfuscators; [] once ``stop`` is set or the helper is gone."""
+        try:
+            self._connection.send(task)
+            while not self._connection.poll(0.2):
+                if stop.is_set():
+                    return []
+            result: list[mpz] = self._connection.recv()
+            return result
+        except (EOFError, OSError):
+            return []
+
+    def stop(self) -> None:
+        """Kill the helper now (whatever it is doing); a pending ``run`` returns []."""
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join(timeout=10)
+
+    def close(self) -> None:
+        self.stop()
+        self._connection.close()
+
+
+def _helper_main(connection: multiprocessing.connection.Connection, parent_pid: int) -> None:
+    """The helper process: answer each task with its obfuscators until the pipe closes."""
+    exit_with_parent(parent_pid)
+    while True:
+        try:
+            task = connection.recv()
+        except (EOFError, OSError):
+            return
+        connection.send(_obfuscator_task(task))
 
 
 def _obfuscator_task(task: tuple[_SecretParts, int | None, int, int, int]) -> list[mpz]:

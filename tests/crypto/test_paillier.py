@@ -159,7 +159,7 @@ def test_helper_process_exits_when_its_parent_is_killed(tmp_path) -> None:
         "    own.prefill(50)\n"
         "    while own.pool_size() < 50:\n"
         "        time.sleep(0.05)\n"
-        "    pids = [p.pid for p in own._helper._processes.values()]\n"
+        "    pids = [own._helper.pid]\n"
         "    print(' '.join(map(str, pids)), flush=True)\n"
         "    time.sleep(60)\n"
     )
@@ -190,3 +190,41 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_closing_while_the_helper_computes_or_after_it_died_does_not_hang() -> None:
+    """The helper may be killed at any moment (mid-chunk, mid-write): its pipe's other end is the
+    child's alone, so the filler's read ends and ``close`` returns. A pool's worker killed
+    mid-write left a part-message in its shared pipe, and ``close`` waited for ever (a node hung
+    when a session ended). A helper that died on its own is replaced by this thread's work."""
+    import os
+    import signal
+
+    from fedlearn.crypto.keys import generate_keypair
+    from fedlearn.crypto.paillier import OwnKeyEngine
+
+    keypair = generate_keypair(1024)
+    for _ in range(3):  # at different points of its work
+        own = OwnKeyEngine(keypair, background="process")
+        own.prefill(5000)
+        time.sleep(0.3)
+        started = time.monotonic()
+        own.close()
+        assert time.monotonic() - started < 15
+    own = OwnKeyEngine(keypair, background="process")
+    own.prefill(64)
+    deadline = time.monotonic() + 30
+    while own.pool_size() < 64 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert own._helper is not None and own._helper.pid is not None
+    os.kill(own._helper.pid, signal.SIGKILL)
+    own.prefill(200)  # refilled in the engine's own thread now
+    deadline = time.monotonic() + 30
+    while own.pool_size() < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert own.pool_size() >= 200
+    ciphertexts = own.encrypt([3, 5])
+    assert own.decrypt(ciphertexts) == [3, 5]
+    started = time.monotonic()
+    own.close()
+    assert time.monotonic() - started < 15
