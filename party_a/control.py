@@ -49,12 +49,21 @@ def _progress(event: ProgressEvent) -> pb.Progress:
 def _run_streaming(
     job: Callable[[Callable[[ProgressEvent], None]], Any], context: grpc.ServicerContext
 ) -> Iterator[tuple[str, Any]]:
-    """Run ``job(progress)`` in a thread; yield ("progress", event) then ("result", value)."""
+    """Run ``job(progress)`` in a thread; yield ("progress", event) then ("result", value).
+
+    A client that goes away (Ctrl-C, a killed CLI) ends the job at its next progress event. gRPC
+    says so through the call's callback, and the job asks the context itself at each event: once
+    the client is gone gRPC stops pulling from this generator, so the loop below may never look
+    again (a scoring interrupted while queued then ran, and wrote its file, after the job it
+    waited for).
+    """
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
     cancelled = threading.Event()
+    context.add_callback(cancelled.set)  # the RPC ended: finished, cancelled or timed out
 
     def progress(event: ProgressEvent) -> None:
-        if cancelled.is_set():
+        if cancelled.is_set() or not context.is_active():
+            cancelled.set()
             raise JobCancelled("the client went away; job cancelled")
         events.put(("progress", event))
 
@@ -110,7 +119,6 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         self._authorize(context)
 
         def job(progress: Callable[[ProgressEvent], None]) -> Any:
-            progress(ProgressEvent("alignment", message="private set intersection"))
             return self.node.align(request.dataset, request.peer_dataset, progress)
 
         for kind, value in _run_streaming(job, context):
