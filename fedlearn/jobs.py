@@ -198,6 +198,14 @@ class JobStore:
         target = self.root / f"{check_job_id(record.job_id)}.json"
         write_atomic(target, json.dumps(record.to_dict(), indent=1, allow_nan=True))
 
+    def saved_at(self, record: JobRecord) -> str:
+        """When ``record``'s file was last written (UTC ISO 8601), else now."""
+        try:
+            when = (self.root / f"{record.job_id}.json").stat().st_mtime
+        except OSError:
+            return utc_now()
+        return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
     def load(self, job_id: str) -> JobRecord:
         path = self.root / f"{check_job_id(job_id)}.json"
         if not path.is_file():
@@ -257,7 +265,8 @@ class JobRunner:
         for record in self.store.records():
             if record.state in ACTIVE_STATES:
                 ran = "while the job ran" if record.started_at else "before the job started"
-                record.state, record.finished_at = "interrupted", utc_now()
+                # Ended when its record was last written (the node died then), not now.
+                record.state, record.finished_at = "interrupted", self.store.saved_at(record)
                 record.error_class = NodeStopping.__name__  # as a job the node stopped cleanly
                 record.error = (
                     f"the node stopped {ran}; no model was saved. Continue it from its last "
@@ -354,6 +363,11 @@ class JobRunner:
         if live.cancel.is_set():
             raise JobCancelled(f"job {record.job_id} was cancelled by the operator; nothing saved")
         if live.stopping.is_set():
+            if record.state == "queued":  # it never ran: nothing to continue from
+                raise NodeStopping(
+                    f"A's node stopped before job {record.job_id} started; start it with "
+                    f"`fedlearn train --resume {record.job_id}` (it runs from the first epoch)"
+                )
             raise NodeStopping(
                 f"A's node stopped while job {record.job_id} ran; continue it from its last "
                 f"epoch with `fedlearn train --resume {record.job_id}`"

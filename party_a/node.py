@@ -15,7 +15,7 @@ from fedlearn.data import describe_ids
 from fedlearn.errors import ConfigError, DataError, FedlearnError, JobCancelled, NotFound
 from fedlearn.job import JobSpec, parse_job
 from fedlearn.jobs import JobRecord, JobRunner, JobStore, Turns, new_job_id
-from fedlearn.progress import ProgressCallback, no_progress
+from fedlearn.progress import ProgressCallback, ProgressEvent, no_progress
 from fedlearn.protocol import messages as m
 from fedlearn.store import ModelStore
 from fedlearn.tables import TableCache
@@ -107,6 +107,7 @@ class NodeA:
             peer_dataset or dataset,
         )
         with self._job_turn(progress):
+            progress(ProgressEvent("alignment", message="private set intersection"))
             alignment = open_and_align(
                 self.peer,
                 m.OpenSessionRequest(purpose=m.Purpose.ALIGN, dataset=peer_dataset or dataset),

@@ -162,14 +162,14 @@ def score(
         warnings.append(forms)
     mark = _lap(timings, "reading", mark)
 
-    progress(
-        ProgressEvent(
-            "alignment",
-            elapsed_s=time.perf_counter() - started,
-            message=f"private set intersection of {n_rows} IDs with {peer.peer_name}",
-        )
-    )
     with turn(progress) if turn is not None else contextlib.nullcontext():
+        progress(
+            ProgressEvent(
+                "alignment",
+                elapsed_s=time.perf_counter() - started,
+                message=f"private set intersection of {n_rows} IDs with {peer.peer_name}",
+            )
+        )
         peer_scores, own_rows, mark = _peer_part(
             peer, model, own.ids, workers, executor, timings, mark, progress
         )
