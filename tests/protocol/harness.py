@@ -76,6 +76,17 @@ class MemoryRun:
     job: JobSpec
 
 
+def b_node(tmp: Path, spec: DatasetSpec, policy: PeerPolicy = TEST_POLICY) -> NodeB:
+    """B's node over one dataset, its models in ``tmp / "b-models"``, party-a its only partner."""
+    return NodeB(
+        name="party-b",
+        datasets={spec.name: spec},
+        policy=policy,
+        model_dir=tmp / "b-models",
+        allowed_partners={"party-a"},
+    )
+
+
 def run_memory(
     a_spec: DatasetSpec,
     b_spec: DatasetSpec,
@@ -83,13 +94,7 @@ def run_memory(
     tmp: Path,
     policy: PeerPolicy = TEST_POLICY,
 ) -> MemoryRun:
-    role = NodeB(
-        name="party-b",
-        datasets={b_spec.name: b_spec},
-        policy=policy,
-        model_dir=tmp / "b-models",
-        allowed_partners={"party-a"},
-    )
+    role = b_node(tmp, b_spec, policy)
     record: list[RecordedMessage] = []
     peer = InMemoryPeer(role, identity="party-a", record=record)
     a_table = load_party_table(

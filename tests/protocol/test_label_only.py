@@ -17,18 +17,7 @@ from fedlearn.protocol import messages as m
 from fedlearn.protocol.in_memory import InMemoryPeer
 from fedlearn.store import ModelStore
 from party_a.score import score
-from party_b.node import NodeB
-from tests.protocol.harness import TEST_POLICY, job_text, run_memory
-
-
-def _node(tmp: Path, spec: DatasetSpec) -> NodeB:
-    return NodeB(
-        name="party-b",
-        datasets={spec.name: spec},
-        policy=TEST_POLICY,
-        model_dir=tmp / "b-models",
-        allowed_partners={"party-a"},
-    )
+from tests.protocol.harness import b_node, job_text, run_memory
 
 
 def test_a_with_the_label_alone_trains_and_scores(tmp_path: Path) -> None:
@@ -48,7 +37,7 @@ def test_a_with_the_label_alone_trains_and_scores(tmp_path: Path) -> None:
     model = ModelStore(tmp_path / "a-models").load(meta["model_id"])
     new = pd.read_csv(vip.a_new_users_csv, dtype={vip.id_column: str})[[vip.id_column]]
     new.to_csv(tmp_path / "new.csv", index=False)  # A's new users: IDs and nothing else
-    role = _node(tmp_path, b_spec)
+    role = b_node(tmp_path, b_spec)
     try:
         result = score(
             InMemoryPeer(role, identity="party-a"),
@@ -72,7 +61,7 @@ def test_a_with_the_label_alone_trains_and_scores(tmp_path: Path) -> None:
 
 def test_b_with_no_columns_is_refused_before_the_psi(tmp_path: Path) -> None:
     pd.DataFrame({"id": [f"u{i}" for i in range(300)]}).to_csv(tmp_path / "b.csv", index=False)
-    role = _node(tmp_path, DatasetSpec("d", tmp_path / "b.csv", "id", None, None, []))
+    role = b_node(tmp_path, DatasetSpec("d", tmp_path / "b.csv", "id", None, None, []))
     request = m.OpenSessionRequest(
         purpose=m.Purpose.TRAIN,
         dataset="d",

@@ -28,8 +28,7 @@ from fedlearn.protocol.in_memory import InMemoryPeer
 from fedlearn.protocol.train_b import TrainingB
 from fedlearn.store import ModelStore
 from party_a.train import train
-from party_b.node import NodeB
-from tests.protocol.harness import TEST_POLICY, fate_specs, job_text
+from tests.protocol.harness import b_node, fate_specs, job_text
 
 EPOCHS = 4
 JOB_ID = "job-20261202-120000-abcd"
@@ -37,16 +36,6 @@ JOB_ID = "job-20261202-120000-abcd"
 
 class Killed(Exception):
     """Stands for a SIGKILL of A mid-epoch: raised from a progress event inside a batch."""
-
-
-def _node(tmp: Path, b_spec: DatasetSpec) -> NodeB:
-    return NodeB(
-        name="party-b",
-        datasets={b_spec.name: b_spec},
-        policy=TEST_POLICY,
-        model_dir=tmp / "b-models",
-        allowed_partners={"party-a"},
-    )
 
 
 def _run(
@@ -61,7 +50,7 @@ def _run(
 ) -> dict[str, Any]:
     default_a, default_b = fate_specs("breast")
     a_spec, b_spec = a_spec or default_a, b_spec or default_b
-    node = _node(tmp, b_spec)
+    node = b_node(tmp, b_spec)
     table = load_party_table(
         a_spec.path, id_column="id", label_column="y", features=None, categorical=[],
         require_label=True,
@@ -176,7 +165,7 @@ def test_a_changed_job_or_changed_data_is_refused(tmp_path: Path) -> None:
 
 def test_b_checks_the_resume_fields_a_sends(tmp_path: Path) -> None:
     _, b_spec = fate_specs("breast")
-    node = _node(tmp_path, b_spec)
+    node = b_node(tmp_path, b_spec)
     try:
         from fedlearn.crypto.keys import generate_keypair, public_key_to_bytes
 
