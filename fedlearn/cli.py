@@ -451,7 +451,7 @@ def _progress_text(record: Any) -> str:
     progress = record.progress or {}
     epochs = (record.summary or {}).get("epochs_completed")
     if record.state == "succeeded" and epochs:
-        return f"done, {epochs} epoch{'s' if epochs != 1 else ''}"  # not its last phase's name
+        return f"done, {counted(epochs, 'epoch')}"  # not its last phase's name
     text = str(progress.get("phase", "-"))
     if progress.get("epochs"):
         text += f" epoch {progress.get('epoch')}/{progress.get('epochs')}"

@@ -74,7 +74,12 @@ Work = Callable[[ProgressCallback], tuple[str, dict[str, Any]]]
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_text(datetime.now(timezone.utc))
+
+
+def utc_text(when: datetime) -> str:
+    """``when`` as the records write times: UTC ISO 8601 to the second."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_job_id() -> str:
@@ -204,7 +209,7 @@ class JobStore:
             when = (self.root / f"{record.job_id}.json").stat().st_mtime
         except OSError:
             return utc_now()
-        return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return utc_text(datetime.fromtimestamp(when, timezone.utc))
 
     def load(self, job_id: str) -> JobRecord:
         path = self.root / f"{check_job_id(job_id)}.json"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -67,7 +66,10 @@ class NodeA:
             deadline_s=config.transport.deadline_s,
         )
         # Jobs share the machine's cores with the crypto pool: one heavy job at a time.
-        self.turns = Turns()  # one job, alignment or scoring at a time, in arrival order
+        # One job, alignment or scoring at a time, in arrival order; work waiting its turn
+        # reports phase "queued", and a cancel, a client that went away or the node stopping
+        # ends it at once (fedlearn.jobs.Turns).
+        self.turns = Turns()
         # Training jobs and their records (state, phases, timings, errors) in <model_dir>/.jobs.
         self.jobs = JobRunner(JobStore(Path(config.model_dir) / ".jobs"))
         # Each job's job file and last epochs, for `fedlearn train --resume` (fedlearn.checkpoint).
@@ -106,7 +108,7 @@ class NodeA:
             self.config.peer_name,
             peer_dataset or dataset,
         )
-        with self._job_turn(progress):
+        with self.turns.turn(progress):
             progress(ProgressEvent("alignment", message="private set intersection"))
             alignment = open_and_align(
                 self.peer,
@@ -185,7 +187,7 @@ class NodeA:
                 f"in {self.config.source.name} names none"
             )
         table = self.tables.get(spec, label_column=label)
-        with self._job_turn(progress):
+        with self.turns.turn(progress):
             return train(
                 self.peer,
                 table=table,
@@ -213,13 +215,6 @@ class NodeA:
             self.checkpoints.remove(job_id)
         return record
 
-    def _job_turn(self, progress: ProgressCallback) -> contextlib.AbstractContextManager[None]:
-        """The node's turn (``fedlearn.jobs.Turns``) for work that may wait behind another: while
-        it waits it reports phase "queued" (so a follower sees why nothing moves) and a cancel, a
-        client that went away or the node stopping ends it at once, not when the running work is
-        done (a scoring cancelled while it waited ran afterwards)."""
-        return self.turns.turn(progress)
-
     def score(
         self, model_id: str, input_path: Path, output_path: Path, progress: ProgressCallback
     ) -> Any:
@@ -236,7 +231,7 @@ class NodeA:
             workers=self.config.workers,
             executor=self.executor,
             progress=progress,
-            turn=self._job_turn,
+            turn=self.turns.turn,
         )
         log.info(
             "score: %d users, %d known to %s, written to %s (%.1f s)",

@@ -181,23 +181,19 @@ def test_a_resumed_auto_batch_job_starts_at_its_checkpoint_s_batch_size(tmp_path
 
 def test_a_job_queued_behind_another_is_cancelled_at_once(tmp_path: Path) -> None:
     """A's node runs one job at a time; one waiting for its turn says "queued" and a cancel ends it
-    without waiting for the running job (party_a.node.NodeA._job_turn)."""
-    from types import SimpleNamespace
-
-    from party_a.node import NodeA
-
-    node = SimpleNamespace(turns=Turns())
+    without waiting for the running job (``fedlearn.jobs.Turns``, the node's ``turns``)."""
+    turns = Turns()
     runner = JobRunner(JobStore(tmp_path))
     release = threading.Event()
 
     def running(progress: ProgressCallback) -> tuple[str, dict]:
-        with NodeA._job_turn(node, progress):  # type: ignore[arg-type]
+        with turns.turn(progress):
             progress(ProgressEvent("training", message="started"))
             release.wait(30)
         return "m-1", {}
 
     def waiting(progress: ProgressCallback) -> tuple[str, dict]:
-        with NodeA._job_turn(node, progress):  # type: ignore[arg-type]
+        with turns.turn(progress):
             progress(ProgressEvent("training"))
         return "m-2", {}
 
@@ -229,7 +225,7 @@ def test_a_job_queued_behind_another_is_cancelled_at_once(tmp_path: Path) -> Non
 def test_a_scoring_waiting_behind_a_job_ends_when_its_client_goes_away(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Score (and Align) wait for the node's turn like a job (``NodeA._job_turn``): a client that
+    """Score (and Align) wait for the node's turn like a job (``NodeA.turns``): a client that
     goes away while they wait ends them, instead of their running after the job they waited for."""
     from types import SimpleNamespace
 
@@ -253,7 +249,6 @@ def test_a_scoring_waiting_behind_a_job_ends_when_its_client_goes_away(
         peer=None,
         executor=None,
     )
-    node._job_turn = lambda progress: NodeA._job_turn(node, progress)  # type: ignore[arg-type]
     active = [True]
     callbacks: list[Any] = []
     context = SimpleNamespace(is_active=lambda: active[0], add_callback=callbacks.append)
