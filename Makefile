@@ -13,7 +13,7 @@ setup: $(STAMP)
 
 # (Re)install only when the project's own install files change: a no-op in seconds otherwise.
 # The demo needs only what the commands need; tests, lint and protos also need the dev tools.
-$(RUN_STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml fedlearn/crypto/_fixedbase.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e .

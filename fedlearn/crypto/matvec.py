@@ -10,15 +10,22 @@ docs/performance.md), and the kernels are built to spend as few as possible:
   each window about ``4 * 2**(c-1)`` to combine its positive and negative buckets. The positive
   and negative parts are joined by one inversion at the end, so no term ever pays an inversion.
 * :class:`FixedBaseTable` raises one fixed base to many random exponents with one multiplication
-  per ``window`` bits of exponent (used for obfuscators and re-randomisation).
+  per ``window`` bits of exponent (used for obfuscators and re-randomisation). Where the optional C
+  kernel ``fedlearn.crypto._fixedbase`` is built (``pip install`` builds it where a C compiler
+  and GMP's headers are found), its products run in Montgomery form on GMP's limbs without the
+  interpreter's lock; the results are the same numbers.
 
 All values are ``gmpy2.mpz``; the functions are module-level so a process pool can run them.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import secrets
 from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
 
 import gmpy2
 import numpy as np
@@ -27,7 +34,33 @@ from gmpy2 import mpz
 from fedlearn.crypto.executor import split_evenly
 from fedlearn.errors import InvalidPeerData
 
+_native: ModuleType | None
+try:  # the optional C kernel (pyproject.toml's ext-modules); the pure-Python table otherwise
+    _native = importlib.import_module("fedlearn.crypto._fixedbase")
+except ImportError:
+    _native = None
+
 ONE = mpz(1)
+#: Set to "0" to use the pure-Python tables even where the C kernel is built (benchmarks compare
+#: the two; the results are identical).
+NATIVE_ENV = "FEDLEARN_NATIVE"
+#: The C kernel's limit (the p^2 of an 8,192-bit key).
+_NATIVE_MAX_BITS = 8192
+
+
+def native_kernel() -> bool:
+    """Whether new :class:`FixedBaseTable` objects use the C kernel (built, and not turned off by
+    ``FEDLEARN_NATIVE=0``)."""
+    return _native is not None and os.environ.get(NATIVE_ENV, "1") != "0"
+
+
+def kernel_description() -> str:
+    """Which fixed-base tables new engines use, for ``--version`` and the node's log."""
+    if _native is None:
+        return "Python (the C kernel is not built: install GMP's headers and reinstall)"
+    if not native_kernel():
+        return f"Python ({NATIVE_ENV}=0)"
+    return f"C (GMP {_native.gmp_version})"
 
 
 class FixedBaseTable:
@@ -35,16 +68,44 @@ class FixedBaseTable:
 
     Row i holds ``base**(j * 2**(window * i))`` for j < 2**window, so ``base**e`` is one product of
     one entry per row: ``ceil(exponent_bits / window)`` multiplications. Memory is
-    ``rows * 2**window`` residues (window 10 at 1024-bit exponents: 105,472 entries).
+    ``rows * 2**window`` residues (window 11 at 1024-bit exponents: 192,512 entries, 49 MB for a
+    2,048-bit modulus). With the C kernel (``native``: by default where it is built and the
+    modulus is odd) the table is one block of Montgomery residues and :meth:`pow_many` runs without
+    the interpreter's lock; otherwise a list of ``mpz`` rows.
     """
 
-    def __init__(self, base: int, modulus: int, *, exponent_bits: int, window: int) -> None:
+    def __init__(
+        self,
+        base: int,
+        modulus: int,
+        *,
+        exponent_bits: int,
+        window: int,
+        native: bool | None = None,
+    ) -> None:
         if not 1 <= window <= 16:
             raise ValueError(f"window must be in [1, 16], got {window}")
         self.modulus = mpz(modulus)
         self.exponent_bits = exponent_bits
         self.window = window
         self.rows = -(-exponent_bits // window)
+        fits = self.modulus > 1 and gmpy2.is_odd(self.modulus)
+        fits = fits and self.modulus.bit_length() <= _NATIVE_MAX_BITS
+        if native and (_native is None or not fits):
+            raise ValueError("the C kernel is not built here, or the modulus is even or too large")
+        self.table: list[list[mpz]] | None = None
+        self._native: Any = None
+        if (native_kernel() if native is None else native) and fits and _native is not None:
+            size = (self.modulus.bit_length() + 7) // 8
+            row_base = mpz(base) % self.modulus
+            self._native = _native.Table(
+                int(self.modulus).to_bytes(size, "little"),
+                int(row_base).to_bytes(size, "little"),
+                self.rows,
+                window,
+            )
+            self._bytes = 8 * self._native.limbs
+            return
         row_base = mpz(base) % self.modulus
         table: list[list[mpz]] = []
         for _ in range(self.rows):
@@ -55,8 +116,16 @@ class FixedBaseTable:
             row_base = row[-1] * row_base % self.modulus
         self.table = table
 
+    @property
+    def native(self) -> bool:
+        """Whether this table runs on the C kernel."""
+        return self._native is not None
+
     def pow_digits(self, digits: Sequence[int]) -> mpz:
         """The product of ``table[i][digits[i]]``: ``base**sum(d_i * 2**(window * i))``."""
+        if self._native is not None:
+            return self.pow_many(np.asarray([digits]))[0]
+        assert self.table is not None
         modulus = self.modulus
         accumulator = None
         for row, digit in zip(self.table, digits, strict=True):
@@ -65,9 +134,26 @@ class FixedBaseTable:
                 accumulator = entry if accumulator is None else accumulator * entry % modulus
         return ONE if accumulator is None else mpz(accumulator)
 
+    def pow_many(self, digits: np.ndarray) -> list[mpz]:
+        """:meth:`pow_digits` for each row of ``digits`` (shape (count, rows), each < 2**window)."""
+        digits = np.asarray(digits)
+        if digits.ndim != 2 or digits.shape[1] != self.rows:
+            raise ValueError(f"digits must have shape (count, {self.rows}), got {digits.shape}")
+        if self._native is None:
+            return [self.pow_digits(row) for row in digits.tolist()]
+        if digits.size and (digits.min() < 0 or digits.max() >= 1 << self.window):
+            raise ValueError(f"every digit must be in [0, 2**{self.window})")
+        packed = self._native.pow_many(np.ascontiguousarray(digits, dtype=np.uint16).tobytes())
+        size = self._bytes
+        return [
+            mpz.from_bytes(packed[start : start + size], "little")
+            for start in range(0, len(packed), size)
+        ]
 
-def random_digits(count: int, exponent_bits: int, window: int) -> list[list[int]]:
-    """Window digits of ``count`` exponents, uniform in [0, 2**exponent_bits), from ``secrets``.
+
+def random_digits(count: int, exponent_bits: int, window: int) -> np.ndarray:
+    """Window digits of ``count`` exponents, uniform in [0, 2**exponent_bits), from ``secrets``:
+    shape (count, ceil(exponent_bits / window)), least significant digit first.
 
     Drawing the digits directly is the same as drawing the exponent and splitting it: every bit is
     an independent fair bit from the OS generator (the top digit gets fewer bits).
@@ -78,8 +164,7 @@ def random_digits(count: int, exponent_bits: int, window: int) -> list[list[int]
     padded = np.zeros((count, rows * window), dtype=np.int64)
     padded[:, :exponent_bits] = bits
     weights = np.left_shift(1, np.arange(window, dtype=np.int64))
-    digits = padded.reshape(count, rows, window) @ weights
-    return digits.tolist()
+    return padded.reshape(count, rows, window) @ weights
 
 
 def product_of_selected(ciphertexts: Sequence[mpz], indices: Sequence[int], modulus: mpz) -> mpz:

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Sequence
 
 import gmpy2
+import numpy as np
 from gmpy2 import mpz
 
 from fedlearn.crypto.executor import Executor, SerialExecutor, exit_with_parent, split_evenly
@@ -120,9 +121,8 @@ class OwnKeyEngine:
         """``count`` new obfuscators, computed in this thread."""
         if self._tables is None:
             return [self.secret.standard_obfuscator() for _ in range(count)]
-        table_p, table_q = self._tables
         digits = random_digits(count, self.exponent_bits, self.table_window)
-        return [self.secret.crt(table_p.pow_digits(d), table_q.pow_digits(d)) for d in digits]
+        return self.secret.djn_obfuscators(self._tables, digits)
 
     def _obfuscators_now(self, count: int) -> list[mpz]:
         """``count`` new obfuscators, spread over the executor's workers when it has several."""
@@ -299,6 +299,14 @@ class _SecretParts:
             FixedBaseTable(djn_base, self.q_square, exponent_bits=exponent_bits, window=window),
         )
 
+    def djn_obfuscators(
+        self, tables: tuple[FixedBaseTable, FixedBaseTable], digits: np.ndarray
+    ) -> list[mpz]:
+        """``h_s**r mod n^2`` for each row of window digits of r: the two halves, joined by CRT."""
+        table_p, table_q = tables
+        halves = zip(table_p.pow_many(digits), table_q.pow_many(digits), strict=True)
+        return [self.crt(mod_p_square, mod_q_square) for mod_p_square, mod_q_square in halves]
+
     def standard_obfuscator(self) -> mpz:
         """``r**n mod n^2`` for r uniform in [1, n), computed mod p^2 and q^2."""
         r = mpz(secrets.randbelow(int(self.n) - 1) + 1)
@@ -404,9 +412,8 @@ def _obfuscator_task(task: tuple[_SecretParts, int | None, int, int, int]) -> li
         while len(_WORKER_TABLES) >= _WORKER_TABLE_KEYS:
             _WORKER_TABLES.popitem(last=False)
         _WORKER_TABLES[key] = secret.djn_tables(mpz(djn_base), exponent_bits, window)
-    table_p, table_q = _WORKER_TABLES[key]
     digits = random_digits(count, exponent_bits, window)
-    return [secret.crt(table_p.pow_digits(d), table_q.pow_digits(d)) for d in digits]
+    return secret.djn_obfuscators(_WORKER_TABLES[key], digits)
 
 
 def _decrypt_task(task: tuple[_SecretParts, list[mpz]]) -> list[int]:
