@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import platform
 import statistics
 import sys
@@ -50,6 +51,7 @@ from fedlearn.crypto import (
     packing_layout,
     unpack,
 )
+from fedlearn.crypto.matvec import NATIVE_ENV, native_kernel
 
 RESULTS = Path(__file__).resolve().parent / "results" / "crypto.json"
 BATCH = 1024
@@ -123,6 +125,25 @@ def bench_engine(keypair: Any, residual: np.ndarray, blocks: dict[str, np.ndarra
     codec = FixedPointCodec(n)
     plaintexts = codec.encode_int(np.rint(residual * 2.0**16).astype(np.int64))
     results["encrypt"] = median_rate(lambda: len(own.encrypt(plaintexts[:300])), repeats)
+    results["native_kernel"] = float(native_kernel())
+    if native_kernel():
+        # The same engine on the pure-Python tables (FEDLEARN_NATIVE=0), interleaved with the
+        # kernel's runs so both see the same load: the kernel's speed-up in this run.
+        os.environ[NATIVE_ENV] = "0"
+        try:
+            python_tables = OwnKeyEngine(keypair)
+        finally:
+            del os.environ[NATIVE_ENV]
+        with python_tables:
+            pairs = [
+                (
+                    median_rate(lambda: len(own.encrypt(plaintexts[:300])), 1),
+                    median_rate(lambda: len(python_tables.encrypt(plaintexts[:300])), 1),
+                )
+                for _ in range(repeats)
+            ]
+        results["encrypt_python_tables"] = statistics.median(pair[1] for pair in pairs)
+        results["native_speedup"] = statistics.median(pair[0] / pair[1] for pair in pairs)
 
     def online() -> int:
         own.prefill(BATCH)
@@ -270,6 +291,14 @@ def main() -> None:
         f"{engine['rerandomize']:,.0f}/s; one-hot per non-zero term "
         f"{engine['matvec_one-hot_per_nonzero']:,.0f}/s; mulmod n^2 {engine['mulmod_n2']:,.0f}/s"
     )
+    if engine["native_kernel"]:
+        print(
+            f"C kernel (fedlearn/crypto/_fixedbase.c): encrypt {engine['encrypt']:,.0f}/s; the "
+            f"pure-Python tables {engine['encrypt_python_tables']:,.0f}/s; kernel / Python "
+            f"{engine['native_speedup']:.2f}x (median of {args.repeats} interleaved pairs)"
+        )
+    else:
+        print("C kernel not built: the engine ran on the pure-Python tables")
     if heu is None:
         print("HEU (sf-heu) not installed: skipped")
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,9 @@ sampled during each run.
 - CPU seconds: user + system time of each node's process tree (the node and its helper processes),
   sampled every half second, over the whole job (key generation and PSI included): load-independent,
   and it says which node does the most work.
+- The C kernel (``fedlearn/crypto/_fixedbase.c``): a ``git archive`` export holds its source, not
+  the built module, so each tree's kernel is built in place as its pyproject.toml declares it, and
+  the kernel each tree runs is printed (a tree from before the kernel runs the Python tables).
 - ``--pin``: A's node and its helpers on core 0, B's on core 1 (``sched_setaffinity`` on every
   thread, re-applied every half second so new threads and helpers follow): closer to two machines
   than two processes sharing two cores.
@@ -33,6 +36,11 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 
 from bench.default_credit import A_DATA, B_DATA, subsample
 from bench.nodes import save
@@ -170,6 +178,50 @@ def markdown(runs: dict[str, list[dict[str, Any]]], pin: bool, rows: int | None)
     return "\n".join(lines)
 
 
+def build_kernel(tree: Path) -> str:
+    """Build the tree's C kernel in place (a ``git archive`` export has its source, not the built
+    module) as its pyproject.toml declares it; returns the kernel the tree's code will run."""
+    pyproject = tree / "pyproject.toml"
+    declared = []
+    if pyproject.is_file():
+        with pyproject.open("rb") as file:
+            setuptools_config = tomllib.load(file).get("tool", {}).get("setuptools", {})
+        declared = setuptools_config.get("ext-modules", [])
+    for module in declared:
+        options = {key.replace("-", "_"): value for key, value in module.items()}
+        script = (
+            "import ast, sys\n"
+            "from setuptools import Distribution, Extension\n"
+            "from setuptools.command.build_ext import build_ext\n"
+            "command = build_ext(Distribution({'ext_modules': [Extension(**ast.literal_eval(sys.argv[1]))]}))\n"
+            "command.inplace = True\n"
+            "command.ensure_finalized()\n"
+            "command.run()\n"
+        )
+        subprocess.run(
+            [sys.executable, "-c", script, repr(options)],
+            cwd=tree,
+            check=False,
+            capture_output=True,
+        )
+    probe = (
+        "try:\n"
+        "    from fedlearn.crypto.matvec import kernel_description\n"
+        "    print(kernel_description())\n"
+        "except ImportError:\n"
+        "    print('Python (before the C kernel)')\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip() or f"unknown ({found.stderr.strip()[-200:]})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", action="append", required=True, help="NAME=PATH, in order")
@@ -185,6 +237,9 @@ def main() -> None:
     if args.rows:
         a_data, b_data = subsample(Path(tempfile.mkdtemp(prefix="bench-rows-")), args.rows)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    kernels = {name: build_kernel(Path(path)) for name, path in trees.items()}
+    for name, kernel in kernels.items():
+        print(f"{name}: encryption kernel {kernel}", flush=True)
     for round_ in range(args.rounds):
         for name, path in trees.items():
             started = time.strftime("%H:%M:%S", time.gmtime())
@@ -199,7 +254,9 @@ def main() -> None:
     table = markdown(runs, args.pin, args.rows)
     print(table)
     suffix = "_pinned" if args.pin else ""
-    print(f"results: {save('epoch_compare' + suffix, {'runs': runs, 'table': table})}")
+    print(
+        f"results: {save('epoch_compare' + suffix, {'runs': runs, 'kernels': kernels, 'table': table})}"
+    )
 
 
 if __name__ == "__main__":
