@@ -96,9 +96,26 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
+class VersionAction(argparse.Action):
+    """``--version``: fedlearn's version and which encryption kernel runs here (imported only when
+    asked: the crypto modules would slow every command's start)."""
+
+    def __init__(self, option_strings: list[str], dest: str, prog_name: str, **kwargs: Any) -> None:
+        kwargs.update(nargs=0, default=argparse.SUPPRESS)
+        kwargs.setdefault("help", "show the version and the encryption kernel, then exit")
+        super().__init__(option_strings, dest, **kwargs)
+        self.prog_name = prog_name
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from fedlearn.crypto.matvec import kernel_description
+
+        print(f"{self.prog_name} {__version__}; encryption kernel: {kernel_description()}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fedlearn", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"fedlearn {__version__}")
+    parser.add_argument("--version", action=VersionAction, prog_name="fedlearn")
     parser.add_argument(
         "--json",
         action="store_true",

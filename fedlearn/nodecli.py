@@ -19,7 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fedlearn import __version__
+from fedlearn.cli import VersionAction
 from fedlearn.config import DatasetSpec
+from fedlearn.crypto.matvec import kernel_description
 from fedlearn.data import dataset_problems
 from fedlearn.errors import FedlearnError
 from fedlearn.transport import exit_code_for
@@ -102,7 +104,7 @@ def node_main(
 ) -> int:
     """``<prog> serve --config FILE``: run ``serve`` and map what it raises to an exit code."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--version", action="version", version=f"{prog} (fedlearn) {__version__}")
+    parser.add_argument("--version", action=VersionAction, prog_name=f"{prog} (fedlearn)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve_parser = commands.add_parser(
         "serve", help="run the node until SIGTERM or SIGINT", description=description
@@ -133,6 +135,9 @@ def node_main(
             file=sys.stderr,
         )
         return 2
+    logging.getLogger(prog).info(
+        "fedlearn %s; encryption kernel: %s", __version__, kernel_description()
+    )
     try:
         stopped_by = serve(args)
     except FedlearnError as exc:

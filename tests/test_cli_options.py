@@ -11,6 +11,7 @@ import pytest
 
 from fedlearn import __version__
 from fedlearn.cli import _parser, main
+from fedlearn.crypto.matvec import kernel_description
 
 
 def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("fedlearn",)):
@@ -46,7 +47,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         _parser().parse_args(["--version"])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out.strip() == f"fedlearn {__version__}"
+    version = capsys.readouterr().out.strip()
+    assert version.startswith(f"fedlearn {__version__}; encryption kernel: ")
+    assert version.endswith(kernel_description())
 
 
 def test_options_before_and_after_a_nested_action() -> None:
