@@ -17,6 +17,12 @@
  *
  * Only public GMP functions are used (mpn_mul_n, mpn_addmul_1, mpn_add_n, mpn_sub_n, mpn_cmp and
  * mpz for the set-up), so any GMP >= 5 serves.
+ *
+ * On x86-64 processors with AVX-512 IFMA (checked when the module loads), the products run on
+ * eight 52-bit digit lanes at a time instead (Gueron and Krasnov's "almost Montgomery
+ * multiplication", vpmadd52luq/vpmadd52huq): residues are 8 * V digits of 52 bits with
+ * R = 2^(416 V) > 4 m, products stay below 2 m and are reduced fully once, at the end. The same
+ * numbers come out; Table(..., vector=False) keeps the mpn path (tests compare the two).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -33,12 +39,15 @@
 
 typedef struct {
     PyObject_HEAD
-    mp_size_t limbs;
+    mp_size_t limbs; /* 64-bit limbs of the modulus, and of each result */
     int rows;
     int window;
-    mp_limb_t minv; /* -modulus^-1 mod 2^64 */
+    int vectors;      /* > 0: the IFMA path, residues of 8 * vectors 52-bit digits */
+    mp_size_t stride; /* 64-bit words per stored residue: limbs, or 8 * vectors digits */
+    mp_limb_t minv;   /* -modulus^-1 mod 2^64 (mpn path) or mod 2^52 (IFMA path) */
     mp_limb_t *modulus;
-    mp_limb_t *entries; /* rows * 2^window * limbs */
+    uint64_t *modulus_digits; /* the IFMA path's modulus, 8 * vectors digits */
+    uint64_t *entries;        /* rows * 2^window residues of ``stride`` words */
 } TableObject;
 
 /* r = a * b * 2^(-64 n) mod m for a, b < m (Montgomery's product); r may alias a or b. */
@@ -90,10 +99,198 @@ limbs_from_mpz(mp_limb_t *out, const mpz_t value, mp_size_t n)
     mpz_export(out, &count, -1, sizeof(mp_limb_t), 0, 0, value);
 }
 
+/* ---- the IFMA path --------------------------------------------------------------------- */
+
+#define DIGIT_BITS 52
+#define DIGIT_MASK ((UINT64_C(1) << DIGIT_BITS) - 1)
+/* 8,192-bit moduli: (8192 + 2) / 416 rounded up. */
+#define MAX_VECTORS 20
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(FEDLEARN_NO_IFMA)
+#define HAVE_IFMA 1
+#include <immintrin.h>
+
+#define IFMA_TARGET __attribute__((target("avx512f,avx512ifma")))
+
+/* r = a * b * 2^(-52 * 8 * nv) mod m, "almost": a, b < 2m in, r < 2m out (4m < 2^(416 nv)).
+ * Digits are < 2^52 in and out; r may alias a or b. After each digit of b, lane 0 holds 0 mod
+ * 2^52 and the accumulator shifts down one lane, its carry joining the next digit; the high
+ * halves of the products land one lane up, so they are added after the shift. */
+static inline __attribute__((always_inline)) IFMA_TARGET void
+amm_body(uint64_t *r, const uint64_t *a, const uint64_t *b, const uint64_t *m, uint64_t k0,
+         const int nv)
+{
+    __m512i A[MAX_VECTORS], M[MAX_VECTORS], acc[MAX_VECTORS];
+    const __m512i zero = _mm512_setzero_si512();
+#pragma GCC unroll 20
+    for (int v = 0; v < nv; v++) {
+        A[v] = _mm512_loadu_si512((const void *)(a + 8 * v));
+        M[v] = _mm512_loadu_si512((const void *)(m + 8 * v));
+        acc[v] = zero;
+    }
+    for (int i = 0; i < 8 * nv; i++) {
+        __m512i bi = _mm512_set1_epi64((long long)b[i]);
+#pragma GCC unroll 20
+        for (int v = 0; v < nv; v++) {
+            acc[v] = _mm512_madd52lo_epu64(acc[v], A[v], bi);
+        }
+        uint64_t low = (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(acc[0]));
+        __m512i q = _mm512_set1_epi64((long long)((low * k0) & DIGIT_MASK));
+#pragma GCC unroll 20
+        for (int v = 0; v < nv; v++) {
+            acc[v] = _mm512_madd52lo_epu64(acc[v], M[v], q);
+        }
+        low = (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(acc[0]));
+#pragma GCC unroll 20
+        for (int v = 0; v < nv - 1; v++) {
+            acc[v] = _mm512_alignr_epi64(acc[v + 1], acc[v], 1);
+        }
+        acc[nv - 1] = _mm512_alignr_epi64(zero, acc[nv - 1], 1);
+        acc[0] = _mm512_add_epi64(acc[0], _mm512_maskz_set1_epi64(1, (long long)(low >> 52)));
+#pragma GCC unroll 20
+        for (int v = 0; v < nv; v++) {
+            acc[v] = _mm512_madd52hi_epu64(acc[v], A[v], bi);
+            acc[v] = _mm512_madd52hi_epu64(acc[v], M[v], q);
+        }
+    }
+    uint64_t lanes[8 * MAX_VECTORS];
+#pragma GCC unroll 20
+    for (int v = 0; v < nv; v++) {
+        _mm512_storeu_si512((void *)(lanes + 8 * v), acc[v]);
+    }
+    uint64_t carry = 0;
+    for (int j = 0; j < 8 * nv; j++) {
+        uint64_t x = lanes[j] + carry;
+        r[j] = x & DIGIT_MASK;
+        carry = x >> DIGIT_BITS;
+    }
+}
+
+typedef void (*amm_function)(uint64_t *, const uint64_t *, const uint64_t *, const uint64_t *,
+                             uint64_t);
+
+#define AMM_FOR(NV)                                                                              \
+    static IFMA_TARGET void amm_##NV(uint64_t *r, const uint64_t *a, const uint64_t *b,          \
+                                     const uint64_t *m, uint64_t k0)                             \
+    {                                                                                            \
+        amm_body(r, a, b, m, k0, NV);                                                            \
+    }
+AMM_FOR(1) AMM_FOR(2) AMM_FOR(3) AMM_FOR(4) AMM_FOR(5) AMM_FOR(6) AMM_FOR(7) AMM_FOR(8)
+AMM_FOR(9) AMM_FOR(10) AMM_FOR(11) AMM_FOR(12) AMM_FOR(13) AMM_FOR(14) AMM_FOR(15)
+AMM_FOR(16) AMM_FOR(17) AMM_FOR(18) AMM_FOR(19) AMM_FOR(20)
+
+static const amm_function amm_functions[MAX_VECTORS + 1] = {
+    NULL,    amm_1,  amm_2,  amm_3,  amm_4,  amm_5,  amm_6,  amm_7,  amm_8,  amm_9,  amm_10,
+    amm_11, amm_12, amm_13, amm_14, amm_15, amm_16, amm_17, amm_18, amm_19, amm_20,
+};
+
+static int
+ifma_supported(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512ifma");
+}
+#else
+static int
+ifma_supported(void)
+{
+    return 0;
+}
+#endif
+
+/* x (< 2^(64 * limbs)) as 52-bit digits, ``digits`` of them. */
+static void
+digits_from_limbs(uint64_t *digits, mp_size_t count, const mp_limb_t *limbs, mp_size_t limbs_count)
+{
+    for (mp_size_t j = 0; j < count; j++) {
+        size_t bit = (size_t)j * DIGIT_BITS;
+        size_t word = bit / 64, shift = bit % 64;
+        uint64_t value = 0;
+        if ((mp_size_t)word < limbs_count) {
+            value = limbs[word] >> shift;
+            if (shift > 64 - DIGIT_BITS && (mp_size_t)word + 1 < limbs_count) {
+                value |= limbs[word + 1] << (64 - shift);
+            }
+        }
+        digits[j] = value & DIGIT_MASK;
+    }
+}
+
+/* 52-bit digits back to ``limbs_count`` limbs (the value must fit). */
+static void
+limbs_from_digits(mp_limb_t *limbs, mp_size_t limbs_count, const uint64_t *digits, mp_size_t count)
+{
+    memset(limbs, 0, sizeof(mp_limb_t) * limbs_count);
+    for (mp_size_t j = 0; j < count; j++) {
+        size_t bit = (size_t)j * DIGIT_BITS;
+        size_t word = bit / 64, shift = bit % 64;
+        if ((mp_size_t)word < limbs_count) {
+            limbs[word] |= digits[j] << shift;
+        }
+        if (shift > 64 - DIGIT_BITS && (mp_size_t)word + 1 < limbs_count) {
+            limbs[word + 1] |= digits[j] >> (64 - shift);
+        }
+    }
+}
+
+/* ---- one interface over both paths -------------------------------------------------------- */
+
+/* r = a * b / R mod m in the table's representation (r may alias a or b). */
+static inline void
+domain_mul(const TableObject *t, uint64_t *r, const uint64_t *a, const uint64_t *b)
+{
+#ifdef HAVE_IFMA
+    if (t->vectors) {
+        amm_functions[t->vectors](r, a, b, t->modulus_digits, t->minv);
+        return;
+    }
+#endif
+    mont_mul(r, a, b, t->modulus, t->limbs, t->minv);
+}
+
+/* x * R mod m in the table's representation (x < m). */
+static void
+domain_from_mpz(const TableObject *t, uint64_t *out, const mpz_t x, const mpz_t m)
+{
+    mpz_t shifted;
+    mpz_init(shifted);
+    mp_size_t words = t->vectors ? 8 * t->vectors : t->limbs;
+    mp_bitcnt_t r_bits = t->vectors ? (mp_bitcnt_t)DIGIT_BITS * words : 64 * (mp_bitcnt_t)words;
+    mpz_mul_2exp(shifted, x, r_bits);
+    mpz_mod(shifted, shifted, m);
+    if (t->vectors) {
+        mp_limb_t limbs[MAX_LIMBS + 1];
+        limbs_from_mpz(limbs, shifted, t->limbs);
+        digits_from_limbs(out, words, limbs, t->limbs);
+    } else {
+        limbs_from_mpz(out, shifted, t->limbs);
+    }
+    mpz_clear(shifted);
+}
+
+/* The residue a / R mod m, fully reduced, as the modulus's limbs. */
+static void
+domain_to_limbs(const TableObject *t, mp_limb_t *out, const uint64_t *a)
+{
+    if (!t->vectors) {
+        mont_reduce(out, a, t->modulus, t->limbs, t->minv);
+        return;
+    }
+    uint64_t one[8 * MAX_VECTORS], reduced[8 * MAX_VECTORS];
+    memset(one, 0, sizeof(one));
+    one[0] = 1;
+    domain_mul(t, reduced, a, one); /* < m + 1: a / R + q m / R with q < R */
+    limbs_from_digits(out, t->limbs, reduced, 8 * t->vectors);
+    if (mpn_cmp(out, t->modulus, t->limbs) >= 0) {
+        mpn_sub_n(out, out, t->modulus, t->limbs);
+    }
+}
+
 static void
 Table_dealloc(TableObject *self)
 {
     PyMem_Free(self->modulus);
+    PyMem_Free(self->modulus_digits);
     PyMem_Free(self->entries);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -101,16 +298,16 @@ Table_dealloc(TableObject *self)
 static int
 Table_init(TableObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *keywords[] = {"modulus", "base", "rows", "window", NULL};
+    static char *keywords[] = {"modulus", "base", "rows", "window", "vector", NULL};
     Py_buffer modulus_bytes, base_bytes;
-    int rows, window;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*ii", keywords, &modulus_bytes, &base_bytes,
-                                     &rows, &window)) {
+    int rows, window, vector = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*ii|p", keywords, &modulus_bytes, &base_bytes,
+                                     &rows, &window, &vector)) {
         return -1;
     }
     int status = -1;
-    mpz_t m, x, r;
-    mpz_inits(m, x, r, NULL);
+    mpz_t m, x;
+    mpz_inits(m, x, NULL);
     mpz_import(m, modulus_bytes.len, -1, 1, 0, 0, modulus_bytes.buf);
     mpz_import(x, base_bytes.len, -1, 1, 0, 0, base_bytes.buf);
     mp_size_t n = (mp_size_t)mpz_size(m);
@@ -122,56 +319,69 @@ Table_init(TableObject *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "the modulus must be odd, > 1 and at most 8192 bits");
         goto done;
     }
+    /* The IFMA path needs R = 2^(416 V) > 4m. */
+    int vectors = vector && ifma_supported() ? (int)((mpz_sizeinbase(m, 2) + 2 + 415) / 416) : 0;
+    mp_size_t stride = vectors ? 8 * vectors : n;
     size_t per_row = (size_t)1 << window;
-    if ((size_t)rows > SIZE_MAX / per_row / (size_t)n / sizeof(mp_limb_t)) {
+    if ((size_t)rows > SIZE_MAX / per_row / (size_t)stride / sizeof(uint64_t)) {
         PyErr_NoMemory();
         goto done;
     }
     PyMem_Free(self->modulus);
+    PyMem_Free(self->modulus_digits);
     PyMem_Free(self->entries);
+    self->modulus_digits = NULL;
+    self->entries = NULL;
     self->modulus = PyMem_Malloc(sizeof(mp_limb_t) * n);
-    self->entries = PyMem_Malloc(sizeof(mp_limb_t) * n * per_row * (size_t)rows);
-    if (self->modulus == NULL || self->entries == NULL) {
+    if (vectors) {
+        self->modulus_digits = PyMem_Malloc(sizeof(uint64_t) * stride);
+    }
+    self->entries = PyMem_Malloc(sizeof(uint64_t) * stride * per_row * (size_t)rows);
+    if (self->modulus == NULL || self->entries == NULL || (vectors && !self->modulus_digits)) {
+        PyMem_Free(self->entries);
+        self->entries = NULL;
         PyErr_NoMemory();
         goto done;
     }
     self->limbs = n;
     self->rows = rows;
     self->window = window;
+    self->vectors = vectors;
+    self->stride = stride;
     limbs_from_mpz(self->modulus, m, n);
-    /* minv = -m^-1 mod 2^64 by Newton's iteration (each step doubles the correct low bits). */
+    /* -m^-1 mod 2^64 by Newton's iteration (each step doubles the correct low bits). */
     mp_limb_t inverse = 1;
     for (int step = 0; step < 6; step++) {
         inverse *= 2 - self->modulus[0] * inverse;
     }
     self->minv = -inverse;
-    /* Montgomery forms of 1 and of the base: x * 2^(64 n) mod m. */
-    mp_limb_t one[MAX_LIMBS], row_base[MAX_LIMBS];
-    mpz_set_ui(r, 1);
-    mpz_mul_2exp(r, r, 64 * (mp_bitcnt_t)n);
-    mpz_mod(r, r, m);
-    limbs_from_mpz(one, r, n);
+    if (vectors) {
+        digits_from_limbs(self->modulus_digits, stride, self->modulus, n);
+        self->minv &= DIGIT_MASK;
+    }
+    /* 1 and the base in the table's representation (x R mod m). */
+    uint64_t one[8 * MAX_VECTORS + MAX_LIMBS], row_base[8 * MAX_VECTORS + MAX_LIMBS];
     mpz_mod(x, x, m);
-    mpz_mul_2exp(x, x, 64 * (mp_bitcnt_t)n);
-    mpz_mod(x, x, m);
-    limbs_from_mpz(row_base, x, n);
-    const mp_limb_t *modulus = self->modulus;
-    mp_limb_t minv = self->minv;
+    domain_from_mpz(self, row_base, x, m);
+    mpz_set_ui(x, 1);
+    domain_from_mpz(self, one, x, m);
+    const TableObject *table = self;
+    size_t bytes = sizeof(uint64_t) * stride;
     Py_BEGIN_ALLOW_THREADS
     for (int i = 0; i < rows; i++) {
-        mp_limb_t *row = self->entries + (size_t)i * per_row * n;
-        memcpy(row, one, sizeof(mp_limb_t) * n);
-        memcpy(row + n, row_base, sizeof(mp_limb_t) * n);
+        uint64_t *row = table->entries + (size_t)i * per_row * stride;
+        memcpy(row, one, bytes);
+        memcpy(row + stride, row_base, bytes);
         for (size_t j = 2; j < per_row; j++) {
-            mont_mul(row + j * n, row + (j - 1) * n, row_base, modulus, n, minv);
+            domain_mul(table, row + j * stride, row + (j - 1) * stride, row_base);
         }
         /* the next row's base: base**(2**(window * (i + 1))) = last entry times base */
-        mont_mul(row_base, row + (per_row - 1) * n, row_base, modulus, n, minv);
+        domain_mul(table, row_base, row + (per_row - 1) * stride, row_base);
     }
     Py_END_ALLOW_THREADS
     status = 0;
 done:
-    mpz_clears(m, x, r, NULL);
+    mpz_clears(m, x, NULL);
     PyBuffer_Release(&modulus_bytes);
     PyBuffer_Release(&base_bytes);
     return status;
@@ -188,7 +398,7 @@ Table_pow_many(TableObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*", &digits)) {
         return NULL;
     }
-    mp_size_t n = self->limbs;
+    mp_size_t n = self->limbs, stride = self->stride;
     Py_ssize_t per_exponent = (Py_ssize_t)self->rows * 2;
     if (digits.len % per_exponent != 0) {
         PyBuffer_Release(&digits);
@@ -212,35 +422,35 @@ Table_pow_many(TableObject *self, PyObject *args)
     }
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
     size_t per_row = (size_t)1 << self->window;
-    const mp_limb_t *modulus = self->modulus;
-    mp_limb_t minv = self->minv;
     int rows = self->rows;
-    const mp_limb_t *entries = self->entries;
+    const TableObject *table = self;
     Py_BEGIN_ALLOW_THREADS
-    mp_limb_t accumulator[MAX_LIMBS], value[MAX_LIMBS];
+    uint64_t accumulator[8 * MAX_VECTORS + MAX_LIMBS];
+    mp_limb_t value[MAX_LIMBS];
     for (Py_ssize_t k = 0; k < count; k++) {
         const uint16_t *exponent = all + k * rows;
         int started = 0;
         /* The entries are scattered over tens of MB: ask for the next one while multiplying. */
-        prefetch_entry(entries + (size_t)exponent[0] * n, n);
+        prefetch_entry(table->entries + (size_t)exponent[0] * stride, stride);
         for (int i = 0; i < rows; i++) {
             uint16_t digit = exponent[i];
             if (i + 1 < rows) {
-                prefetch_entry(entries + ((size_t)(i + 1) * per_row + exponent[i + 1]) * n, n);
+                prefetch_entry(
+                    table->entries + ((size_t)(i + 1) * per_row + exponent[i + 1]) * stride, stride);
             }
             if (digit == 0) {
                 continue;
             }
-            const mp_limb_t *entry = entries + ((size_t)i * per_row + digit) * n;
+            const uint64_t *entry = table->entries + ((size_t)i * per_row + digit) * stride;
             if (started) {
-                mont_mul(accumulator, accumulator, entry, modulus, n, minv);
+                domain_mul(table, accumulator, accumulator, entry);
             } else {
-                memcpy(accumulator, entry, sizeof(mp_limb_t) * n);
+                memcpy(accumulator, entry, sizeof(uint64_t) * stride);
                 started = 1;
             }
         }
         if (started) {
-            mont_reduce(value, accumulator, modulus, n, minv);
+            domain_to_limbs(table, value, accumulator);
         } else {
             memset(value, 0, sizeof(mp_limb_t) * n);
             value[0] = 1;
@@ -259,6 +469,13 @@ Table_pow_many(TableObject *self, PyObject *args)
 }
 
 static PyObject *
+Table_get_vectorised(TableObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->vectors > 0);
+}
+
+static PyObject *
 Table_get_limbs(TableObject *self, void *closure)
 {
     (void)closure;
@@ -273,6 +490,7 @@ static PyMethodDef Table_methods[] = {
 
 static PyGetSetDef Table_getset[] = {
     {"limbs", (getter)Table_get_limbs, NULL, "64-bit limbs per residue", NULL},
+    {"vectorised", (getter)Table_get_vectorised, NULL, "whether the IFMA path runs", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -312,7 +530,8 @@ PyInit__fixedbase(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddStringConstant(m, "gmp_version", gmp_version) < 0) {
+    if (PyModule_AddIntConstant(m, "ifma", ifma_supported()) < 0 ||
+        PyModule_AddStringConstant(m, "gmp_version", gmp_version) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -12,8 +12,9 @@ docs/performance.md), and the kernels are built to spend as few as possible:
 * :class:`FixedBaseTable` raises one fixed base to many random exponents with one multiplication
   per ``window`` bits of exponent (used for obfuscators and re-randomisation). Where the optional C
   kernel ``fedlearn.crypto._fixedbase`` is built (``pip install`` builds it where a C compiler
-  and GMP's headers are found), its products run in Montgomery form on GMP's limbs without the
-  interpreter's lock; the results are the same numbers.
+  and GMP's headers are found), its products run in Montgomery form on GMP's limbs, or on AVX-512
+  IFMA's 52-bit lanes where the processor has them, without the interpreter's lock; the results
+  are the same numbers.
 
 All values are ``gmpy2.mpz``; the functions are module-level so a process pool can run them.
 """
@@ -41,8 +42,8 @@ except ImportError:
     _native = None
 
 ONE = mpz(1)
-#: Set to "0" to use the pure-Python tables even where the C kernel is built (benchmarks compare
-#: the two; the results are identical).
+#: "0": the pure-Python tables even where the C kernel is built; "mpn": the C kernel without its
+#: AVX-512 IFMA path (benchmarks compare them; the results are identical).
 NATIVE_ENV = "FEDLEARN_NATIVE"
 #: The C kernel's limit (the p^2 of an 8,192-bit key).
 _NATIVE_MAX_BITS = 8192
@@ -54,12 +55,19 @@ def native_kernel() -> bool:
     return _native is not None and os.environ.get(NATIVE_ENV, "1") != "0"
 
 
+def _vector_path() -> bool:
+    """Whether the C kernel may use its AVX-512 IFMA path (it also needs the processor's)."""
+    return os.environ.get(NATIVE_ENV, "1") != "mpn"
+
+
 def kernel_description() -> str:
     """Which fixed-base tables new engines use, for ``--version`` and the node's log."""
     if _native is None:
         return "Python (the C kernel is not built: install GMP's headers and reinstall)"
     if not native_kernel():
         return f"Python ({NATIVE_ENV}=0)"
+    if _native.ifma and _vector_path():
+        return f"C, AVX-512 IFMA (GMP {_native.gmp_version})"
     return f"C (GMP {_native.gmp_version})"
 
 
@@ -71,7 +79,8 @@ class FixedBaseTable:
     ``rows * 2**window`` residues (window 11 at 1024-bit exponents: 192,512 entries, 49 MB for a
     2,048-bit modulus). With the C kernel (``native``: by default where it is built and the
     modulus is odd) the table is one block of Montgomery residues and :meth:`pow_many` runs without
-    the interpreter's lock; otherwise a list of ``mpz`` rows.
+    the interpreter's lock, on eight 52-bit lanes at a time where the processor has AVX-512 IFMA
+    (``vector``: by default unless ``FEDLEARN_NATIVE=mpn``); otherwise a list of ``mpz`` rows.
     """
 
     def __init__(
@@ -82,6 +91,7 @@ class FixedBaseTable:
         exponent_bits: int,
         window: int,
         native: bool | None = None,
+        vector: bool | None = None,
     ) -> None:
         if not 1 <= window <= 16:
             raise ValueError(f"window must be in [1, 16], got {window}")
@@ -103,6 +113,7 @@ class FixedBaseTable:
                 int(row_base).to_bytes(size, "little"),
                 self.rows,
                 window,
+                vector=_vector_path() if vector is None else vector,
             )
             self._bytes = 8 * self._native.limbs
             return
@@ -120,6 +131,11 @@ class FixedBaseTable:
     def native(self) -> bool:
         """Whether this table runs on the C kernel."""
         return self._native is not None
+
+    @property
+    def vectorised(self) -> bool:
+        """Whether this table runs on the C kernel's AVX-512 IFMA path."""
+        return self._native is not None and bool(self._native.vectorised)
 
     def pow_digits(self, digits: Sequence[int]) -> mpz:
         """The product of ``table[i][digits[i]]``: ``base**sum(d_i * 2**(window * i))``."""

@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from fedlearn.crypto import OwnKeyEngine
-from fedlearn.crypto.matvec import NATIVE_ENV, FixedBaseTable, _native, native_kernel, random_digits
+from fedlearn.crypto.matvec import (
+    NATIVE_ENV,
+    FixedBaseTable,
+    _native,
+    kernel_description,
+    native_kernel,
+    random_digits,
+)
 
 needs_kernel = pytest.mark.skipif(_native is None, reason="the C kernel is not built here")
 
@@ -42,7 +49,17 @@ def _odd_modulus(rng: random.Random, bits: int) -> int:
 @needs_kernel
 @pytest.mark.parametrize(
     ("bits", "window", "exponent_bits"),
-    [(64, 1, 9), (65, 3, 20), (200, 7, 100), (1024, 8, 512), (2048, 11, 300), (4096, 4, 64)],
+    [
+        (64, 1, 9),
+        (65, 3, 20),
+        (200, 7, 100),
+        (414, 5, 30),  # the IFMA path's widths: 4m < 2^416 holds up to 414 bits, then 2 vectors
+        (415, 5, 30),
+        (1024, 8, 512),
+        (2048, 11, 300),
+        (4096, 4, 64),
+        (8192, 2, 12),
+    ],
 )
 def test_kernel_matches_python_tables_and_powmod(
     bits: int, window: int, exponent_bits: int
@@ -51,8 +68,13 @@ def test_kernel_matches_python_tables_and_powmod(
     modulus = _odd_modulus(rng, bits)
     base = rng.getrandbits(bits + 9)  # not reduced: the table reduces it
     native = FixedBaseTable(base, modulus, exponent_bits=exponent_bits, window=window, native=True)
+    mpn = FixedBaseTable(
+        base, modulus, exponent_bits=exponent_bits, window=window, native=True, vector=False
+    )
     python = FixedBaseTable(base, modulus, exponent_bits=exponent_bits, window=window, native=False)
-    assert native.native and not python.native
+    assert native.native and mpn.native and not python.native
+    assert not mpn.vectorised
+    assert native.vectorised == bool(_native.ifma)  # type: ignore[union-attr]
     digits = random_digits(40, exponent_bits, window)
     digits[0] = 0  # base**0 = 1
     digits[1] = (1 << window) - 1  # every digit at its largest
@@ -60,6 +82,7 @@ def test_kernel_matches_python_tables_and_powmod(
     digits[2] = 0
     digits[2, 3 % native.rows] = 1  # one entry alone
     assert native.pow_many(digits) == python.pow_many(digits)
+    assert mpn.pow_many(digits) == python.pow_many(digits)
     for row in digits[:8]:
         exponent = sum(int(d) << (window * i) for i, d in enumerate(row))
         assert native.pow_digits(row.tolist()) == gmpy2.powmod(base, exponent, modulus)
@@ -100,8 +123,11 @@ def test_even_modulus_falls_back_to_python_tables() -> None:
 def test_engine_on_the_kernel_and_on_python_tables_agree(small_keypair, monkeypatch) -> None:
     with OwnKeyEngine(small_keypair) as kernel:
         assert kernel._tables is not None and all(t.native for t in kernel._tables)
+        monkeypatch.setenv(NATIVE_ENV, "mpn")
+        assert native_kernel() and "IFMA" not in kernel_description()
         monkeypatch.setenv(NATIVE_ENV, "0")
         assert not native_kernel()
+        assert kernel_description() == f"Python ({NATIVE_ENV}=0)"
         digits = random_digits(12, kernel.exponent_bits, kernel.table_window)
         python_tables = kernel.secret.djn_tables(
             gmpy2.mpz(kernel.djn_base), kernel.exponent_bits, kernel.table_window
