@@ -51,7 +51,7 @@ from fedlearn.crypto import (
     packing_layout,
     unpack,
 )
-from fedlearn.crypto.matvec import NATIVE_ENV, native_kernel
+from fedlearn.crypto.matvec import NATIVE_ENV, kernel_description, native_kernel
 
 RESULTS = Path(__file__).resolve().parent / "results" / "crypto.json"
 BATCH = 1024
@@ -127,23 +127,26 @@ def bench_engine(keypair: Any, residual: np.ndarray, blocks: dict[str, np.ndarra
     results["encrypt"] = median_rate(lambda: len(own.encrypt(plaintexts[:300])), repeats)
     results["native_kernel"] = float(native_kernel())
     if native_kernel():
-        # The same engine on the pure-Python tables (FEDLEARN_NATIVE=0), interleaved with the
-        # kernel's runs so both see the same load: the kernel's speed-up in this run.
-        os.environ[NATIVE_ENV] = "0"
-        try:
-            python_tables = OwnKeyEngine(keypair)
-        finally:
-            del os.environ[NATIVE_ENV]
-        with python_tables:
-            pairs = [
-                (
-                    median_rate(lambda: len(own.encrypt(plaintexts[:300])), 1),
-                    median_rate(lambda: len(python_tables.encrypt(plaintexts[:300])), 1),
-                )
+        # The same engine on the pure-Python tables (FEDLEARN_NATIVE=0) and on the kernel's mpn
+        # path (FEDLEARN_NATIVE=mpn: no AVX-512 IFMA), interleaved with the kernel's runs so all
+        # see the same load: the kernel's speed-ups in this run.
+        others = {}
+        for setting in ("0", "mpn"):
+            os.environ[NATIVE_ENV] = setting
+            try:
+                others[setting] = OwnKeyEngine(keypair)
+            finally:
+                del os.environ[NATIVE_ENV]
+        engines = [own, others["0"], others["mpn"]]
+        with others["0"], others["mpn"]:
+            runs = [
+                [median_rate(lambda e=e: len(e.encrypt(plaintexts[:300])), 1) for e in engines]
                 for _ in range(repeats)
             ]
-        results["encrypt_python_tables"] = statistics.median(pair[1] for pair in pairs)
-        results["native_speedup"] = statistics.median(pair[0] / pair[1] for pair in pairs)
+        results["encrypt_python_tables"] = statistics.median(run[1] for run in runs)
+        results["encrypt_mpn"] = statistics.median(run[2] for run in runs)
+        results["native_speedup"] = statistics.median(run[0] / run[1] for run in runs)
+        results["ifma_speedup"] = statistics.median(run[0] / run[2] for run in runs)
 
     def online() -> int:
         own.prefill(BATCH)
@@ -295,7 +298,9 @@ def main() -> None:
         print(
             f"C kernel (fedlearn/crypto/_fixedbase.c): encrypt {engine['encrypt']:,.0f}/s; the "
             f"pure-Python tables {engine['encrypt_python_tables']:,.0f}/s; kernel / Python "
-            f"{engine['native_speedup']:.2f}x (median of {args.repeats} interleaved pairs)"
+            f"{engine['native_speedup']:.2f}x; its mpn path (no IFMA) {engine['encrypt_mpn']:,.0f}/s"
+            f", kernel / mpn {engine['ifma_speedup']:.2f}x (medians of {args.repeats} interleaved "
+            f"runs; kernel: {kernel_description()})"
         )
     else:
         print("C kernel not built: the engine ran on the pure-Python tables")

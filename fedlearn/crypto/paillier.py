@@ -38,8 +38,8 @@ OBFUSCATIONS = ("djn", "standard")
 BACKGROUNDS = ("thread", "process", "executor")
 
 #: Window bits of the DJN tables for keys of 2048 bits or more: 94 products per 1024-bit exponent
-#: (window 10: 103, 9% more) for tables of 94 x 2,048 residues per prime (about 110 MB per process
-#: at 2048 bits, twice window 10's).
+#: (window 10: 103, 9% more) for tables of 94 x 2,048 residues per prime (about 120 MB per process
+#: at 2048 bits, twice window 10's: 118 MB on the C kernel's IFMA path, 94 MB on its mpn path).
 DJN_TABLE_WINDOW = 11
 #: Obfuscators computed per step of the background filler (it checks for ``close`` in between).
 _FILL_CHUNK = 32
