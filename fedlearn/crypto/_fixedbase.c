@@ -37,17 +37,23 @@
 /* 8,192-bit moduli at most (the p^2 of a 8,192-bit key). */
 #define MAX_LIMBS 128
 
+/* An odd modulus and its Montgomery representation (the mpn path's or the IFMA path's). */
 typedef struct {
-    PyObject_HEAD
-    mp_size_t limbs; /* 64-bit limbs of the modulus, and of each result */
-    int rows;
-    int window;
+    mp_size_t limbs;  /* 64-bit limbs of the modulus, and of each result */
     int vectors;      /* > 0: the IFMA path, residues of 8 * vectors 52-bit digits */
-    mp_size_t stride; /* 64-bit words per stored residue: limbs, or 8 * vectors digits */
+    mp_size_t stride; /* 64-bit words per residue: limbs, or 8 * vectors digits */
     mp_limb_t minv;   /* -modulus^-1 mod 2^64 (mpn path) or mod 2^52 (IFMA path) */
     mp_limb_t *modulus;
     uint64_t *modulus_digits; /* the IFMA path's modulus, 8 * vectors digits */
-    uint64_t *entries;        /* rows * 2^window residues of ``stride`` words */
+    uint64_t *r_squared;      /* R^2 mod m, plain, in the representation: x R = domain_mul(x, R^2) */
+} Modulus;
+
+typedef struct {
+    PyObject_HEAD
+    Modulus mod;
+    int rows;
+    int window;
+    uint64_t *entries; /* rows * 2^window residues of ``mod.stride`` words */
 } TableObject;
 
 /* r = a * b * 2^(-64 n) mod m for a, b < m (Montgomery's product); r may alias a or b. */
@@ -79,7 +85,7 @@ mont_reduce(mp_limb_t *r, const mp_limb_t *a, const mp_limb_t *m, mp_size_t n, m
 }
 
 static inline void
-prefetch_entry(const mp_limb_t *entry, mp_size_t n)
+prefetch_entry(const uint64_t *entry, mp_size_t n)
 {
 #if defined(__GNUC__)
     for (mp_size_t j = 0; j < n; j += 8) { /* one 64-byte line per 8 limbs */
@@ -235,9 +241,9 @@ limbs_from_digits(mp_limb_t *limbs, mp_size_t limbs_count, const uint64_t *digit
 
 /* ---- one interface over both paths -------------------------------------------------------- */
 
-/* r = a * b / R mod m in the table's representation (r may alias a or b). */
+/* r = a * b / R mod m in the modulus's representation (r may alias a or b). */
 static inline void
-domain_mul(const TableObject *t, uint64_t *r, const uint64_t *a, const uint64_t *b)
+domain_mul(const Modulus *t, uint64_t *r, const uint64_t *a, const uint64_t *b)
 {
 #ifdef HAVE_IFMA
     if (t->vectors) {
@@ -248,9 +254,9 @@ domain_mul(const TableObject *t, uint64_t *r, const uint64_t *a, const uint64_t 
     mont_mul(r, a, b, t->modulus, t->limbs, t->minv);
 }
 
-/* x * R mod m in the table's representation (x < m). */
+/* x * R mod m in the modulus's representation (x < m). */
 static void
-domain_from_mpz(const TableObject *t, uint64_t *out, const mpz_t x, const mpz_t m)
+domain_from_mpz(const Modulus *t, uint64_t *out, const mpz_t x, const mpz_t m)
 {
     mpz_t shifted;
     mpz_init(shifted);
@@ -270,7 +276,7 @@ domain_from_mpz(const TableObject *t, uint64_t *out, const mpz_t x, const mpz_t 
 
 /* The residue a / R mod m, fully reduced, as the modulus's limbs. */
 static void
-domain_to_limbs(const TableObject *t, mp_limb_t *out, const uint64_t *a)
+domain_to_limbs(const Modulus *t, mp_limb_t *out, const uint64_t *a)
 {
     if (!t->vectors) {
         mont_reduce(out, a, t->modulus, t->limbs, t->minv);
@@ -286,11 +292,85 @@ domain_to_limbs(const TableObject *t, mp_limb_t *out, const uint64_t *a)
     }
 }
 
+/* A plain residue x < m (limbs) in the representation: x R mod m. */
+static void
+domain_from_limbs(const Modulus *t, uint64_t *out, const mp_limb_t *x)
+{
+    uint64_t plain[8 * MAX_VECTORS + MAX_LIMBS];
+    if (t->vectors) {
+        digits_from_limbs(plain, t->stride, x, t->limbs);
+    } else {
+        memcpy(plain, x, sizeof(mp_limb_t) * t->limbs);
+    }
+    domain_mul(t, out, plain, t->r_squared);
+}
+
+static void
+modulus_free(Modulus *t)
+{
+    PyMem_Free(t->modulus);
+    PyMem_Free(t->modulus_digits);
+    PyMem_Free(t->r_squared);
+    t->modulus = NULL;
+    t->modulus_digits = NULL;
+    t->r_squared = NULL;
+}
+
+/* Set t up for the odd modulus m (> 1, at most MAX_LIMBS limbs); the IFMA path if ``vector`` and
+ * the processor has it. Returns -1 with a Python error set on failure. */
+static int
+modulus_init(Modulus *t, const mpz_t m, int vector)
+{
+    mp_size_t n = (mp_size_t)mpz_size(m);
+    if (mpz_cmp_ui(m, 1) <= 0 || mpz_even_p(m) || n > MAX_LIMBS) {
+        PyErr_SetString(PyExc_ValueError, "the modulus must be odd, > 1 and at most 8192 bits");
+        return -1;
+    }
+    modulus_free(t);
+    /* The IFMA path needs R = 2^(416 V) > 4m. */
+    int vectors = vector && ifma_supported() ? (int)((mpz_sizeinbase(m, 2) + 2 + 415) / 416) : 0;
+    t->limbs = n;
+    t->vectors = vectors;
+    t->stride = vectors ? 8 * vectors : n;
+    t->modulus = PyMem_Malloc(sizeof(mp_limb_t) * n);
+    t->r_squared = PyMem_Malloc(sizeof(uint64_t) * t->stride);
+    if (vectors) {
+        t->modulus_digits = PyMem_Malloc(sizeof(uint64_t) * t->stride);
+    }
+    if (t->modulus == NULL || t->r_squared == NULL || (vectors && t->modulus_digits == NULL)) {
+        modulus_free(t);
+        PyErr_NoMemory();
+        return -1;
+    }
+    limbs_from_mpz(t->modulus, m, n);
+    /* -m^-1 mod 2^64 by Newton's iteration (each step doubles the correct low bits). */
+    mp_limb_t inverse = 1;
+    for (int step = 0; step < 6; step++) {
+        inverse *= 2 - t->modulus[0] * inverse;
+    }
+    t->minv = -inverse;
+    mp_bitcnt_t r_bits = vectors ? (mp_bitcnt_t)DIGIT_BITS * t->stride : 64 * (mp_bitcnt_t)n;
+    mpz_t r_squared;
+    mpz_init_set_ui(r_squared, 1);
+    mpz_mul_2exp(r_squared, r_squared, 2 * r_bits);
+    mpz_mod(r_squared, r_squared, m);
+    if (vectors) {
+        mp_limb_t limbs[MAX_LIMBS];
+        digits_from_limbs(t->modulus_digits, t->stride, t->modulus, n);
+        t->minv &= DIGIT_MASK;
+        limbs_from_mpz(limbs, r_squared, n);
+        digits_from_limbs(t->r_squared, t->stride, limbs, n);
+    } else {
+        limbs_from_mpz(t->r_squared, r_squared, n);
+    }
+    mpz_clear(r_squared);
+    return 0;
+}
+
 static void
 Table_dealloc(TableObject *self)
 {
-    PyMem_Free(self->modulus);
-    PyMem_Free(self->modulus_digits);
+    modulus_free(&self->mod);
     PyMem_Free(self->entries);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -310,73 +390,47 @@ Table_init(TableObject *self, PyObject *args, PyObject *kwds)
     mpz_inits(m, x, NULL);
     mpz_import(m, modulus_bytes.len, -1, 1, 0, 0, modulus_bytes.buf);
     mpz_import(x, base_bytes.len, -1, 1, 0, 0, base_bytes.buf);
-    mp_size_t n = (mp_size_t)mpz_size(m);
+    PyMem_Free(self->entries);
+    self->entries = NULL;
     if (window < 1 || window > 16 || rows < 1 || rows > 100000) {
         PyErr_SetString(PyExc_ValueError, "window must be in [1, 16] and rows in [1, 100000]");
         goto done;
     }
-    if (mpz_cmp_ui(m, 1) <= 0 || mpz_even_p(m) || n > MAX_LIMBS) {
-        PyErr_SetString(PyExc_ValueError, "the modulus must be odd, > 1 and at most 8192 bits");
+    if (modulus_init(&self->mod, m, vector) < 0) {
         goto done;
     }
-    /* The IFMA path needs R = 2^(416 V) > 4m. */
-    int vectors = vector && ifma_supported() ? (int)((mpz_sizeinbase(m, 2) + 2 + 415) / 416) : 0;
-    mp_size_t stride = vectors ? 8 * vectors : n;
+    const Modulus *mod = &self->mod;
+    mp_size_t stride = mod->stride;
     size_t per_row = (size_t)1 << window;
     if ((size_t)rows > SIZE_MAX / per_row / (size_t)stride / sizeof(uint64_t)) {
         PyErr_NoMemory();
         goto done;
     }
-    PyMem_Free(self->modulus);
-    PyMem_Free(self->modulus_digits);
-    PyMem_Free(self->entries);
-    self->modulus_digits = NULL;
-    self->entries = NULL;
-    self->modulus = PyMem_Malloc(sizeof(mp_limb_t) * n);
-    if (vectors) {
-        self->modulus_digits = PyMem_Malloc(sizeof(uint64_t) * stride);
-    }
     self->entries = PyMem_Malloc(sizeof(uint64_t) * stride * per_row * (size_t)rows);
-    if (self->modulus == NULL || self->entries == NULL || (vectors && !self->modulus_digits)) {
-        PyMem_Free(self->entries);
-        self->entries = NULL;
+    if (self->entries == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    self->limbs = n;
     self->rows = rows;
     self->window = window;
-    self->vectors = vectors;
-    self->stride = stride;
-    limbs_from_mpz(self->modulus, m, n);
-    /* -m^-1 mod 2^64 by Newton's iteration (each step doubles the correct low bits). */
-    mp_limb_t inverse = 1;
-    for (int step = 0; step < 6; step++) {
-        inverse *= 2 - self->modulus[0] * inverse;
-    }
-    self->minv = -inverse;
-    if (vectors) {
-        digits_from_limbs(self->modulus_digits, stride, self->modulus, n);
-        self->minv &= DIGIT_MASK;
-    }
-    /* 1 and the base in the table's representation (x R mod m). */
+    /* 1 and the base in the representation (x R mod m). */
     uint64_t one[8 * MAX_VECTORS + MAX_LIMBS], row_base[8 * MAX_VECTORS + MAX_LIMBS];
     mpz_mod(x, x, m);
-    domain_from_mpz(self, row_base, x, m);
+    domain_from_mpz(mod, row_base, x, m);
     mpz_set_ui(x, 1);
-    domain_from_mpz(self, one, x, m);
-    const TableObject *table = self;
+    domain_from_mpz(mod, one, x, m);
+    uint64_t *entries = self->entries;
     size_t bytes = sizeof(uint64_t) * stride;
     Py_BEGIN_ALLOW_THREADS
     for (int i = 0; i < rows; i++) {
-        uint64_t *row = table->entries + (size_t)i * per_row * stride;
+        uint64_t *row = entries + (size_t)i * per_row * stride;
         memcpy(row, one, bytes);
         memcpy(row + stride, row_base, bytes);
         for (size_t j = 2; j < per_row; j++) {
-            domain_mul(table, row + j * stride, row + (j - 1) * stride, row_base);
+            domain_mul(mod, row + j * stride, row + (j - 1) * stride, row_base);
         }
         /* the next row's base: base**(2**(window * (i + 1))) = last entry times base */
-        domain_mul(table, row_base, row + (per_row - 1) * stride, row_base);
+        domain_mul(mod, row_base, row + (per_row - 1) * stride, row_base);
     }
     Py_END_ALLOW_THREADS
     status = 0;
@@ -398,7 +452,7 @@ Table_pow_many(TableObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*", &digits)) {
         return NULL;
     }
-    mp_size_t n = self->limbs, stride = self->stride;
+    mp_size_t n = self->mod.limbs, stride = self->mod.stride;
     Py_ssize_t per_exponent = (Py_ssize_t)self->rows * 2;
     if (digits.len % per_exponent != 0) {
         PyBuffer_Release(&digits);
@@ -423,7 +477,8 @@ Table_pow_many(TableObject *self, PyObject *args)
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
     size_t per_row = (size_t)1 << self->window;
     int rows = self->rows;
-    const TableObject *table = self;
+    const Modulus *mod = &self->mod;
+    const uint64_t *entries = self->entries;
     Py_BEGIN_ALLOW_THREADS
     uint64_t accumulator[8 * MAX_VECTORS + MAX_LIMBS];
     mp_limb_t value[MAX_LIMBS];
@@ -431,26 +486,26 @@ Table_pow_many(TableObject *self, PyObject *args)
         const uint16_t *exponent = all + k * rows;
         int started = 0;
         /* The entries are scattered over tens of MB: ask for the next one while multiplying. */
-        prefetch_entry(table->entries + (size_t)exponent[0] * stride, stride);
+        prefetch_entry(entries + (size_t)exponent[0] * stride, stride);
         for (int i = 0; i < rows; i++) {
             uint16_t digit = exponent[i];
             if (i + 1 < rows) {
-                prefetch_entry(
-                    table->entries + ((size_t)(i + 1) * per_row + exponent[i + 1]) * stride, stride);
+                prefetch_entry(entries + ((size_t)(i + 1) * per_row + exponent[i + 1]) * stride,
+                               stride);
             }
             if (digit == 0) {
                 continue;
             }
-            const uint64_t *entry = table->entries + ((size_t)i * per_row + digit) * stride;
+            const uint64_t *entry = entries + ((size_t)i * per_row + digit) * stride;
             if (started) {
-                domain_mul(table, accumulator, accumulator, entry);
+                domain_mul(mod, accumulator, accumulator, entry);
             } else {
                 memcpy(accumulator, entry, sizeof(uint64_t) * stride);
                 started = 1;
             }
         }
         if (started) {
-            domain_to_limbs(table, value, accumulator);
+            domain_to_limbs(mod, value, accumulator);
         } else {
             memset(value, 0, sizeof(mp_limb_t) * n);
             value[0] = 1;
@@ -468,18 +523,205 @@ Table_pow_many(TableObject *self, PyObject *args)
     return result;
 }
 
+/* acc = b^e in the representation (b in it, e > 0): left-to-right sliding windows over the odd
+ * powers b, b^3, ..., b^(2^w - 1). */
+static void
+domain_pow(const Modulus *t, uint64_t *acc, const uint64_t *b, uint64_t e)
+{
+    enum { WIDTH = 8 * MAX_VECTORS + MAX_LIMBS };
+    uint64_t odd[16][WIDTH], square[WIDTH];
+    mp_size_t stride = t->stride;
+    int bits = 64 - __builtin_clzll(e);
+    int w = bits <= 6 ? 1 : bits <= 24 ? 3 : bits <= 80 ? 4 : 5;
+    memcpy(odd[0], b, sizeof(uint64_t) * stride);
+    if (w > 1) {
+        domain_mul(t, square, b, b);
+        for (int j = 1; j < (1 << (w - 1)); j++) {
+            domain_mul(t, odd[j], odd[j - 1], square);
+        }
+    }
+    int started = 0;
+    int top = bits - 1;
+    while (top >= 0) {
+        if (!((e >> top) & 1)) {
+            domain_mul(t, acc, acc, acc); /* started: the top bit is set */
+            top--;
+            continue;
+        }
+        int low = top - w + 1 < 0 ? 0 : top - w + 1;
+        while (!((e >> low) & 1)) {
+            low++;
+        }
+        uint64_t window = (e >> low) & ((UINT64_C(1) << (top - low + 1)) - 1);
+        if (started) {
+            for (int k = 0; k < top - low + 1; k++) {
+                domain_mul(t, acc, acc, acc);
+            }
+            domain_mul(t, acc, acc, odd[window >> 1]);
+        } else {
+            memcpy(acc, odd[window >> 1], sizeof(uint64_t) * stride);
+            started = 1;
+        }
+        top = low - 1;
+    }
+}
+
+static PyObject *
+powmod_many(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    (void)module;
+    static char *keywords[] = {"modulus", "bases", "exponents", "vector", NULL};
+    Py_buffer modulus_bytes, bases_bytes, exponents_bytes;
+    int vector = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*y*|p", keywords, &modulus_bytes,
+                                     &bases_bytes, &exponents_bytes, &vector)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Modulus mod = {0};
+    uint64_t *domain = NULL, *prefix = NULL;
+    mpz_t m, inverse;
+    mpz_inits(m, inverse, NULL);
+    mpz_import(m, modulus_bytes.len, -1, 1, 0, 0, modulus_bytes.buf);
+    Py_ssize_t width = modulus_bytes.len;
+    Py_ssize_t count = exponents_bytes.len / (Py_ssize_t)sizeof(int64_t);
+    if (width == 0 || exponents_bytes.len % (Py_ssize_t)sizeof(int64_t) != 0 ||
+        bases_bytes.len != count * width) {
+        PyErr_SetString(PyExc_ValueError,
+                        "bases must be one modulus-width value per int64 exponent");
+        goto done;
+    }
+    if (modulus_init(&mod, m, vector) < 0) {
+        goto done;
+    }
+    mp_size_t n = mod.limbs, stride = mod.stride;
+    if ((size_t)width > (size_t)n * sizeof(mp_limb_t)) {
+        PyErr_SetString(PyExc_ValueError, "the modulus has leading zero bytes");
+        goto done;
+    }
+    const int64_t *exponents = (const int64_t *)exponents_bytes.buf;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (exponents[i] > INT64_C(1) << 62 || exponents[i] < -(INT64_C(1) << 62)) {
+            PyErr_SetString(PyExc_ValueError, "an exponent is not below 2**62 in magnitude");
+            goto done;
+        }
+    }
+    domain = PyMem_Malloc(sizeof(uint64_t) * stride * (size_t)(count ? count : 1));
+    prefix = PyMem_Malloc(sizeof(uint64_t) * stride * (size_t)(count ? count : 1));
+    result = PyBytes_FromStringAndSize(NULL, count * n * (Py_ssize_t)sizeof(mp_limb_t));
+    if (domain == NULL || prefix == NULL || result == NULL) {
+        Py_CLEAR(result);
+        PyErr_NoMemory();
+        goto done;
+    }
+    const unsigned char *bases = (const unsigned char *)bases_bytes.buf;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    int failure = 0; /* 1: a base not below the modulus; 2: a base with no inverse */
+    Py_BEGIN_ALLOW_THREADS
+    mp_limb_t limbs[MAX_LIMBS];
+    /* 1. every base in the representation */
+    for (Py_ssize_t i = 0; i < count && !failure; i++) {
+        memset(limbs, 0, sizeof(mp_limb_t) * n);
+        const unsigned char *chunk = bases + i * width;
+        for (Py_ssize_t byte = 0; byte < width; byte++) {
+            limbs[byte / 8] |= (mp_limb_t)chunk[byte] << (8 * (byte % 8));
+        }
+        if (mpn_cmp(limbs, mod.modulus, n) >= 0) {
+            failure = 1;
+            break;
+        }
+        domain_from_limbs(&mod, domain + i * stride, limbs);
+    }
+    /* 2. the bases of negative exponents inverted together (Montgomery's trick): one inversion,
+     * three products each. */
+    Py_ssize_t negatives = 0, last = -1;
+    for (Py_ssize_t i = 0; i < count && !failure; i++) {
+        if (exponents[i] < 0) {
+            uint64_t *slot = prefix + negatives * stride;
+            if (negatives) {
+                domain_mul(&mod, slot, prefix + (negatives - 1) * stride, domain + i * stride);
+            } else {
+                memcpy(slot, domain + i * stride, sizeof(uint64_t) * stride);
+            }
+            negatives++;
+            last = i;
+        }
+    }
+    if (negatives && !failure) {
+        uint64_t total[8 * MAX_VECTORS + MAX_LIMBS];
+        domain_to_limbs(&mod, limbs, prefix + (negatives - 1) * stride);
+        mpz_import(inverse, (size_t)n, -1, sizeof(mp_limb_t), 0, 0, limbs);
+        if (!mpz_invert(inverse, inverse, m)) {
+            failure = 2;
+        } else {
+            limbs_from_mpz(limbs, inverse, n);
+            domain_from_limbs(&mod, total, limbs); /* (b_1 ... b_k)^-1 R */
+            Py_ssize_t j = negatives - 1;
+            for (Py_ssize_t i = last; i >= 0; i--) {
+                if (exponents[i] >= 0) {
+                    continue;
+                }
+                uint64_t *base = domain + i * stride;
+                if (j > 0) {
+                    uint64_t inverted[8 * MAX_VECTORS + MAX_LIMBS];
+                    domain_mul(&mod, inverted, total, prefix + (j - 1) * stride);
+                    domain_mul(&mod, total, total, base);
+                    memcpy(base, inverted, sizeof(uint64_t) * stride);
+                } else {
+                    memcpy(base, total, sizeof(uint64_t) * stride);
+                }
+                j--;
+            }
+        }
+    }
+    /* 3. the powers */
+    for (Py_ssize_t i = 0; i < count && !failure; i++) {
+        int64_t k = exponents[i];
+        uint64_t e = k < 0 ? (uint64_t)(-k) : (uint64_t)k;
+        if (e == 0) {
+            memset(limbs, 0, sizeof(mp_limb_t) * n);
+            limbs[0] = 1;
+        } else {
+            uint64_t acc[8 * MAX_VECTORS + MAX_LIMBS];
+            domain_pow(&mod, acc, domain + i * stride, e);
+            domain_to_limbs(&mod, limbs, acc);
+        }
+        unsigned char *target = out + (size_t)i * n * sizeof(mp_limb_t);
+        for (mp_size_t j = 0; j < n; j++) {
+            for (int b = 0; b < 8; b++) {
+                target[j * 8 + b] = (unsigned char)(limbs[j] >> (8 * b));
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (failure) {
+        Py_CLEAR(result);
+        PyErr_SetString(PyExc_ValueError, failure == 1 ? "a base is not below the modulus"
+                                                       : "a base has no inverse modulo the modulus");
+    }
+done:
+    PyMem_Free(domain);
+    PyMem_Free(prefix);
+    modulus_free(&mod);
+    mpz_clears(m, inverse, NULL);
+    PyBuffer_Release(&modulus_bytes);
+    PyBuffer_Release(&bases_bytes);
+    PyBuffer_Release(&exponents_bytes);
+    return result;
+}
+
 static PyObject *
 Table_get_vectorised(TableObject *self, void *closure)
 {
     (void)closure;
-    return PyBool_FromLong(self->vectors > 0);
+    return PyBool_FromLong(self->mod.vectors > 0);
 }
 
 static PyObject *
 Table_get_limbs(TableObject *self, void *closure)
 {
     (void)closure;
-    return PyLong_FromSsize_t((Py_ssize_t)self->limbs);
+    return PyLong_FromSsize_t((Py_ssize_t)self->mod.limbs);
 }
 
 static PyMethodDef Table_methods[] = {
@@ -507,8 +749,16 @@ static PyTypeObject TableType = {
     .tp_new = PyType_GenericNew,
 };
 
+static PyMethodDef module_methods[] = {
+    {"powmod_many", (PyCFunction)(void (*)(void))powmod_many, METH_VARARGS | METH_KEYWORDS,
+     "powmod_many(modulus, bases, exponents, vector=True) -> bytes: base_i ** k_i mod modulus for "
+     "int64 exponents (a negative one inverts its base), each result as the modulus's limbs."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
+    .m_methods = module_methods,
     .m_name = "fedlearn.crypto._fixedbase",
     .m_doc = "Fixed-base window tables in Montgomery form (GMP's mpn layer).",
     .m_size = -1,

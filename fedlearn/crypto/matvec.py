@@ -167,6 +167,58 @@ class FixedBaseTable:
         ]
 
 
+#: Exponents of :func:`powmod_many` on the C kernel: below 2**62 in magnitude (int64 lanes).
+_POWMOD_MAX_BITS = 62
+
+
+def powmod_many(values: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -> list[mpz]:
+    """``[v ** k mod modulus]`` for short signed exponents (a negative one inverts its value).
+
+    On the C kernel's AVX-512 IFMA path (sliding windows in Montgomery form, the values of negative
+    exponents inverted together by Montgomery's trick: one inversion for the whole batch) where it
+    runs and the sizes fit; ``gmpy2.powmod`` each otherwise (GMP's own exponentiation beats the
+    kernel's mpn path at these exponent sizes: its set-up is per call, but its products are
+    faster). The numbers are the same either way.
+
+    Raises:
+        InvalidPeerData: a value with a negative exponent has no inverse modulo ``modulus`` (only
+            a crafted ciphertext: it would share a factor with n).
+    """
+    if len(values) != len(exponents):
+        raise ValueError(f"{len(values)} values but {len(exponents)} exponents")
+    limit = 1 << _POWMOD_MAX_BITS
+    fits = (
+        _native is not None
+        and _native.ifma
+        and native_kernel()
+        and _vector_path()
+        and gmpy2.is_odd(modulus)
+        and modulus.bit_length() <= _NATIVE_MAX_BITS
+        and all(-limit <= k <= limit for k in exponents)
+    )
+    if not fits:
+        try:
+            return [gmpy2.powmod(v, k, modulus) for v, k in zip(values, exponents, strict=True)]
+        except ValueError as exc:  # a negative exponent of a value with no inverse
+            raise InvalidPeerData("a ciphertext has no inverse modulo n^2") from exc
+    if not values:
+        return []
+    width = (modulus.bit_length() + 7) // 8
+    try:
+        packed = _native.powmod_many(  # type: ignore[union-attr]
+            int(modulus).to_bytes(width, "little"),
+            b"".join(mpz(v).to_bytes(width, "little") for v in values),
+            np.asarray(exponents, dtype=np.int64).tobytes(),
+        )
+    except ValueError as exc:
+        raise InvalidPeerData("a ciphertext has no inverse modulo n^2") from exc
+    size = len(packed) // len(values)
+    return [
+        mpz.from_bytes(packed[start : start + size], "little")
+        for start in range(0, len(packed), size)
+    ]
+
+
 def random_digits(count: int, exponent_bits: int, window: int) -> np.ndarray:
     """Window digits of ``count`` exponents, uniform in [0, 2**exponent_bits), from ``secrets``:
     shape (count, ceil(exponent_bits / window)), least significant digit first.

@@ -33,6 +33,7 @@ from fedlearn.crypto.matvec import (
     matvec_block_task,
     matvec_columns,
     matvec_plan,
+    powmod_many,
     signed_multiexp,
 )
 from fedlearn.crypto.packing import PackingLayout, draw_masks, packed_offsets
@@ -122,8 +123,9 @@ class PeerKeyEngine:
         return join_slabs(plan, partials, self.n_square)
 
     def scale(self, ciphertexts: Sequence[object], factors: Sequence[int]) -> list[mpz]:
-        """``[[k_i m_i]] = [[m_i]]**k_i`` per row; k_i signed, a few dozen bits: one powmod (gmpy2
-        inverts the ciphertext for a negative k_i)."""
+        """``[[k_i m_i]] = [[m_i]]**k_i`` per row; k_i signed, a few dozen bits: one short
+        exponentiation each (:func:`~fedlearn.crypto.matvec.powmod_many`: a negative k_i inverts
+        the ciphertext)."""
         values = self._check(ciphertexts)
         if len(values) != len(factors):
             raise ValueError(f"{len(values)} ciphertexts but {len(factors)} factors")
@@ -221,7 +223,7 @@ def _rerandomize(ciphertexts: Sequence[mpz], n: mpz) -> list[mpz]:
 def _scale_task(task: tuple[list[mpz], list[int], mpz]) -> list[mpz]:
     """``[c_i ** k_i mod n^2]`` for one chunk of rows."""
     ciphertexts, exponents, n_square = task
-    return [gmpy2.powmod(c, k, n_square) for c, k in zip(ciphertexts, exponents, strict=True)]
+    return powmod_many(ciphertexts, exponents, n_square)
 
 
 def _rerandomize_task(task: tuple[list[mpz], mpz]) -> list[mpz]:

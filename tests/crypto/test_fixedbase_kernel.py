@@ -19,8 +19,10 @@ from fedlearn.crypto.matvec import (
     _native,
     kernel_description,
     native_kernel,
+    powmod_many,
     random_digits,
 )
+from fedlearn.errors import InvalidPeerData
 
 needs_kernel = pytest.mark.skipif(_native is None, reason="the C kernel is not built here")
 
@@ -137,3 +139,56 @@ def test_engine_on_the_kernel_and_on_python_tables_agree(small_keypair, monkeypa
         assert kernel.secret.djn_obfuscators(kernel._tables, digits) == expected
         # every obfuscator is an encryption of 0
         assert kernel.decrypt(expected) == [0] * 12
+
+
+def _composite_square(rng: random.Random, bits: int) -> int:
+    """(p q)^2 for random primes of bits / 4 each: the shape of n^2."""
+    p = int(gmpy2.next_prime(rng.getrandbits(bits // 4) | (1 << (bits // 4 - 1))))
+    q = int(gmpy2.next_prime(rng.getrandbits(bits // 4) | (1 << (bits // 4 - 1))))
+    return (p * q) ** 2
+
+
+@pytest.mark.parametrize("setting", ["1", "mpn", "0"])
+@pytest.mark.parametrize("bits", [256, 1024, 4096])
+def test_powmod_many_matches_gmpy2(bits: int, setting: str, monkeypatch) -> None:
+    monkeypatch.setenv(NATIVE_ENV, setting)
+    rng = random.Random(bits)
+    modulus = gmpy2.mpz(_composite_square(rng, bits))
+    values = [gmpy2.mpz(rng.randrange(1, int(modulus))) for _ in range(60)]
+    exponents = [0, 1, -1, 2, -2, 2**62, -(2**62), 2**62 + 1, -(2**70)]  # the last two: gmpy2
+    exponents += [rng.randrange(-(2**bits_), 2**bits_) for bits_ in (3, 14, 20, 40) * 13][:51]
+    expected = [gmpy2.powmod(v, k, modulus) for v, k in zip(values, exponents, strict=True)]
+    assert powmod_many(values, exponents, modulus) == expected
+    short = exponents[:5] + exponents[9:]  # all within the kernel's int64 lanes
+    assert powmod_many(values[:5] + values[9:], short, modulus) == expected[:5] + expected[9:]
+    assert powmod_many([], [], modulus) == []
+
+
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_powmod_many_refuses_a_value_with_no_inverse(setting: str, monkeypatch) -> None:
+    monkeypatch.setenv(NATIVE_ENV, setting)
+    p, q = int(gmpy2.next_prime(2**127)), int(gmpy2.next_prime(2**128))
+    modulus = gmpy2.mpz((p * q) ** 2)
+    values = [gmpy2.mpz(5), gmpy2.mpz(p * 7), gmpy2.mpz(11)]
+    # a positive power of it is fine; a negative one would need its inverse
+    assert powmod_many(values, [3, 2, -1], modulus)[1] == gmpy2.powmod(p * 7, 2, modulus)
+    with pytest.raises(InvalidPeerData, match="no inverse"):
+        powmod_many(values, [3, -2, -1], modulus)
+    with pytest.raises(ValueError, match="3 values but 2"):
+        powmod_many(values, [1, 2], modulus)
+
+
+@needs_kernel
+def test_kernel_powmod_refuses_bad_input() -> None:
+    assert _native is not None
+    modulus = (2**127 - 1).to_bytes(16, "little")
+    exponent = np.array([3], dtype=np.int64).tobytes()
+    with pytest.raises(ValueError, match="one modulus-width value"):
+        _native.powmod_many(modulus, b"\x01" * 15, exponent)
+    with pytest.raises(ValueError, match="not below the modulus"):
+        _native.powmod_many(modulus, b"\xff" * 16, exponent)
+    with pytest.raises(ValueError, match="2\\*\\*62"):
+        _native.powmod_many(modulus, b"\x01" + b"\x00" * 15, np.array([2**63 - 1]).tobytes())
+    with pytest.raises(ValueError, match="odd"):
+        _native.powmod_many(b"\x04", b"\x01", exponent)
+    assert _native.powmod_many(modulus, b"", b"") == b""
