@@ -13,7 +13,9 @@ actually perform, in four kinds:
   ciphertexts (128 table products each: 8-bit windows over 1024-bit exponents) and the loss dot
   product (the engine's own estimate for s signed 17-bit coefficients);
 * multiplications mod p^2 or q^2 (half the size): DJN obfuscators, ``2 x 93`` table products per
-  encryption (11-bit windows over 1024-bit exponents) plus 2 for the CRT join;
+  encryption (11-bit windows over 1024-bit exponents) plus 2 for the CRT join, timed as the
+  engine's fixed-base tables run them (the C kernel where it is built: ``fedlearn/crypto/
+  _fixedbase.c``, its AVX-512 IFMA path where the processor has one; gmpy2 products otherwise);
 * multiplications mod n: the online step of an encryption and ``add_plain`` (one each);
 * whole ``gmpy2.powmod`` calls and inversions, timed directly rather than counted (GMP's own
   exponentiation is faster per multiplication than a Python-level product): the per-row residual
@@ -44,7 +46,7 @@ from gmpy2 import mpz
 
 from bench.nodes import save
 from fedlearn.crypto.keys import generate_keypair
-from fedlearn.crypto.matvec import bucket_window
+from fedlearn.crypto.matvec import FixedBaseTable, bucket_window, random_digits
 from fedlearn.crypto.paillier import DJN_TABLE_WINDOW
 from fedlearn.model import epoch_batches, max_batch_rows
 from fedlearn.protocol.steps import SLOPE_FRAC_BITS, gradient_layout
@@ -128,10 +130,17 @@ def time_primitives(bits: int = 2048, count: int = 4000, slot_bits: int = 134) -
             gmpy2.powmod(values_p2[index & 63], p - 1, p2)
             gmpy2.powmod(values_p2[index & 63], q - 1, q * q)
 
+    # The obfuscators' products as the engine runs them: a table's exponents, per product.
+    table = FixedBaseTable(values_p2[1], p2, exponent_bits=bits // 2, window=DJN_WINDOW)
+    exponents = random_digits(200, bits // 2, DJN_WINDOW)
+
+    def table_products() -> None:
+        table.pow_many(exponents)
+
     return Primitives(
         bits=bits,
         mul_n2=_median_seconds(products(values_n2, n2), count),
-        mul_p2=_median_seconds(products(values_p2, p2), count),
+        mul_p2=_median_seconds(table_products, 200 * table.rows),
         mul_n=_median_seconds(products(values_n, n), count),
         inv_n2=_median_seconds(inversions, 200),
         pow_n2_14=_median_seconds(powers(14, 500), 500),

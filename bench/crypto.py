@@ -116,6 +116,10 @@ def bench_phe(keypair: Any, residual: np.ndarray, blocks: dict[str, np.ndarray],
     return results
 
 
+def _encrypt_300(engine: OwnKeyEngine, plaintexts: list[int]) -> int:
+    return len(engine.encrypt(plaintexts[:300]))
+
+
 def bench_engine(keypair: Any, residual: np.ndarray, blocks: dict[str, np.ndarray], repeats: int):
     n = keypair.public_key.n
     results: dict[str, float] = {}
@@ -140,7 +144,7 @@ def bench_engine(keypair: Any, residual: np.ndarray, blocks: dict[str, np.ndarra
         engines = [own, others["0"], others["mpn"]]
         with others["0"], others["mpn"]:
             runs = [
-                [median_rate(lambda e=e: len(e.encrypt(plaintexts[:300])), 1) for e in engines]
+                [median_rate(functools.partial(_encrypt_300, e, plaintexts), 1) for e in engines]
                 for _ in range(repeats)
             ]
         results["encrypt_python_tables"] = statistics.median(run[1] for run in runs)
