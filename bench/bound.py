@@ -19,7 +19,8 @@ actually perform, in four kinds:
 * multiplications mod n: the online step of an encryption and ``add_plain`` (one each);
 * whole ``gmpy2.powmod`` calls and inversions, timed directly rather than counted (GMP's own
   exponentiation is faster per multiplication than a Python-level product): the per-row residual
-  powers (14-bit exponent at A, 20-bit at B), the packing shifts (``slot_bits``-bit powers of two),
+  powers (14-bit exponent at A, 20-bit at B, half of them negative; timed as
+  ``matvec.powmod_many`` raises them, on the C kernel's IFMA path where it runs), the packing shifts (``slot_bits``-bit powers of two),
   CRT decryption (two ~1024-bit exponents mod p^2 and q^2 per packed ciphertext), one inversion mod
   n^2 per signed mat-vec column and per dot product.
 
@@ -46,7 +47,7 @@ from gmpy2 import mpz
 
 from bench.nodes import save
 from fedlearn.crypto.keys import generate_keypair
-from fedlearn.crypto.matvec import FixedBaseTable, bucket_window, random_digits
+from fedlearn.crypto.matvec import FixedBaseTable, bucket_window, powmod_many, random_digits
 from fedlearn.crypto.paillier import DJN_TABLE_WINDOW
 from fedlearn.model import epoch_batches, max_batch_rows
 from fedlearn.protocol.steps import SLOPE_FRAC_BITS, gradient_layout
@@ -107,17 +108,21 @@ def time_primitives(bits: int = 2048, count: int = 4000, slot_bits: int = 134) -
         return run
 
     def powers(exponent_bits: int, repeat: int, *, power_of_two: bool = False) -> Any:
-        # Random exponents with the top bit set (beta, v), or exactly 2**bits (packing shifts).
+        # Random exponents with the top bit set and either sign (beta, v: half are negative), or
+        # exactly 2**bits (packing shifts), as the engine raises them (matvec.powmod_many: the
+        # C kernel's IFMA path where it runs, gmpy2.powmod otherwise).
         exponents = [
             1 << exponent_bits
             if power_of_two
-            else (1 << (exponent_bits - 1)) | int(gmpy2.mpz_urandomb(state, exponent_bits - 1))
-            for _ in range(64)
+            else ((1 << (exponent_bits - 1)) | int(gmpy2.mpz_urandomb(state, exponent_bits - 1)))
+            * (-1 if index % 2 else 1)
+            for index in range(64)
         ]
+        values = [values_n2[index & 63] for index in range(repeat)]
+        powers_of = [exponents[index & 63] for index in range(repeat)]
 
         def run() -> None:
-            for index in range(repeat):
-                gmpy2.powmod(values_n2[index & 63], exponents[index & 63], n2)
+            powmod_many(values, powers_of, n2)
 
         return run
 
