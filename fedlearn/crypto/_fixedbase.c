@@ -488,15 +488,15 @@ Table_pow_many(TableObject *self, PyObject *args)
         /* The entries are scattered over tens of MB: ask for the next one while multiplying. */
         prefetch_entry(entries + (size_t)exponent[0] * stride, stride);
         for (int i = 0; i < rows; i++) {
-            uint16_t digit = exponent[i];
+            uint16_t window_digit = exponent[i];
             if (i + 1 < rows) {
                 prefetch_entry(entries + ((size_t)(i + 1) * per_row + exponent[i + 1]) * stride,
                                stride);
             }
-            if (digit == 0) {
+            if (window_digit == 0) {
                 continue;
             }
-            const uint64_t *entry = entries + ((size_t)i * per_row + digit) * stride;
+            const uint64_t *entry = entries + ((size_t)i * per_row + window_digit) * stride;
             if (started) {
                 domain_mul(mod, accumulator, accumulator, entry);
             } else {
