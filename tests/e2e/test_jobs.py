@@ -130,7 +130,7 @@ def _follow_then_interrupt(nodes: Nodes, tmp_path: Path, *flags: str) -> tuple[s
 
 def test_interrupted_follower_detaches_and_job_runs_on(long_nodes: Nodes, tmp_path: Path) -> None:
     job_id, err, code = _follow_then_interrupt(long_nodes, tmp_path)
-    assert code == 130
+    assert code == 130, err
     assert f"fedlearn jobs watch {job_id}" in err and f"fedlearn jobs cancel {job_id}" in err
     assert "Traceback" not in err
     with Client(long_nodes.demo.a_config) as client:
@@ -141,7 +141,7 @@ def test_interrupted_follower_detaches_and_job_runs_on(long_nodes: Nodes, tmp_pa
 
 def test_interrupt_with_cancel_on_interrupt_cancels(long_nodes: Nodes, tmp_path: Path) -> None:
     job_id, err, code = _follow_then_interrupt(long_nodes, tmp_path, "--cancel-on-interrupt")
-    assert code == 130
+    assert code == 130, err
     assert f"job {job_id} cancelled" in err and "Traceback" not in err
     with Client(long_nodes.demo.a_config) as client:
         assert client.job(job_id).state == "cancelled"
