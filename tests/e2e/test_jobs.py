@@ -113,6 +113,9 @@ def _follow_then_interrupt(nodes: Nodes, tmp_path: Path, *flags: str) -> tuple[s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as at a terminal: a test suite started in the background (`make test &` from a
+        # script) has SIGINT ignored, and a child inherits that, so the CLI would never see it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert cli.stderr is not None
     job_id = ""
