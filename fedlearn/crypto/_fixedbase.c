@@ -254,26 +254,6 @@ domain_mul(const Modulus *t, uint64_t *r, const uint64_t *a, const uint64_t *b)
     mont_mul(r, a, b, t->modulus, t->limbs, t->minv);
 }
 
-/* x * R mod m in the modulus's representation (x < m). */
-static void
-domain_from_mpz(const Modulus *t, uint64_t *out, const mpz_t x, const mpz_t m)
-{
-    mpz_t shifted;
-    mpz_init(shifted);
-    mp_size_t words = t->vectors ? 8 * t->vectors : t->limbs;
-    mp_bitcnt_t r_bits = t->vectors ? (mp_bitcnt_t)DIGIT_BITS * words : 64 * (mp_bitcnt_t)words;
-    mpz_mul_2exp(shifted, x, r_bits);
-    mpz_mod(shifted, shifted, m);
-    if (t->vectors) {
-        mp_limb_t limbs[MAX_LIMBS + 1];
-        limbs_from_mpz(limbs, shifted, t->limbs);
-        digits_from_limbs(out, words, limbs, t->limbs);
-    } else {
-        limbs_from_mpz(out, shifted, t->limbs);
-    }
-    mpz_clear(shifted);
-}
-
 /* The residue a / R mod m, fully reduced, as the modulus's limbs. */
 static void
 domain_to_limbs(const Modulus *t, mp_limb_t *out, const uint64_t *a)
@@ -303,6 +283,17 @@ domain_from_limbs(const Modulus *t, uint64_t *out, const mp_limb_t *x)
         memcpy(plain, x, sizeof(mp_limb_t) * t->limbs);
     }
     domain_mul(t, out, plain, t->r_squared);
+}
+
+/* n limbs as 8 n little-endian bytes (whatever the host's byte order). */
+static void
+store_limbs(unsigned char *target, const mp_limb_t *limbs, mp_size_t n)
+{
+    for (mp_size_t j = 0; j < n; j++) {
+        for (int b = 0; b < 8; b++) {
+            target[j * 8 + b] = (unsigned char)(limbs[j] >> (8 * b));
+        }
+    }
 }
 
 static void
@@ -415,10 +406,13 @@ Table_init(TableObject *self, PyObject *args, PyObject *kwds)
     self->window = window;
     /* 1 and the base in the representation (x R mod m). */
     uint64_t one[8 * MAX_VECTORS + MAX_LIMBS], row_base[8 * MAX_VECTORS + MAX_LIMBS];
+    mp_limb_t plain[MAX_LIMBS];
     mpz_mod(x, x, m);
-    domain_from_mpz(mod, row_base, x, m);
+    limbs_from_mpz(plain, x, mod->limbs);
+    domain_from_limbs(mod, row_base, plain);
     mpz_set_ui(x, 1);
-    domain_from_mpz(mod, one, x, m);
+    limbs_from_mpz(plain, x, mod->limbs);
+    domain_from_limbs(mod, one, plain);
     uint64_t *entries = self->entries;
     size_t bytes = sizeof(uint64_t) * stride;
     Py_BEGIN_ALLOW_THREADS
@@ -510,13 +504,7 @@ Table_pow_many(TableObject *self, PyObject *args)
             memset(value, 0, sizeof(mp_limb_t) * n);
             value[0] = 1;
         }
-        unsigned char *target = out + (size_t)k * n * sizeof(mp_limb_t);
-        for (mp_size_t j = 0; j < n; j++) {
-            mp_limb_t limb = value[j];
-            for (int b = 0; b < 8; b++) {
-                target[j * 8 + b] = (unsigned char)(limb >> (8 * b));
-            }
-        }
+        store_limbs(out + (size_t)k * n * sizeof(mp_limb_t), value, n);
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&digits);
@@ -686,12 +674,7 @@ powmod_many(PyObject *module, PyObject *args, PyObject *kwds)
             domain_pow(&mod, acc, domain + i * stride, e);
             domain_to_limbs(&mod, limbs, acc);
         }
-        unsigned char *target = out + (size_t)i * n * sizeof(mp_limb_t);
-        for (mp_size_t j = 0; j < n; j++) {
-            for (int b = 0; b < 8; b++) {
-                target[j * 8 + b] = (unsigned char)(limbs[j] >> (8 * b));
-            }
-        }
+        store_limbs(out + (size_t)i * n * sizeof(mp_limb_t), limbs, n);
     }
     Py_END_ALLOW_THREADS
     if (failure) {

@@ -60,13 +60,35 @@ def _vector_path() -> bool:
     return os.environ.get(NATIVE_ENV, "1") != "mpn"
 
 
+def _ifma_path() -> bool:
+    """Whether the C kernel runs, on its AVX-512 IFMA path (built, the processor has it, and
+    ``FEDLEARN_NATIVE`` allows both)."""
+    return native_kernel() and bool(_native.ifma) and _vector_path()  # type: ignore[union-attr]
+
+
+def _kernel_fits(modulus: mpz) -> bool:
+    """Whether the C kernel takes this modulus: odd, > 1 and at most ``_NATIVE_MAX_BITS``."""
+    return modulus > 1 and gmpy2.is_odd(modulus) and modulus.bit_length() <= _NATIVE_MAX_BITS
+
+
+def _residues(packed: bytes, count: int) -> list[mpz]:
+    """The kernel's output: ``count`` little-endian residues of equal width, as ``mpz``."""
+    if not count:
+        return []
+    size = len(packed) // count
+    return [
+        mpz.from_bytes(packed[start : start + size], "little")
+        for start in range(0, len(packed), size)
+    ]
+
+
 def kernel_description() -> str:
     """Which fixed-base tables new engines use, for ``--version`` and the node's log."""
     if _native is None:
         return "Python (the C kernel is not built: install GMP's headers and reinstall)"
     if not native_kernel():
         return f"Python ({NATIVE_ENV}=0)"
-    if _native.ifma and _vector_path():
+    if _ifma_path():
         return f"C, AVX-512 IFMA (GMP {_native.gmp_version})"
     return f"C (GMP {_native.gmp_version})"
 
@@ -99,15 +121,14 @@ class FixedBaseTable:
         self.exponent_bits = exponent_bits
         self.window = window
         self.rows = -(-exponent_bits // window)
-        fits = self.modulus > 1 and gmpy2.is_odd(self.modulus)
-        fits = fits and self.modulus.bit_length() <= _NATIVE_MAX_BITS
+        fits = _kernel_fits(self.modulus)
         if native and (_native is None or not fits):
             raise ValueError("the C kernel is not built here, or the modulus is even or too large")
         self.table: list[list[mpz]] | None = None
         self._native: Any = None
+        row_base = mpz(base) % self.modulus
         if (native_kernel() if native is None else native) and fits and _native is not None:
             size = (self.modulus.bit_length() + 7) // 8
-            row_base = mpz(base) % self.modulus
             self._native = _native.Table(
                 int(self.modulus).to_bytes(size, "little"),
                 int(row_base).to_bytes(size, "little"),
@@ -115,9 +136,7 @@ class FixedBaseTable:
                 window,
                 vector=_vector_path() if vector is None else vector,
             )
-            self._bytes = 8 * self._native.limbs
             return
-        row_base = mpz(base) % self.modulus
         table: list[list[mpz]] = []
         for _ in range(self.rows):
             row = [ONE, row_base]
@@ -160,11 +179,7 @@ class FixedBaseTable:
         if digits.size and (digits.min() < 0 or digits.max() >= 1 << self.window):
             raise ValueError(f"every digit must be in [0, 2**{self.window})")
         packed = self._native.pow_many(np.ascontiguousarray(digits, dtype=np.uint16).tobytes())
-        size = self._bytes
-        return [
-            mpz.from_bytes(packed[start : start + size], "little")
-            for start in range(0, len(packed), size)
-        ]
+        return _residues(packed, len(digits))
 
 
 #: Exponents of :func:`powmod_many` on the C kernel: below 2**62 in magnitude (int64 lanes).
@@ -187,15 +202,7 @@ def powmod_many(values: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -
     if len(values) != len(exponents):
         raise ValueError(f"{len(values)} values but {len(exponents)} exponents")
     limit = 1 << _POWMOD_MAX_BITS
-    fits = (
-        _native is not None
-        and _native.ifma
-        and native_kernel()
-        and _vector_path()
-        and gmpy2.is_odd(modulus)
-        and modulus.bit_length() <= _NATIVE_MAX_BITS
-        and all(-limit <= k <= limit for k in exponents)
-    )
+    fits = _ifma_path() and _kernel_fits(modulus) and all(-limit <= k <= limit for k in exponents)
     if not fits:
         try:
             return [gmpy2.powmod(v, k, modulus) for v, k in zip(values, exponents, strict=True)]
@@ -212,11 +219,7 @@ def powmod_many(values: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -
         )
     except ValueError as exc:
         raise InvalidPeerData("a ciphertext has no inverse modulo n^2") from exc
-    size = len(packed) // len(values)
-    return [
-        mpz.from_bytes(packed[start : start + size], "little")
-        for start in range(0, len(packed), size)
-    ]
+    return _residues(packed, len(values))
 
 
 def random_digits(count: int, exponent_bits: int, window: int) -> np.ndarray:
